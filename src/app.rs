@@ -1,0 +1,123 @@
+//! The wiring: bind, build the hub, start the tailer and the HTTP server on one task tracker, wait
+//! for the stop signal, then drain in order (stop producing, close subscribers, flush checkpoints).
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::error::StartupError;
+use crate::http::{self, AppState};
+use crate::hub::Hub;
+use crate::shutdown::{Signals, GRACE};
+use crate::tail::Tailer;
+use crate::tokens::TokenStore;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Binds `config.listen` and runs until `signals.stop` fires.
+pub async fn run_bound(config: Config, signals: Signals) -> Result<(), StartupError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartupError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    run(config, listener, signals).await
+}
+
+/// Runs the daemon on an already bound `listener` until `signals.stop` fires, then shuts down
+/// cleanly: subscribers get Close 1001, the tailer writes its checkpoint, and this returns `Ok`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    signals: Signals,
+) -> Result<(), StartupError> {
+    let Signals { stop, mut reload } = signals;
+    let local = listener
+        .local_addr()
+        .map_err(|e| StartupError::Other(e.to_string()))?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(%local, "listening on a non-loopback address: put a TLS reverse proxy in front");
+    }
+    let hub = Arc::new(Hub::new(config.history));
+    let tailer = Tailer::new(&config, hub.clone())?;
+    let auth = Arc::new(Authenticator::load(&config)?);
+    let tokens = Arc::new(TokenStore::new(config.token_ttl));
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let state = AppState {
+        hub: hub.clone(),
+        auth: auth.clone(),
+        tokens: tokens.clone(),
+        health: tailer.health(),
+        config: Arc::new(config.clone()),
+        local_addr: local,
+        shutdown: token.clone(),
+        tracker: tracker.clone(),
+        connections: Arc::new(http::Connections::default()),
+    };
+
+    // (2) the tailer: stops producing when the token is cancelled, then writes its checkpoint.
+    tracker.spawn(tailer.run(token.clone()));
+    // Expired tokens are swept in the background.
+    tracker.spawn(tokens.clone().sweep_until(token.clone()));
+    // (1) the HTTP server stops accepting when the token is cancelled.
+    let server = warp::serve(http::routes(state))
+        .incoming(listener)
+        .graceful(token.clone().cancelled_owned());
+    tracker.spawn(server.run());
+    tracing::info!(%local, "proxytail listening");
+
+    let mut stop = stop;
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(()) = reload.recv() => match auth.reload() {
+                Ok(()) => tracing::info!("reloaded users and keys"),
+                Err(e) => tracing::error!(error = %e, "reload failed; keeping the previous users and keys"),
+            },
+        }
+    }
+    tracing::info!("stopping: closing subscribers and writing the checkpoint");
+    // (3) each WebSocket loop sees the token, sends Close 1001 and returns.
+    token.cancel();
+    tracker.close();
+    if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            tasks = tracker.len(),
+            "tasks still running after the grace period"
+        );
+    }
+    Ok(())
+}
+
+/// Validates the configuration, files and permissions, printing every problem found; true if none.
+pub fn check_config(config: &Config) -> bool {
+    let mut ok = true;
+    if config.access_logs.is_empty() && config.squid_conf.is_none() {
+        println!("error: no access log configured (access-log or squid-conf)");
+        ok = false;
+    }
+    for path in &config.access_logs {
+        match std::fs::File::open(path) {
+            Ok(_) => println!("ok: {} is readable", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!(
+                    "warning: {} does not exist yet; it will be waited for",
+                    path.display()
+                )
+            }
+            Err(e) => {
+                println!("error: {}: {e}", path.display());
+                ok = false;
+            }
+        }
+    }
+    match Authenticator::load(config) {
+        Ok(_) => println!("ok: credentials loaded"),
+        Err(e) => {
+            println!("error: {e}");
+            ok = false;
+        }
+    }
+    ok
+}

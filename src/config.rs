@@ -1,0 +1,281 @@
+//! Settings from flags, `PROXYTAIL_*` environment variables and an optional TOML file, merged into a
+//! validated [`Config`]. A flag beats the environment, which beats the file, which beats the default.
+use crate::error::ConfigError;
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the daemon listens unless told otherwise: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5001";
+/// Where checkpoints live unless told otherwise (systemd's `StateDirectory=proxytail`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/proxytail";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "proxytail",
+    version,
+    about = "Follow a Squid access log and stream it live over a token-gated WebSocket API"
+)]
+pub struct Cli {
+    /// What to do; without a subcommand the daemon runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Daemon settings (also accepted by `check-config` and `demo`).
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Subcommands besides running the daemon.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read a password on stdin (or the terminal, without echo) and print its Argon2id PHC hash.
+    HashPassword,
+    /// Validate the configuration, files and permissions; exit non-zero on any problem.
+    CheckConfig,
+    /// Run on a built-in synthetic log; print the URL and a demo login.
+    Demo,
+}
+
+/// Every daemon setting. Each is optional here so that flags, environment and file can be merged.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// TOML configuration file with the same settings as the flags (kebab-case keys).
+    #[arg(long, env = "PROXYTAIL_CONFIG", global = true)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on. Anything but loopback needs `--allow-non-loopback`.
+    #[arg(long, env = "PROXYTAIL_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Accept a listen address that is not loopback (put a TLS reverse proxy in front).
+    #[arg(long, env = "PROXYTAIL_ALLOW_NON_LOOPBACK", global = true)]
+    pub allow_non_loopback: Option<bool>,
+    /// Access log(s) to follow (repeatable).
+    #[arg(
+        long = "access-log",
+        env = "PROXYTAIL_ACCESS_LOG",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(default)]
+    pub access_log: Vec<PathBuf>,
+    /// Log format: `squid` (native, default).
+    #[arg(long, env = "PROXYTAIL_FORMAT", global = true)]
+    pub format: Option<String>,
+    /// Read `access_log` and `logformat` lines from this squid.conf.
+    #[arg(long, env = "PROXYTAIL_SQUID_CONF", global = true)]
+    pub squid_conf: Option<PathBuf>,
+    /// Users file: one `name:$argon2id$...` line per user, `#` comments.
+    #[arg(long, env = "PROXYTAIL_USERS", global = true)]
+    pub users: Option<PathBuf>,
+    /// File whose content (one trailing newline removed, at least 32 bytes) is the HS256 JWT secret.
+    #[arg(long, env = "PROXYTAIL_JWT_SECRET_FILE", global = true)]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Required `iss` claim of JWTs, when set.
+    #[arg(long, env = "PROXYTAIL_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim of JWTs, when set.
+    #[arg(long, env = "PROXYTAIL_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+    /// Cookie that may carry the JWT instead of the Authorization header.
+    #[arg(long, env = "PROXYTAIL_JWT_COOKIE", global = true)]
+    pub jwt_cookie: Option<String>,
+    /// Lifetime of a WebSocket token in seconds (default 120).
+    #[arg(long, env = "PROXYTAIL_TOKEN_TTL", global = true)]
+    pub token_ttl: Option<u64>,
+    /// Directory for the checkpoint and journal.
+    #[arg(long, env = "PROXYTAIL_STATE_DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// Entries kept for `since`/`backlog` replay (default 10000).
+    #[arg(long, env = "PROXYTAIL_HISTORY", global = true)]
+    pub history: Option<usize>,
+    /// Read the log from its start the first time instead of its end.
+    #[arg(long, env = "PROXYTAIL_FROM_START", num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub from_start: Option<bool>,
+    /// Poll the file instead of using inotify (network file systems).
+    #[arg(long, env = "PROXYTAIL_POLL", num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub poll: Option<bool>,
+    /// Lines longer than this many bytes are skipped and counted (default 65536).
+    #[arg(long, env = "PROXYTAIL_MAX_LINE_BYTES", global = true)]
+    pub max_line_bytes: Option<usize>,
+    /// Extra allowed `Origin` for WebSocket upgrades (repeatable); the daemon's own origin always is.
+    #[arg(
+        long = "allowed-origin",
+        env = "PROXYTAIL_ALLOWED_ORIGIN",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(default)]
+    pub allowed_origin: Vec<String>,
+    /// Maximum concurrent WebSocket subscribers (default 256).
+    #[arg(long, env = "PROXYTAIL_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
+    /// Maximum concurrent WebSocket subscribers from one address (default 32).
+    #[arg(long, env = "PROXYTAIL_MAX_CONNECTIONS_PER_IP", global = true)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Trust `X-Forwarded-For` from loopback peers for throttling (behind a reverse proxy).
+    #[arg(long, env = "PROXYTAIL_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub trust_forwarded_for: Option<bool>,
+}
+
+/// The validated configuration the daemon runs with; passed down as values, never global.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Log files to follow, in order.
+    pub access_logs: Vec<PathBuf>,
+    /// Log format name (`squid`, …).
+    pub format: String,
+    /// squid.conf to discover logs and formats from.
+    pub squid_conf: Option<PathBuf>,
+    /// Users file for Basic authentication.
+    pub users: Option<PathBuf>,
+    /// HS256 secret file for Bearer JWTs.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Required JWT issuer.
+    pub jwt_issuer: Option<String>,
+    /// Required JWT audience.
+    pub jwt_audience: Option<String>,
+    /// Cookie carrying a JWT.
+    pub jwt_cookie: Option<String>,
+    /// WebSocket token lifetime.
+    pub token_ttl: Duration,
+    /// Checkpoint directory.
+    pub state_dir: PathBuf,
+    /// History size (entries).
+    pub history: usize,
+    /// Start at the beginning of a file seen for the first time.
+    pub from_start: bool,
+    /// Use polling instead of inotify.
+    pub poll: bool,
+    /// Longest line taken, in bytes.
+    pub max_line_bytes: usize,
+    /// Allowed WebSocket origins besides the daemon's own.
+    pub allowed_origins: Vec<String>,
+    /// Global WebSocket connection cap.
+    pub max_connections: usize,
+    /// Per-address WebSocket connection cap.
+    pub max_connections_per_ip: usize,
+    /// Trust X-Forwarded-For from loopback peers.
+    pub trust_forwarded_for: bool,
+}
+
+impl Config {
+    /// Parses `args` (argv including the program name) into the command and a validated config.
+    pub fn from_args<I, T>(args: I) -> Result<(Option<Command>, Config), ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args)?;
+        let config = Config::from_settings(cli.settings)?;
+        Ok((cli.command, config))
+    }
+
+    /// Merges `cli` over the TOML file it names (if any) and validates the result.
+    pub fn from_settings(cli: Settings) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file_settings(path)?,
+            None => Settings::default(),
+        };
+        let s = merge(cli, file);
+        let listen = s
+            .listen
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        if !listen.ip().is_loopback() && !s.allow_non_loopback.unwrap_or(false) {
+            return Err(ConfigError::NonLoopback(listen));
+        }
+        let format = s.format.unwrap_or_else(|| "squid".to_owned());
+        let history = s.history.unwrap_or(10_000);
+        if history == 0 {
+            return Err(ConfigError::Invalid {
+                field: "history",
+                why: "must be at least 1".into(),
+            });
+        }
+        let token_ttl = s.token_ttl.unwrap_or(120);
+        if token_ttl == 0 {
+            return Err(ConfigError::Invalid {
+                field: "token-ttl",
+                why: "must be at least 1 second".into(),
+            });
+        }
+        let max_line_bytes = s.max_line_bytes.unwrap_or(64 * 1024);
+        if max_line_bytes < 256 {
+            return Err(ConfigError::Invalid {
+                field: "max-line-bytes",
+                why: "must be at least 256".into(),
+            });
+        }
+        Ok(Config {
+            listen,
+            access_logs: s.access_log,
+            format,
+            squid_conf: s.squid_conf,
+            users: s.users,
+            jwt_secret_file: s.jwt_secret_file,
+            jwt_issuer: s.jwt_issuer,
+            jwt_audience: s.jwt_audience,
+            jwt_cookie: s.jwt_cookie,
+            token_ttl: Duration::from_secs(token_ttl),
+            state_dir: s.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            history,
+            from_start: s.from_start.unwrap_or(false),
+            poll: s.poll.unwrap_or(false),
+            max_line_bytes,
+            allowed_origins: s.allowed_origin,
+            max_connections: s.max_connections.unwrap_or(256),
+            max_connections_per_ip: s.max_connections_per_ip.unwrap_or(32),
+            trust_forwarded_for: s.trust_forwarded_for.unwrap_or(false),
+        })
+    }
+}
+
+fn read_file_settings(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Toml {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Field by field: `a` if set, else `b`.
+fn merge(a: Settings, b: Settings) -> Settings {
+    fn vec_or<T>(a: Vec<T>, b: Vec<T>) -> Vec<T> {
+        if a.is_empty() {
+            b
+        } else {
+            a
+        }
+    }
+    Settings {
+        config: a.config,
+        listen: a.listen.or(b.listen),
+        allow_non_loopback: a.allow_non_loopback.or(b.allow_non_loopback),
+        access_log: vec_or(a.access_log, b.access_log),
+        format: a.format.or(b.format),
+        squid_conf: a.squid_conf.or(b.squid_conf),
+        users: a.users.or(b.users),
+        jwt_secret_file: a.jwt_secret_file.or(b.jwt_secret_file),
+        jwt_issuer: a.jwt_issuer.or(b.jwt_issuer),
+        jwt_audience: a.jwt_audience.or(b.jwt_audience),
+        jwt_cookie: a.jwt_cookie.or(b.jwt_cookie),
+        token_ttl: a.token_ttl.or(b.token_ttl),
+        state_dir: a.state_dir.or(b.state_dir),
+        history: a.history.or(b.history),
+        from_start: a.from_start.or(b.from_start),
+        poll: a.poll.or(b.poll),
+        max_line_bytes: a.max_line_bytes.or(b.max_line_bytes),
+        allowed_origin: vec_or(a.allowed_origin, b.allowed_origin),
+        max_connections: a.max_connections.or(b.max_connections),
+        max_connections_per_ip: a.max_connections_per_ip.or(b.max_connections_per_ip),
+        trust_forwarded_for: a.trust_forwarded_for.or(b.trust_forwarded_for),
+    }
+}

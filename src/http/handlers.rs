@@ -1,0 +1,1 @@
+//! Thin handlers: typed inputs in, one call into the domain, a reply out.

@@ -1,0 +1,1 @@
+//! The per-socket WebSocket loop.

@@ -1,0 +1,61 @@
+//! The `proxytail` binary: parse the command line, start tracing, run, map the result to an exit code.
+use proxytail::config::{Command, Config};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PROXYTAIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut source = e.source();
+            while let Some(s) = source {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                source = s.source();
+            }
+            eprintln!("proxytail: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (command, config) = match Config::from_args(std::env::args_os()) {
+        Ok(v) => v,
+        // clap prints help, version and usage errors itself, with the right exit code.
+        Err(proxytail::error::ConfigError::Cli(e)) => e.exit(),
+        Err(e) => return Err(e.into()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match command {
+        None => runtime.block_on(async {
+            let signals = proxytail::shutdown::on_signals()?;
+            proxytail::app::run_bound(config, signals).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Some(Command::Demo) => runtime.block_on(async {
+            let signals = proxytail::shutdown::on_signals()?;
+            proxytail::demo::run(config, signals).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Some(Command::HashPassword) => {
+            let hash = proxytail::auth::hash_password_from_stdin()?;
+            println!("{hash}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::CheckConfig) => Ok(if proxytail::app::check_config(&config) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }),
+    }
+}
