@@ -1,7 +1,9 @@
 //! The HTTP side: warp filters, thin handlers, the WebSocket loop and one rejection mapper.
-pub mod handlers;
+pub mod health;
 pub mod reject;
 pub mod routes;
+pub mod token;
+pub mod web;
 pub mod ws;
 
 use crate::auth::Authenticator;

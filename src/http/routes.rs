@@ -1,14 +1,18 @@
-//! warp filters, one function per endpoint.
-use super::AppState;
+//! Every route of the daemon: one module per endpoint, each exposing `route(state)`.
+use super::{health, reject, token, web, ws, AppState};
 use warp::filters::BoxedFilter;
-use warp::{Filter, Reply};
+use warp::Filter;
 
-/// Every route of the daemon, with rejections mapped by [`super::reject::recover`].
+/// All endpoints, with leftover rejections mapped by [`reject::recover`].
 pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
-    let _ = state;
-    warp::any()
-        .map(|| {
-            warp::reply::with_status("not found", warp::http::StatusCode::NOT_FOUND).into_response()
-        })
+    token::route(state.clone())
+        .or(ws::route(state.clone()))
+        .unify()
+        .or(health::route(state.clone()))
+        .unify()
+        .or(web::route(state))
+        .unify()
+        .recover(reject::recover)
+        .unify()
         .boxed()
 }

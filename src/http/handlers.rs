@@ -1,1 +1,0 @@
-//! Thin handlers: typed inputs in, one call into the domain, a reply out.
