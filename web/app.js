@@ -92,7 +92,7 @@ function showDashboard() {
   $("user-box").hidden = false;
   $("user-name").textContent = signedInAs;
   table.rebuild();
-  $("entries").focus();
+  $("entries").focus({ preventScroll: true });
 }
 
 async function signIn(user, pass, remember) {

@@ -5,7 +5,7 @@ import { statusClass, formatBytes, formatElapsed } from "./entry.js";
 
 export class Table {
   /**
-   * @param {HTMLTableSectionElement} tbody where rows go
+   * @param {HTMLElement} tbody where rows go
    * @param {HTMLElement} scroller the element that scrolls (follow-tail keeps it at the bottom)
    * @param {{maxRows?: number, source: () => object[], onOpen: (e: object, row: HTMLElement) => void}} opts
    */
@@ -31,7 +31,7 @@ export class Table {
     this.shownUpTo = 0;
     this.template = this.#template();
     tbody.addEventListener("click", (ev) => {
-      const row = ev.target.closest("tr");
+      const row = ev.target.closest(".row");
       if (row && row.entry) this.onOpen(row.entry, row);
     });
     tbody.addEventListener("keydown", (ev) => this.#key(ev));
@@ -44,10 +44,12 @@ export class Table {
   }
 
   #template() {
-    const tr = document.createElement("tr");
+    const tr = document.createElement("div");
+    tr.setAttribute("role", "row");
     tr.tabIndex = -1;
     for (const name of ["id", "time", "client", "method", "dest", "status", "bytes", "elapsed"]) {
-      const td = document.createElement("td");
+      const td = document.createElement("span");
+      td.setAttribute("role", "cell");
       td.className = `c-${name}`;
       tr.appendChild(td);
     }
@@ -59,7 +61,7 @@ export class Table {
     tr.entry = e;
     tr.dataset.id = e.id;
     const klass = statusClass(e);
-    tr.className = `st-${klass}`;
+    tr.className = e.id % 2 ? `row st-${klass} odd` : `row st-${klass}`;
     const c = tr.children;
     c[0].textContent = e.id;
     const ts = typeof e.timestamp === "string" ? e.timestamp : "";
@@ -144,7 +146,7 @@ export class Table {
   }
 
   #key(ev) {
-    const row = ev.target.closest("tr");
+    const row = ev.target.closest(".row");
     if (!row) return;
     let next = null;
     switch (ev.key) {
