@@ -278,11 +278,11 @@ function fillTop(ol, items) {
 function updateFigures() {
   $("rate").textContent = fmt.format(stats.currentRate());
   $("total").textContent = fmt.format(stats.total);
-  $("shown").textContent = fmt.format($("rows").childElementCount);
+  $("shown").textContent = fmt.format(table.count());
   $("last-id").textContent = stream.lastId ? String(stream.lastId) : "—";
   $("missed").textContent = fmt.format(stats.missed);
   $("missed").classList.toggle("bad", stats.missed > 0);
-  $("empty").hidden = $("rows").childElementCount > 0;
+  $("empty").hidden = table.count() > 0;
   const note = $("paused-note");
   if (table.paused) note.textContent = `Paused — ${fmt.format(stats.total - pausedAtTotal)} new`;
   if ($("state").dataset.state === "waiting") $("state").textContent = stateText("waiting", waitingWhy);

@@ -1,20 +1,27 @@
-// view.js — the live table: a bounded number of rows in the DOM, new entries rendered in batches
-// once per animation frame, newest-first or follow-tail, rebuilt from the kept entries when the
-// filters, the order or the pause state change. Keyboard: arrows move between rows, Enter opens.
+// view.js — the live table. It holds at most `maxRows` entries (the newest that pass the filters)
+// and puts only the rows in view (plus a margin) into the DOM, positioned absolutely, so the page
+// does the same small amount of layout and paint whatever the arrival rate. New entries are
+// added once per animation frame; newest-first keeps a reader's place when they scrolled down,
+// follow-tail sticks to the bottom. Keyboard: arrows, Page Up/Down, Home/End move, Enter opens.
 import { statusClass, formatBytes, formatElapsed } from "./entry.js";
+
+/** Height of one row in CSS pixels (style.css gives `.body .row` the same height). */
+export const ROW_PX = 28;
+/** Rows rendered above and below the visible ones. */
+const OVERSCAN = 8;
 
 export class Table {
   /**
-   * @param {HTMLElement} tbody where rows go
-   * @param {HTMLElement} scroller the element that scrolls (follow-tail keeps it at the bottom)
+   * @param {HTMLElement} body the row container (`role=rowgroup`), sized to all rows
+   * @param {HTMLElement} scroller the element that scrolls
    * @param {{maxRows?: number, source: () => object[], onOpen: (e: object, row: HTMLElement) => void}} opts
    */
-  constructor(tbody, scroller, { maxRows = 500, source, onOpen }) {
-    this.tbody = tbody;
+  constructor(body, scroller, { maxRows = 500, source, onOpen }) {
+    this.body = body;
     this.scroller = scroller;
-    /** Bound on rows in the DOM, whatever the arrival rate. */
+    /** Bound on the entries the table holds, whatever the arrival rate. */
     this.maxRows = maxRows;
-    /** The kept entries, oldest first (owned by the app). */
+    /** The app's kept entries, oldest first (for rebuilding after a filter change). */
     this.source = source;
     this.onOpen = onOpen;
     /** Predicate of the filters, or null for "everything". */
@@ -22,25 +29,31 @@ export class Table {
     /** "newest" (newest row on top) or "tail" (oldest on top, scrolled to the bottom). */
     this.order = "newest";
     this.paused = false;
+    /** The entries the table holds, oldest first, at most `maxRows`. */
+    this.items = [];
     /** Entries arrived since the last frame, oldest first. */
     this.pending = [];
-    /** Rebuild everything at the next frame instead of adding `pending`. */
+    /** Rebuild `items` from `source` at the next frame instead of adding `pending`. */
     this.dirty = true;
     this.frame = 0;
-    /** Highest id on screen (the paused view ends there). */
+    /** Highest id in `items` (the paused view ends there). */
     this.shownUpTo = 0;
+    /** Rendered row elements by entry id. */
+    this.rendered = new Map();
     this.template = this.#template();
-    tbody.addEventListener("click", (ev) => {
+    body.addEventListener("click", (ev) => {
       const row = ev.target.closest(".row");
       if (row && row.entry) this.onOpen(row.entry, row);
     });
-    tbody.addEventListener("keydown", (ev) => this.#key(ev));
+    body.addEventListener("keydown", (ev) => this.#key(ev));
     scroller.addEventListener("keydown", (ev) => {
       if (ev.target === scroller && (ev.key === "ArrowDown" || ev.key === "Enter")) {
-        const first = this.tbody.firstElementChild;
-        if (first) { ev.preventDefault(); first.focus(); }
+        ev.preventDefault();
+        this.focusIndex(this.#firstVisibleIndex());
       }
     });
+    scroller.addEventListener("scroll", () => this.#schedule(), { passive: true });
+    addEventListener("resize", () => this.#schedule());
   }
 
   #template() {
@@ -71,7 +84,7 @@ export class Table {
     c[3].textContent = e.method ?? "—";
     c[4].textContent = e.destination ?? "—";
     c[4].title = e.destination ?? "";
-    c[5].textContent = klass === "denied" ? `${e.status ?? ""} DENIED` : (e.status ?? "—");
+    c[5].textContent = klass === "denied" ? `${e.status ?? ""} · ${e.result}` : (e.status ?? "—");
     c[6].textContent = formatBytes(e.bytes);
     if (typeof e.bytes === "number") c[6].title = `${e.bytes} bytes`;
     c[7].textContent = formatElapsed(e.elapsed_ms);
@@ -87,82 +100,146 @@ export class Table {
   }
 
   setFilter(filter) { this.filter = filter; this.rebuild(); }
-  setOrder(order) { this.order = order; this.rebuild(); }
+  setOrder(order) { this.order = order; this.scroller.scrollTop = 0; this.rebuild(); }
   setPaused(paused) { this.paused = paused; if (!paused) this.rebuild(); }
 
-  /** Redraws from the kept entries at the next frame. */
+  /** Refills from the kept entries at the next frame. */
   rebuild() {
     this.dirty = true;
     this.pending = [];
     this.#schedule();
   }
 
+  /** Entries the table holds now (the "shown" figure). */
+  count() { return this.items.length; }
+
   #schedule() {
     if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.render(); });
   }
 
-  /** The rows that would be drawn: the newest `maxRows` kept entries that pass the filter. */
-  visible() {
+  /** The newest `maxRows` kept entries that pass the filter, oldest first. */
+  #select() {
     const all = this.source();
     const out = [];
+    // A paused view keeps showing what it showed, whatever arrived since.
+    const limit = this.paused && this.shownUpTo ? this.shownUpTo : Infinity;
     for (let i = all.length - 1; i >= 0 && out.length < this.maxRows; i--) {
-      if (!this.filter || this.filter(all[i])) out.push(all[i]);
+      if (all[i].id <= limit && (!this.filter || this.filter(all[i]))) out.push(all[i]);
     }
     return out.reverse();
   }
 
-  /** Draws what changed since the last frame (called from requestAnimationFrame). */
+  /** The entry at display position `i` (0 = top). */
+  #at(i) {
+    return this.order === "newest" ? this.items[this.items.length - 1 - i] : this.items[i];
+  }
+
+  #firstVisibleIndex() {
+    return Math.max(0, Math.floor((this.scroller.scrollTop) / ROW_PX));
+  }
+
+  /** Takes in what arrived (unless paused), keeps the reader's place, draws the rows in view. */
   render() {
-    if (this.paused && !this.dirty) return;
-    const atBottom = this.scroller.scrollTop + this.scroller.clientHeight >= this.scroller.scrollHeight - 4;
-    let add;
+    const s = this.scroller;
+    const wasAtBottom = s.scrollTop + s.clientHeight >= s.scrollHeight - 4;
     if (this.dirty) {
-      this.tbody.textContent = "";
-      add = this.visible();
+      this.items = this.#select();
       this.dirty = false;
-    } else {
-      add = this.filter ? this.pending.filter(this.filter) : this.pending;
-      if (add.length > this.maxRows) add = add.slice(add.length - this.maxRows);
+      this.pending = [];
+    } else if (!this.paused && this.pending.length) {
+      const add = this.filter ? this.pending.filter(this.filter) : this.pending;
+      this.pending = [];
+      const before = this.items.length;
+      this.items.push(...(add.length > this.maxRows ? add.slice(add.length - this.maxRows) : add));
+      const removed = Math.max(0, this.items.length - this.maxRows);
+      if (removed) this.items.splice(0, removed);
+      const added = this.items.length - before + removed;
+      // Keep what the reader is looking at in place: rows are added above it (newest first)
+      // or removed above it (follow tail, unless stuck to the bottom).
+      if (this.order === "newest" && s.scrollTop > 0 && added) s.scrollTop += added * ROW_PX;
+      if (this.order === "tail" && !wasAtBottom && removed) s.scrollTop -= removed * ROW_PX;
     }
-    this.pending = [];
-    if (add.length) {
-      const frag = document.createDocumentFragment();
-      if (this.order === "newest") {
-        for (let i = add.length - 1; i >= 0; i--) frag.appendChild(this.#row(add[i]));
-        this.tbody.prepend(frag);
-      } else {
-        for (const e of add) frag.appendChild(this.#row(e));
-        this.tbody.append(frag);
+    const n = this.items.length;
+    if (!this.paused) this.shownUpTo = n ? this.items[n - 1].id : this.shownUpTo;
+    this.body.style.height = `${n * ROW_PX}px`;
+    this.body.parentElement.setAttribute("aria-rowcount", String(n + 1));
+    if (this.order === "tail" && wasAtBottom) s.scrollTop = s.scrollHeight;
+    this.#paint();
+  }
+
+  /** Puts the rows in view into the DOM, reusing the ones already there. */
+  #paint(keep = -1) {
+    const s = this.scroller;
+    const n = this.items.length;
+    const top = Math.max(0, s.scrollTop - this.body.offsetTop);
+    const first = Math.max(0, Math.floor(top / ROW_PX) - OVERSCAN);
+    const last = Math.min(n - 1, Math.ceil((top + s.clientHeight) / ROW_PX) + OVERSCAN);
+    const focusedId = document.activeElement?.parentElement === this.body
+      ? Number(document.activeElement.dataset.id) : NaN;
+    const next = new Map();
+    const place = (i) => {
+      const e = this.#at(i);
+      if (!e || next.has(e.id)) return;
+      let row = this.rendered.get(e.id);
+      if (!row) { row = this.#row(e); this.body.appendChild(row); }
+      row.style.transform = `translateY(${i * ROW_PX}px)`;
+      row.dataset.idx = i;
+      row.setAttribute("aria-rowindex", String(i + 2));
+      next.set(e.id, row);
+    };
+    for (let i = first; i <= last; i++) place(i);
+    if (keep >= 0 && keep < n) place(keep);
+    for (const [id, row] of this.rendered) {
+      if (next.has(id)) continue;
+      // The focused row stays (off screen) while it is still held, so focus is not lost.
+      if (id === focusedId && this.items.some((e) => e.id === id)) {
+        const i = this.order === "newest"
+          ? n - 1 - this.items.findIndex((e) => e.id === id)
+          : this.items.findIndex((e) => e.id === id);
+        row.style.transform = `translateY(${i * ROW_PX}px)`;
+        row.dataset.idx = i;
+        next.set(id, row);
+        continue;
       }
-      this.shownUpTo = Math.max(this.shownUpTo, add[add.length - 1].id);
+      row.remove();
     }
-    const extra = this.tbody.childElementCount - this.maxRows;
-    for (let i = 0; i < extra; i++) {
-      (this.order === "newest" ? this.tbody.lastElementChild : this.tbody.firstElementChild).remove();
-    }
-    if (this.order === "tail" && (atBottom || add.length === this.tbody.childElementCount)) {
-      this.scroller.scrollTop = this.scroller.scrollHeight;
-    }
+    this.rendered = next;
+  }
+
+  /** Scrolls display position `i` into view and focuses its row. */
+  focusIndex(i) {
+    const n = this.items.length;
+    if (!n) return;
+    i = Math.max(0, Math.min(n - 1, i));
+    const s = this.scroller;
+    const head = this.body.offsetTop;
+    const y = i * ROW_PX;
+    if (y < s.scrollTop) s.scrollTop = y;
+    else if (y + ROW_PX + head > s.scrollTop + s.clientHeight) s.scrollTop = y + ROW_PX + head - s.clientHeight;
+    this.#paint(i);
+    const e = this.#at(i);
+    this.rendered.get(e.id)?.focus({ preventScroll: true });
   }
 
   #key(ev) {
     const row = ev.target.closest(".row");
     if (!row) return;
-    let next = null;
+    const i = Number(row.dataset.idx);
+    const page = Math.max(1, Math.floor(this.scroller.clientHeight / ROW_PX) - 2);
     switch (ev.key) {
       case "Enter":
       case " ":
         ev.preventDefault();
         if (row.entry) this.onOpen(row.entry, row);
         return;
-      case "ArrowDown": next = row.nextElementSibling; break;
-      case "ArrowUp": next = row.previousElementSibling; break;
-      case "Home": next = this.tbody.firstElementChild; break;
-      case "End": next = this.tbody.lastElementChild; break;
+      case "ArrowDown": ev.preventDefault(); this.focusIndex(i + 1); return;
+      case "ArrowUp": ev.preventDefault(); this.focusIndex(i - 1); return;
+      case "PageDown": ev.preventDefault(); this.focusIndex(i + page); return;
+      case "PageUp": ev.preventDefault(); this.focusIndex(i - page); return;
+      case "Home": ev.preventDefault(); this.focusIndex(0); return;
+      case "End": ev.preventDefault(); this.focusIndex(this.items.length - 1); return;
       case "Escape": ev.preventDefault(); this.scroller.focus(); return;
-      default: return;
+      default:
     }
-    ev.preventDefault();
-    next?.focus();
   }
 }
