@@ -749,9 +749,17 @@ fn hand_matchable(items: &[Item]) -> bool {
     })
 }
 
+/// The regex for a definition the hand matcher cannot do. Fields that may hold spaces are lazy
+/// except the last of them, which is greedy: in `%[ui %[un [%tl]` the ident (rarely spaced)
+/// stays short and the user name takes the rest, and in `… %[un %Sh/%<a %mt` the user name
+/// takes everything up to the last two fields.
 fn build_regex(items: &[Item]) -> Result<regex::bytes::Regex, FormatError> {
+    let spaceful =
+        |it: &Item| matches!(it, Item::Field(f) if matches!(f.class, Class::Any | Class::Mime));
+    let last_spaceful = items.iter().rposition(spaceful);
     let mut p = String::from("^");
-    for it in items {
+    for (idx, it) in items.iter().enumerate() {
+        let lazy = spaceful(it) && Some(idx) != last_spaceful;
         match it {
             Item::Lit(l) => {
                 for &c in l {
@@ -768,8 +776,10 @@ fn build_regex(items: &[Item]) -> Result<regex::bytes::Regex, FormatError> {
                     Class::Tag => "([A-Za-z0-9_]+|-)".to_owned(),
                     Class::Token => " *([^ ]+)".to_owned(),
                     Class::Quoted => "((?:[^\"\\\\]|\\\\.)*)".to_owned(),
+                    Class::Mime if lazy => "([^\\[\\]]*?)".to_owned(),
                     Class::Mime => "([^\\[\\]]*)".to_owned(),
                     Class::Fixed(n) => format!("(.{{{n}}}|-)"),
+                    Class::Any if lazy => "(.*?)".to_owned(),
                     Class::Any => "(.*)".to_owned(),
                 };
                 p.push_str(&v);

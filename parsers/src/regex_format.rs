@@ -17,7 +17,7 @@
 //! and HAProxy's `option httplog` line (after the syslog prefix):
 //!
 //! ```text
-//! (?P<client_ip>[0-9a-fA-F.:]+):\d+ \[(?P<time>[^\]]+)\] (?P<frontend>\S+) (?P<backend>[^/ ]+)/(?P<peer>\S+) \d+/\d+/\d+/\d+/(?P<elapsed_ms>\d+) (?P<code>\d{3}) (?P<bytes>\d+) .* "(?P<method>\S+) (?P<destination>\S+)
+//! (?P<client_ip>[0-9a-fA-F.:]+):\d+ \[(?P<time>[^\]]+)\] (?P<frontend>\S+) (?P<backend>[^/ ]+)/(?P<peer>\S+) -?\d+/-?\d+/-?\d+/-?\d+/(?P<elapsed_ms>\d+) (?P<code>\d{3}) (?P<bytes>\d+) .* "(?P<method>\S+) (?P<destination>\S+)
 //! ```
 use crate::decode::opt_text;
 use crate::scan;
