@@ -150,6 +150,9 @@ struct OpenFile {
     discarding: bool,
     /// Last time this (rotated-away) file grew; it is closed `drain_grace` after.
     last_growth: Instant,
+    /// Creation time (statx btime) where the file system reports it: a generation created after
+    /// this file and rotated away before we looked is found by it (two rotations in one batch).
+    born: Option<std::time::SystemTime>,
 }
 
 impl OpenFile {
@@ -157,6 +160,7 @@ impl OpenFile {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         let mut f = OpenFile {
+            born: meta.created().ok(),
             id: FileId::of(&meta),
             file,
             fp: Vec::new(),
@@ -567,7 +571,9 @@ impl Follower {
             self.stats.rotations += 1;
             if let Some(mut old) = self.current.take() {
                 old.last_growth = now;
+                let born = old.born;
                 self.draining.push_back(old);
+                self.find_skipped_generations(born, path_meta.as_ref().ok(), now);
             }
             if path_meta.is_ok() {
                 match OpenFile::open(&self.path, 0, now) {
@@ -606,6 +612,52 @@ impl Follower {
                 }
             }
             Err(e) => self.state = FollowState::Error(format!("{}: {e}", self.path.display())),
+        }
+    }
+}
+
+impl Follower {
+    /// After a rotation: generations created after the file we had open and already rotated away
+    /// (`access.log` → `.1` twice between two looks) are opened from 0, oldest first, so their lines
+    /// are not lost. Only numbered siblings (`access.log.1`, `access.log.20250101`) qualify, and
+    /// only where the file system reports creation times.
+    fn find_skipped_generations(
+        &mut self,
+        born: Option<std::time::SystemTime>,
+        path_meta: Option<&Metadata>,
+        now: Instant,
+    ) {
+        let Some(born) = born else {
+            return;
+        };
+        let mut known: Vec<FileId> = self.draining.iter().map(|f| f.id).collect();
+        known.extend(path_meta.map(FileId::of));
+        let mut missed: Vec<(std::time::SystemTime, PathBuf)> = rotated_siblings(&self.path)
+            .into_iter()
+            .filter(|p| {
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+            })
+            .filter_map(|p| {
+                let m = std::fs::metadata(&p).ok()?;
+                if known.contains(&FileId::of(&m)) {
+                    return None;
+                }
+                let b = m.created().ok()?;
+                (b > born).then_some((b, p))
+            })
+            .collect();
+        missed.sort();
+        for (_, p) in missed {
+            match OpenFile::open(&p, 0, now) {
+                Ok(f) => {
+                    tracing::info!(path = %p.display(), "reading a generation rotated away before it was seen");
+                    self.stats.rotations += 1;
+                    self.draining.push_back(f);
+                }
+                Err(e) => tracing::warn!(path = %p.display(), error = %e, "cannot open a skipped generation"),
+            }
         }
     }
 }
