@@ -6,10 +6,12 @@
 //! (field order, `null` for absent values) is the one CONTRACT.md section 3 fixes.
 #![deny(missing_docs)]
 
+mod decode;
 mod entry;
 mod error;
+mod scan;
 mod squid;
 
 pub use entry::{status_text, Entry, Timestamp};
-pub use error::{ParseError, ParseErrorKind};
-pub use squid::parse_native;
+pub use error::{ConfError, FormatError, ParseError, ParseErrorKind};
+pub use squid::{glued_record, parse_native, SQUID5_RECORD_LIMIT};
