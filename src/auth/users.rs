@@ -275,13 +275,22 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// Checks that `phc` is an Argon2 PHC string with a salt, an output and parameters within the limits;
 /// returns its parameters. Error messages never repeat the hash.
 pub fn check_hash(phc: &str) -> Result<HashParams, String> {
-    let hash = PasswordHash::new(phc).map_err(|e| format!("not a PHC hash string ({e})"))?;
-    let algorithm = Algorithm::try_from(hash.algorithm).map_err(|_| {
-        format!(
-            "hash algorithm {} is not Argon2 (argon2id, argon2i or argon2d); plaintext and other schemes are refused",
-            hash.algorithm
-        )
-    })?;
+    let Some(rest) = phc.strip_prefix('$') else {
+        return Err(
+            "not an Argon2 PHC string (`$argon2id$v=19$...`); plaintext passwords are refused"
+                .into(),
+        );
+    };
+    let scheme = rest.split('$').next().unwrap_or_default();
+    if !matches!(scheme, "argon2id" | "argon2i" | "argon2d") {
+        return Err(
+            "hash scheme is not Argon2 (argon2id, argon2i or argon2d); other schemes are refused"
+                .into(),
+        );
+    }
+    let hash = PasswordHash::new(phc).map_err(|e| format!("not a valid PHC hash string ({e})"))?;
+    let algorithm =
+        Algorithm::try_from(hash.algorithm).map_err(|_| "hash scheme is not Argon2".to_owned())?;
     let version = match hash.version {
         Some(v) => Version::try_from(v).map_err(|_| format!("unknown Argon2 version {v}"))?,
         None => Version::default(),
