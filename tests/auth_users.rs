@@ -167,3 +167,46 @@ async fn hash_password_output_is_an_accepted_argon2id_phc_string() {
     assert!(login(&auth, "alice", "s3cret pass").await.is_ok());
     assert!(login(&auth, "alice", "s3cret pasS").await.is_err());
 }
+
+#[tokio::test]
+async fn hash_password_command_reads_one_line_of_stdin() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proxytail"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped pass word\r\nsecond line ignored\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let hash = stdout.trim_end();
+    assert!(hash.starts_with("$argon2id$"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "only the hash on stdout");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users");
+    std::fs::write(&path, format!("alice:{hash}\n")).unwrap();
+    let auth = load(&path).unwrap();
+    assert!(login(&auth, "alice", "piped pass word").await.is_ok());
+
+    // An empty password is refused with a non-zero exit.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proxytail"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+}
