@@ -301,6 +301,13 @@ pub async fn read_ids(ws: &mut Client, n: usize) -> Vec<u64> {
 
 /// The `id` field of an entry's JSON text.
 pub fn entry_id(text: &str) -> u64 {
+    // Fast path for the daemon's own serialization (`id` is always the first key).
+    if let Some(rest) = text.strip_prefix("{\"id\":") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(id) = rest[..digits].parse() {
+            return id;
+        }
+    }
     let v: serde_json::Value =
         serde_json::from_str(text).unwrap_or_else(|e| panic!("entry is JSON ({e}): {text}"));
     v["id"]
