@@ -54,8 +54,10 @@ fi
 step "cargo build"
 cargo build --workspace --all-targets
 step "cargo test"
+set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee target/cargo-test.log
 cargo_status=${PIPESTATUS[0]}
+set -e
 
 # --- Debian package ----------------------------------------------------------------------------------
 deb_status=0
