@@ -142,6 +142,17 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.waitForFunction((want) => document.getElementById("last-id").textContent === String(want), id, { timeout });
   }
 
+  /** Waits (bounded) until the rows in the DOM are exactly `ids`, top to bottom. */
+  async function rowsAre(ids) {
+    await page.waitForFunction((want) => {
+      const got = [...document.querySelectorAll("#rows .row")]
+        .sort((a, b) => Number(a.dataset.idx) - Number(b.dataset.idx)).map((r) => Number(r.dataset.id));
+      return JSON.stringify(got) === JSON.stringify(want);
+    }, ids, { timeout: WAIT }).catch(async (e) => {
+      assert.deepEqual(await rowIds(), ids, e.message);
+    });
+  }
+
   /** Ids of the rows in the DOM, top to bottom. */
   async function rowIds() {
     return page.$$eval("#rows .row", (rows) =>
@@ -233,27 +244,23 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
   it("filters what is shown without reconnecting", async () => {
     const connects = Array.from({ length: 16 }, (_, i) => 16 - i).filter(isConnect);
     await page.selectOption("#f-method", "CONNECT");
-    await page.waitForFunction((n) => document.querySelectorAll("#rows .row").length === n, connects.length, { timeout: WAIT });
-    assert.deepEqual(await rowIds(), connects);
+    await rowsAre(connects);
     await page.selectOption("#f-method", "");
     await page.selectOption("#f-class", "denied");
     const denied = Array.from({ length: 16 }, (_, i) => 16 - i).filter(isDenied);
-    await page.waitForFunction((n) => document.querySelectorAll("#rows .row").length === n, denied.length, { timeout: WAIT });
-    assert.deepEqual(await rowIds(), denied);
+    await rowsAre(denied);
     await page.selectOption("#f-class", "");
     await page.fill("#f-dest", "intranet.local");
     await page.fill("#f-client", "10.0.0.");
     const both = Array.from({ length: 16 }, (_, i) => 16 - i).filter((n) => [2, 6].includes(n % 8) && [2, 4].includes(n % 5));
-    await page.waitForFunction((n) => document.querySelectorAll("#rows .row").length === n, both.length, { timeout: WAIT });
-    assert.deepEqual(await rowIds(), both);
+    await rowsAre(both);
     await page.fill("#f-dest", "");
     await page.fill("#f-client", "");
     await page.fill("#f-text", "api.github");
     const text = Array.from({ length: 16 }, (_, i) => 16 - i).filter((n) => n % 8 === 3);
-    await page.waitForFunction((n) => document.querySelectorAll("#rows .row").length === n, text.length, { timeout: WAIT });
-    assert.deepEqual(await rowIds(), text);
+    await rowsAre(text);
     await page.fill("#f-text", "");
-    await page.waitForFunction(() => document.querySelectorAll("#rows .row").length === 16, null, { timeout: WAIT });
+    await rowsAre(Array.from({ length: 16 }, (_, i) => 16 - i));
     assert.equal(await page.textContent('#state[data-state="live"]'), "Live", "no reconnection happened");
   });
 
