@@ -330,7 +330,16 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
   });
 
   it("renders the dashboard for the README and fits a phone", async () => {
-    await page.waitForFunction(() => document.querySelectorAll("#top-dest li:not(.none)").length >= 5, null, { timeout: WAIT });
+    // Traffic over a few seconds, so the rate chart has a shape: each burst waits for the chart's
+    // next once-a-second redraw (an event of the page, not a sleep).
+    for (const burst of [40, 90, 60, 140, 110, 70, 160, 120]) {
+      const drawn = await page.getAttribute("#chart", "data-drawn");
+      append(burst);
+      await page.waitForFunction((d) => document.getElementById("chart").dataset.drawn !== d, drawn, { timeout: WAIT });
+    }
+    await lastIdIs(written);
+    // The top lists are refreshed once a second too: wait until they count the bursts.
+    await page.waitForFunction(() => Number(document.querySelector("#top-dest li .count")?.textContent.replace(/\D/g, "")) >= 200, null, { timeout: WAIT });
     fs.mkdirSync(path.join(ROOT, "docs"), { recursive: true });
     await page.screenshot({ path: path.join(ROOT, "docs/dashboard.png") });
     await page.setViewportSize({ width: 390, height: 844 });
