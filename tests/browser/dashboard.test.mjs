@@ -355,11 +355,31 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     assert.equal(await page.evaluate(() => sessionStorage.length), 0, "nothing kept in storage");
   });
 
+  it("shows the Retry-After when sign-ins are throttled", async () => {
+    // The daemon locks an address out after repeated failures (429 with Retry-After). This runs
+    // last: from here on 127.0.0.1 is locked out of this daemon.
+    let message = "";
+    for (let attempt = 1; attempt <= 30 && !message.includes("Too many"); attempt++) {
+      await page.fill("#login-user", USER);
+      await page.fill("#login-pass", `wrong ${attempt}`);
+      await page.click("#login-submit");
+      await page.waitForFunction(() => {
+        const b = document.getElementById("login-submit");
+        return !b.disabled && document.getElementById("login-error").textContent !== "";
+      }, null, { timeout: WAIT });
+      message = await page.textContent("#login-error");
+      assert.match(message, /Wrong user name or password|Too many failed sign-ins/);
+      await page.evaluate(() => { document.getElementById("login-error").textContent = ""; });
+    }
+    assert.match(message, /Too many failed sign-ins from this address\. Try again in \d+ s\./);
+    assert.equal(await page.isVisible("#dashboard"), false);
+  });
+
   it("met no CSP violation, page error or unexpected console error", async () => {
     assert.deepEqual(await page.evaluate(() => window.__csp), []);
     assert.deepEqual(pageErrors, []);
-    // The browser itself logs the failed resource of the wrong-password attempt (401).
-    const unexpected = consoleErrors.filter((t) => !/status of 401/.test(t));
+    // The browser itself logs the failed resource of each wrong-password attempt (401, 429).
+    const unexpected = consoleErrors.filter((t) => !/status of (401|429)/.test(t));
     assert.deepEqual(unexpected, []);
   });
 });
