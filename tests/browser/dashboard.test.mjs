@@ -129,6 +129,11 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
   let written = 0;
   const pageErrors = [];
   const consoleErrors = [];
+  /** URLs of the WebSockets the page opened, in order. */
+  const sockets = [];
+  /** The page's `ping` messages and the daemon's `pong` answer. */
+  const pings = { sent: 0 };
+  pings.pong = new Promise((resolve) => { pings.answered = resolve; });
 
   /** Appends lines numbered written+1 … written+count to the log. */
   function append(count) {
@@ -179,6 +184,11 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     });
     page = context.pages()[0] ?? await context.newPage();
     page.on("pageerror", (e) => pageErrors.push(e.message));
+    page.on("websocket", (ws) => {
+      sockets.push(ws.url());
+      ws.on("framesent", (f) => { if (f.payload === "ping") pings.sent++; });
+      ws.on("framereceived", (f) => { if (f.payload === "pong" && pings.sent > 0) pings.answered(); });
+    });
     page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
     // Every CSP violation the page meets is recorded (our own scripts, styles, the WebSocket).
     await page.addInitScript(() => {
@@ -305,6 +315,12 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     append(50); // after it is back
     const last = written;
     await lastIdIs(last, 60_000);
+    const query = (url) => Object.fromEntries(new URL(url).searchParams);
+    assert.ok(sockets.length >= 2, `reconnected: ${sockets.length} sockets`);
+    assert.ok(query(sockets[0]).backlog, "the first connection asks for a backlog");
+    const resumed = query(sockets.at(-1));
+    assert.ok(Number(resumed.since) >= 21 && Number(resumed.since) < last, `resumed with since (${resumed.since})`);
+    assert.notEqual(query(sockets[0]).token, resumed.token, "a fresh token for each connection");
     assert.equal(await page.isVisible("#gaps"), false, "no gap was reported");
     assert.equal(await page.textContent("#missed"), "0");
     const ids = await rowIds();
@@ -346,6 +362,14 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.waitForFunction(() => document.documentElement.scrollWidth <= window.innerWidth, null, { timeout: WAIT });
     assert.ok(await page.isVisible("#rows .row"));
     await page.setViewportSize({ width: 1400, height: 900 });
+  });
+
+  it("sends `ping` every 30 s and the daemon answers `pong`", async () => {
+    // The interval is the contract's 30 s: this waits for the real one (bounded at 45 s).
+    let timer;
+    const bound = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no ping/pong within 45 s (pings sent: ${pings.sent})`)), 45_000); });
+    await Promise.race([pings.pong, bound]).finally(() => clearTimeout(timer));
+    assert.ok(pings.sent >= 1);
   });
 
   it("signs out", async () => {
