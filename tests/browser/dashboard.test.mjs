@@ -345,6 +345,36 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.selectOption("#f-method", "");
   });
 
+  it("follows the tail when asked, oldest on top and scrolled to the newest", async () => {
+    await page.selectOption("#order", "tail");
+    await page.waitForFunction((last) => {
+      const rows = [...document.querySelectorAll("#rows .row")].sort((a, b) => Number(a.dataset.idx) - Number(b.dataset.idx));
+      const box = document.getElementById("entries");
+      return rows.length > 0 && Number(rows.at(-1).dataset.id) === last
+        && box.scrollTop + box.clientHeight >= box.scrollHeight - 2;
+    }, written, { timeout: WAIT });
+    const ids = await rowIds();
+    assert.deepEqual(ids, Array.from({ length: ids.length }, (_, i) => written - ids.length + 1 + i), "ascending, contiguous");
+    append(3);
+    await page.waitForFunction((last) => {
+      const rows = [...document.querySelectorAll("#rows .row")].sort((a, b) => Number(a.dataset.idx) - Number(b.dataset.idx));
+      const box = document.getElementById("entries");
+      return Number(rows.at(-1)?.dataset.id) === last && box.scrollTop + box.clientHeight >= box.scrollHeight - 2;
+    }, written, { timeout: WAIT });
+    await page.selectOption("#order", "newest");
+    await page.waitForSelector(`#rows .row[data-idx="0"][data-id="${written}"]`, { timeout: WAIT });
+  });
+
+  it("clears the table and counters, then keeps showing new entries", async () => {
+    await page.click("#clear");
+    await page.waitForFunction(() => document.querySelectorAll("#rows .row").length === 0
+      && document.getElementById("total").textContent === "0", null, { timeout: WAIT });
+    append(2);
+    await rowsAre([written, written - 1]);
+    // The figures refresh four times a second.
+    await page.waitForFunction(() => document.getElementById("total").textContent === "2", null, { timeout: WAIT });
+  });
+
   it("renders the dashboard for the README and fits a phone", async () => {
     // Traffic over a few seconds, so the rate chart has a shape: each burst waits for the chart's
     // next once-a-second redraw (an event of the page, not a sleep).
@@ -355,7 +385,7 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     }
     await lastIdIs(written);
     // The top lists are refreshed once a second too: wait until they count the bursts.
-    await page.waitForFunction(() => Number(document.querySelector("#top-dest li .count")?.textContent.replace(/\D/g, "")) >= 200, null, { timeout: WAIT });
+    await page.waitForFunction(() => Number(document.querySelector("#top-dest li .count")?.textContent.replace(/\D/g, "")) >= 150, null, { timeout: WAIT });
     fs.mkdirSync(path.join(ROOT, "docs"), { recursive: true });
     await page.screenshot({ path: path.join(ROOT, "docs/dashboard.png") });
     await page.setViewportSize({ width: 390, height: 844 });
