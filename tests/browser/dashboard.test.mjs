@@ -60,8 +60,9 @@ class Daemon {
   }
 
   /** Starts the binary and resolves once it says it listens (its own log line, not a port poll). */
-  async start() {
+  async start(extra = []) {
     const args = [
+      ...extra,
       "--listen", `127.0.0.1:${this.port}`,
       "--access-log", this.log,
       "--format", "squid",
@@ -386,12 +387,29 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await lastIdIs(written);
     // The top lists are refreshed once a second too: wait until they count the bursts.
     await page.waitForFunction(() => Number(document.querySelector("#top-dest li .count")?.textContent.replace(/\D/g, "")) >= 150, null, { timeout: WAIT });
+    await page.evaluate(() => document.activeElement?.blur());
     fs.mkdirSync(path.join(ROOT, "docs"), { recursive: true });
     await page.screenshot({ path: path.join(ROOT, "docs/dashboard.png") });
     await page.setViewportSize({ width: 390, height: 844 });
     await page.waitForFunction(() => document.documentElement.scrollWidth <= window.innerWidth, null, { timeout: WAIT });
     assert.ok(await page.isVisible("#rows .row"));
     await page.setViewportSize({ width: 1400, height: 900 });
+  });
+
+  it("shows a gap when the restarted daemon no longer holds the missed ids", async () => {
+    const before = written;
+    await lastIdIs(before);
+    const { code } = await daemon.stop();
+    assert.equal(code, 0);
+    append(50); // while it is down; the new daemon keeps only the last 10
+    await daemon.start(["--history", "10"]);
+    await lastIdIs(written, 60_000);
+    await page.waitForSelector("#gaps:not([hidden])", { timeout: WAIT });
+    const note = await page.textContent("#gaps");
+    assert.match(note, new RegExp(`entries ${before + 1}–${written - 10} were not received`));
+    await page.waitForFunction((n) => document.getElementById("missed").textContent === String(n), written - 10 - before, { timeout: WAIT });
+    append(1);
+    await lastIdIs(written);
   });
 
   it("sends `ping` every 30 s and the daemon answers `pong`", async () => {
