@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 /// Squid refuses deeper include nesting; a loop would otherwise never end.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
+/// Cap on included files in total, so a loop that fans out (`include a b`) stays cheap.
+const MAX_INCLUDED_FILES: usize = 1024;
+
 /// One access log Squid writes.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -69,6 +72,8 @@ struct State {
     logs: Vec<AccessLog>,
     /// Whether any `access_log` directive (even `none`) was seen: that disables the default.
     any_access_log: bool,
+    /// Files read through `include` so far, against [`MAX_INCLUDED_FILES`].
+    included: usize,
     notes: Vec<String>,
 }
 
@@ -220,6 +225,13 @@ fn read_conf(
                         message,
                     })?;
                     for (child, content) in files {
+                        st.included += 1;
+                        if st.included > MAX_INCLUDED_FILES {
+                            return Err(ConfError::TooManyIncludes {
+                                path: child,
+                                limit: MAX_INCLUDED_FILES,
+                            });
+                        }
                         read_conf(&content, &child, read_include, st, depth + 1)?;
                     }
                 }
@@ -486,6 +498,18 @@ mod tests {
         };
         let e = discover("include /loop\n", Path::new("/s"), &mut read).unwrap_err();
         assert!(matches!(e, ConfError::IncludeDepth { .. }));
+    }
+
+    #[test]
+    fn fanning_include_loops_stop_early() {
+        let mut calls = 0;
+        let mut read = |p: &Path| -> Result<Vec<(PathBuf, String)>, String> {
+            calls += 1;
+            Ok(vec![(p.into(), "include /a /b /c\n".into())])
+        };
+        let e = discover("include /a\n", Path::new("/s"), &mut read).unwrap_err();
+        assert!(matches!(e, ConfError::TooManyIncludes { .. }), "{e}");
+        assert!(calls <= MAX_INCLUDED_FILES + 1, "{calls} callback calls");
     }
 
     #[test]
