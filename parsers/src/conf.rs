@@ -501,13 +501,21 @@ mod tests {
     }
 
     #[test]
-    fn fanning_include_loops_stop_early() {
+    fn fanning_includes_stop_early() {
+        // Each level includes the next one three times: 3^12 files if nothing stopped it.
         let mut calls = 0;
         let mut read = |p: &Path| -> Result<Vec<(PathBuf, String)>, String> {
             calls += 1;
-            Ok(vec![(p.into(), "include /a /b /c\n".into())])
+            let level: u32 = p.to_str().unwrap()[2..].parse().unwrap();
+            let next = format!("/d{}", level + 1);
+            let body = if level < 12 {
+                format!("include {next} {next} {next}\n")
+            } else {
+                String::new()
+            };
+            Ok(vec![(p.into(), body)])
         };
-        let e = discover("include /a\n", Path::new("/s"), &mut read).unwrap_err();
+        let e = discover("include /d1\n", Path::new("/s"), &mut read).unwrap_err();
         assert!(matches!(e, ConfError::TooManyIncludes { .. }), "{e}");
         assert!(calls <= MAX_INCLUDED_FILES + 1, "{calls} callback calls");
     }

@@ -25,7 +25,11 @@ impl<'a> Cursor<'a> {
         if start >= self.b.len() {
             return Err(ParseError::new(ParseErrorKind::MissingField, start));
         }
-        let end = memchr::memchr(b' ', &self.b[start..]).map_or(self.b.len(), |i| start + i);
+        // Tokens are short: a plain loop beats memchr's SIMD set-up here.
+        let end = self.b[start..]
+            .iter()
+            .position(|&c| c == b' ')
+            .map_or(self.b.len(), |i| start + i);
         self.pos = end;
         Ok((start, &self.b[start..end]))
     }
