@@ -810,11 +810,18 @@ struct Acc<'a> {
 
 impl<'a> Acc<'a> {
     fn apply(&mut self, f: &Field, v: &'a [u8], col: usize) -> Result<(), ParseError> {
-        let v = if f.class == Class::Number {
-            scan::trim_spaces(v)
-        } else {
-            v
-        };
+        // Numbers may carry width padding, also inside quotes or brackets.
+        let numeric = f.class == Class::Number
+            || matches!(
+                f.target,
+                Target::Secs
+                    | Target::Millis
+                    | Target::StartTime
+                    | Target::Elapsed
+                    | Target::Status
+                    | Target::Bytes
+            );
+        let v = if numeric { scan::trim_spaces(v) } else { v };
         let enc = match f.enc {
             Encoding::PassThrough if f.decode_passthrough => Encoding::Url,
             e => e,
@@ -936,6 +943,13 @@ mod tests {
         assert!(LogFormat::compile("abc %").is_err());
         assert!(LogFormat::compile("   ").is_err());
         assert!(LogFormat::compile("%unknown_code %>a").is_ok());
+    }
+
+    #[test]
+    fn padded_numbers_inside_quotes() {
+        let f = lf(r#"%>a "%6tr" "%-4>Hs""#);
+        let e = f.parse(br#"::1 "    42" "200 ""#).unwrap();
+        assert_eq!((e.elapsed_ms, e.code), (Some(42), Some(200)));
     }
 
     #[test]
