@@ -59,21 +59,28 @@ pub fn discover(
 
 /// An `access_log` line, kept until every `logformat` is known.
 struct AccessLog {
+    /// The log file it writes.
     path: PathBuf,
+    /// The configuration file holding the line, for errors and notes.
     file: PathBuf,
+    /// Its 1-based line number there.
     line: usize,
+    /// The format name, resolved once every `logformat` has been read.
     format: String,
 }
 
+/// What reading the configuration (and its includes) has gathered so far.
 #[derive(Default)]
 struct State {
     /// Defined custom formats by name; the first definition wins.
     formats: HashMap<String, Format>,
+    /// `access_log` lines in order, formats not yet resolved.
     logs: Vec<AccessLog>,
     /// Whether any `access_log` directive (even `none`) was seen: that disables the default.
     any_access_log: bool,
     /// Files read through `include` so far, against [`MAX_INCLUDED_FILES`].
     included: usize,
+    /// What was skipped or guessed, for the caller to log.
     notes: Vec<String>,
 }
 

@@ -46,24 +46,37 @@ enum Class {
 /// Where a field's value goes in the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
+    /// `ts`: epoch seconds.
     Secs,
+    /// `tu`: milliseconds within the second.
     Millis,
     /// `tl`/`tg` in the default httpd layout.
     HttpdTime,
     /// `tS`: `sec.mmm`, used as the time when `ts` is absent.
     StartTime,
+    /// `tr` → `elapsed_ms`.
     Elapsed,
+    /// `>a` → `client_ip`.
     Client,
+    /// `rm` → `method`.
     Method,
+    /// `ru` → `destination`.
     Url,
+    /// `>Hs` → `code`.
     Status,
+    /// `<st` → `bytes`.
     Bytes,
+    /// `Ss` → `result`.
     Result,
+    /// `Sh` → `hierarchy`.
     Hierarchy,
+    /// `<a` → `peer`.
     Peer,
+    /// `mt` → `content_type`.
     ContentType,
     /// A user-name code; the lower the number, the more it is preferred.
     User(u8),
+    /// Any other code: an extra field of this name.
     Extra(Cow<'static, str>),
 }
 
@@ -800,11 +813,17 @@ fn build_regex(items: &[Item]) -> Result<regex::bytes::Regex, FormatError> {
 /// Values collected while matching, turned into an entry at the end.
 #[derive(Default)]
 struct Acc<'a> {
+    /// The entry being filled.
     entry: Entry<'a>,
+    /// `%ts`: whole seconds; the time is assembled at the end because `%tu` may come later.
     secs: Option<u64>,
+    /// `%tu`: the milliseconds that go with `secs`.
     millis: u32,
+    /// `%tS`, the fallback time when the format has no `%ts` or `%tl`/`%tg`.
     start_time: Option<Timestamp>,
+    /// `%tl`/`%tg`, used when there is no `%ts`.
     httpd_time: Option<Timestamp>,
+    /// Rank of the user code that set `entry.user` (`un` beats `ul`, `ue`, `ui`).
     user_rank: u8,
 }
 
