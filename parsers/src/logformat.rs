@@ -965,6 +965,41 @@ mod tests {
     }
 
     #[test]
+    fn explicit_encodings_widths_and_literal_percent() {
+        let f = lf(r#"%#ru %%%'un|%/>h{X-Note}| %-8.3tr| %http::>a %"{Via}>h"#);
+        let e = f
+            .parse(br#"http://h/a%20b%25 %john doe|"jane \"j\" doe"| 42.958  | ::1 1.1 a\"b"#)
+            .unwrap();
+        assert_eq!(e.destination.as_deref(), Some("http://h/a b%"));
+        assert_eq!(e.user.as_deref(), Some("john doe"));
+        assert_eq!(e.elapsed_ms, Some(42));
+        assert_eq!(e.client_ip.as_deref(), Some("::1"));
+        let extra: Vec<_> = e.extra.iter().map(|(k, v)| (&**k, v.as_deref())).collect();
+        assert_eq!(
+            extra,
+            [
+                ("request_header_x_note", Some(r#"jane "j" doe"#)),
+                ("request_header_via", Some(r#"1.1 a"b"#))
+            ]
+        );
+    }
+
+    #[test]
+    fn mime_context_and_pass_through_defaults() {
+        // `[` context: mime-blob decoding; bare `%>h{..}`: pass-through, `%XX` undone except
+        // for URL-like values.
+        let f = lf("[%un] %>h{User-Agent} %>h{Referer} %ru");
+        assert!(f.is_hand());
+        let e = f
+            .parse(b"[zo%c3%ab d] curl%2F8%20x http://r/a%20b http://h/%20")
+            .unwrap();
+        assert_eq!(e.user.as_deref(), Some("zo\u{eb} d"));
+        assert_eq!(e.extra[0].1.as_deref(), Some("curl/8 x"));
+        assert_eq!(e.extra[1].1.as_deref(), Some("http://r/a%20b"));
+        assert_eq!(e.destination.as_deref(), Some("http://h/%20"));
+    }
+
+    #[test]
     fn padded_numbers_inside_quotes() {
         let f = lf(r#"%>a "%6tr" "%-4>Hs""#);
         let e = f.parse(br#"::1 "    42" "200 ""#).unwrap();
