@@ -618,6 +618,14 @@ impl LogFormat {
         matches!(self.matcher, Matcher::Hand)
     }
 
+    /// The same format matched by its regex, to check the hand matcher against it.
+    #[cfg(test)]
+    fn with_regex(&self) -> Self {
+        let mut f = self.clone();
+        f.matcher = Matcher::Regex(build_regex(&f.items).unwrap());
+        f
+    }
+
     /// Parses one line.
     pub(crate) fn parse<'a>(&self, line: &'a [u8]) -> Result<Entry<'a>, ParseError> {
         let line = scan::trim_eol(line);
@@ -917,6 +925,7 @@ impl<'a> Acc<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn lf(d: &str) -> LogFormat {
         LogFormat::compile(d).unwrap()
@@ -997,6 +1006,45 @@ mod tests {
         assert_eq!(e.extra[0].1.as_deref(), Some("curl/8 x"));
         assert_eq!(e.extra[1].1.as_deref(), Some("http://r/a%20b"));
         assert_eq!(e.destination.as_deref(), Some("http://h/%20"));
+    }
+
+    /// A field of a generated definition and a strategy for the text Squid would print for it.
+    fn piece() -> impl Strategy<Value = (String, String)> {
+        prop_oneof![
+            "(-|[0-9a-f:.]{1,15})".prop_map(|v| ("%>a".to_owned(), v)),
+            (0u64..10_000_000).prop_map(|v| ("%6tr".to_owned(), format!("{v:>6}"))),
+            (0u64..100_000).prop_map(|v| ("%-5tr|".to_owned(), format!("{v:<5}|"))),
+            "(NONE_NONE|TCP_[A-Z_]{1,12})".prop_map(|v| ("%Ss".to_owned(), v)),
+            (0u16..600).prop_map(|v| ("%03>Hs".to_owned(), format!("{v:03}"))),
+            "(-|[0-9]{1,12})".prop_map(|v| ("%<st".to_owned(), v)),
+            "[!-~]{1,30}".prop_map(|v| ("%ru".to_owned(), v)),
+            r#"([a-zA-Z0-9 ;/.()]|\\\\|\\"){0,30}"#
+                .prop_map(|v| ("\"%{User-Agent}>h\"".to_owned(), format!("\"{v}\""))),
+            "[a-z %0-9]{0,20}".prop_map(|v| ("[%un]".to_owned(), format!("[{v}]"))),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hand_matcher_agrees_with_the_regex(
+            pieces in proptest::collection::vec((piece(), prop_oneof![Just(" "), Just("|"), Just(" - ")]), 1..7)
+        ) {
+            let mut def = String::new();
+            let mut line = String::new();
+            for (i, ((code, value), sep)) in pieces.iter().enumerate() {
+                if i > 0 {
+                    def.push_str(sep);
+                    line.push_str(sep);
+                }
+                def.push_str(code);
+                line.push_str(value);
+            }
+            let f = LogFormat::compile(&def).unwrap();
+            let by_regex = f.with_regex().parse(line.as_bytes());
+            let by_hand = f.parse(line.as_bytes());
+            proptest::prop_assert_eq!(&by_hand, &by_regex, "{} / {}", def, line);
+            proptest::prop_assert!(by_regex.is_ok(), "{} / {}", def, line);
+        }
     }
 
     #[test]
