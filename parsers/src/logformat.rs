@@ -13,7 +13,8 @@
 //! pass; otherwise (IPv6 `%>a:%>p`, a raw user name with spaces in the middle …) the compiled
 //! sequence is turned into a byte regex once and that is used instead.
 //!
-//! Known codes fill entry fields (`ts`+`tu`, `tl`/`tg`, `tS` → time, `tr`, `>a`, `rm`, `ru`,
+//! Known codes fill entry fields (`ts`+`tu`, `tl`/`tg` (default layout, or a strftime layout
+//! with a zone — `tg`, or `tl` with `%z` — that `flexible_time` reads), `tS` → time, `tr`, `>a`, `rm`, `ru`,
 //! `>Hs`, `<st`, `Ss`, `Sh`, `<a`, `mt`, `un`/`ul`/`ue`/`ui` → user, in that priority); every other
 //! code becomes an extra field: `>h{Referer}` → `referer`, `>h{User-Agent}` → `user_agent`, other
 //! request headers → `request_header_<name>`, reply headers → `response_header_<name>` (name
@@ -54,6 +55,9 @@ enum Target {
     HttpdTime,
     /// `tS`: `sec.mmm`, used as the time when `ts` is absent.
     StartTime,
+    /// `tg{layout}` or `tl{layout with %z}`: the time when the layout is one `flexible_time`
+    /// reads (ISO 8601, httpd), else an extra field of this name.
+    CustomTime(Cow<'static, str>),
     /// `tr` → `elapsed_ms`.
     Elapsed,
     /// `>a` → `client_ip`.
@@ -392,6 +396,9 @@ fn target_of(code: &str, arg: Option<&str>) -> Target {
         "ts" => Target::Secs,
         "tu" => Target::Millis,
         "tl" | "tg" if arg.is_none() => Target::HttpdTime,
+        // A strftime layout: read as a time when it is unambiguous (GMT, or local with `%z`).
+        "tg" => Target::CustomTime(extra_name(code, arg)),
+        "tl" if arg.is_some_and(|a| a.contains("%z")) => Target::CustomTime(extra_name(code, arg)),
         "tS" => Target::StartTime,
         "tr" => Target::Elapsed,
         ">a" => Target::Client,
@@ -883,6 +890,13 @@ impl<'a> Acc<'a> {
                     );
                 }
             }
+            Target::CustomTime(name) => {
+                let text = crate::decode::decode(v, enc);
+                match scan::flexible_time(text.as_bytes()) {
+                    Some(t) if v != b"-" => self.httpd_time = Some(t),
+                    _ => e.extra.push((name.clone(), opt_decode(v, enc))),
+                }
+            }
             Target::StartTime => {
                 if v != b"-" {
                     self.start_time = Some(
@@ -1045,6 +1059,25 @@ mod tests {
             proptest::prop_assert_eq!(&by_hand, &by_regex, "{} / {}", def, line);
             proptest::prop_assert!(by_regex.is_ok(), "{} / {}", def, line);
         }
+    }
+
+    #[test]
+    fn strftime_times_are_read_when_unambiguous() {
+        let f = lf("%{%Y-%m-%dT%H:%M:%S}tg|%{%Y-%m-%d %H:%M:%S %z}tl|%>a");
+        let e = f
+            .parse(b"2026-11-28T03:08:35|2026-11-28 04:08:35 +0100|::1")
+            .unwrap();
+        assert_eq!(e.time.map(|t| t.millis), Some(1_795_835_315_000));
+        assert!(e.extra.is_empty());
+        // Local time without a zone cannot be placed: kept as text.
+        let f = lf("%{%H:%M}tl %{%H:%M}tg %>a");
+        let e = f.parse(b"03:08 04:08 ::1").unwrap();
+        assert_eq!(e.time, None);
+        let extra: Vec<_> = e.extra.iter().map(|(k, v)| (&**k, v.as_deref())).collect();
+        assert_eq!(
+            extra,
+            [("tl{%H:%M}", Some("03:08")), ("tg{%H:%M}", Some("04:08"))]
+        );
     }
 
     #[test]
