@@ -155,8 +155,14 @@ mod tests {
 
     #[test]
     fn borrows_when_nothing_to_decode() {
-        assert!(matches!(decode(b"alice", Encoding::MimeBlob), Cow::Borrowed("alice")));
-        assert!(matches!(decode(b"a b", Encoding::Quoted), Cow::Borrowed("a b")));
+        assert!(matches!(
+            decode(b"alice", Encoding::MimeBlob),
+            Cow::Borrowed("alice")
+        ));
+        assert!(matches!(
+            decode(b"a b", Encoding::Quoted),
+            Cow::Borrowed("a b")
+        ));
     }
 
     #[test]

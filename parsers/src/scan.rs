@@ -224,7 +224,10 @@ mod tests {
 
     #[test]
     fn epoch_scales_fractions() {
-        assert_eq!(epoch(b"1795835993.065"), Some(Timestamp::new(1_795_835_993, 65)));
+        assert_eq!(
+            epoch(b"1795835993.065"),
+            Some(Timestamp::new(1_795_835_993, 65))
+        );
         assert_eq!(epoch(b"1.5"), Some(Timestamp::new(1, 500)));
         assert_eq!(epoch(b"7"), Some(Timestamp::new(7, 0)));
         assert_eq!(epoch(b"1.2345"), Some(Timestamp::new(1, 234)));

@@ -94,8 +94,7 @@ fn parse_head(line: &[u8]) -> Result<Head<'_>, ParseError> {
     let elapsed_ms = scan::opt_uint(t, col)?;
     let (_, client) = c.token()?;
     let (col, t) = c.token()?;
-    let slash =
-        memchr::memrchr(b'/', t).ok_or(ParseError::new(ParseErrorKind::BadField, col))?;
+    let slash = memchr::memrchr(b'/', t).ok_or(ParseError::new(ParseErrorKind::BadField, col))?;
     let result = &t[..slash];
     let code = scan::opt_status(&t[slash + 1..], col + slash + 1)?;
     let (col, t) = c.token()?;
@@ -143,8 +142,8 @@ fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
         Some(i) => (scan::trim_spaces(&before[..i]), &before[i + 1..]),
         None => (&b""[..], before),
     };
-    let slash = memchr::memchr(b'/', hier)
-        .ok_or(ParseError::new(ParseErrorKind::BadField, rest_start))?;
+    let slash =
+        memchr::memchr(b'/', hier).ok_or(ParseError::new(ParseErrorKind::BadField, rest_start))?;
     entry.user = opt_decode(user, Encoding::MimeBlob);
     entry.hierarchy = opt_text(&hier[..slash]);
     entry.peer = opt_text(&hier[slash + 1..]);
@@ -208,9 +207,18 @@ mod tests {
         assert_eq!(k(b"  \r"), ParseErrorKind::Empty);
         assert_eq!(k(b"hello world"), ParseErrorKind::BadNumber);
         assert_eq!(k(b"1.000 x"), ParseErrorKind::BadNumber);
-        assert_eq!(k(b"1.000 1 ::1 TCP_MISS200 0 GET / - HIER_NONE/- -"), ParseErrorKind::BadField);
-        assert_eq!(k(b"1.000 1 ::1 TCP_MISS/200 0 GET"), ParseErrorKind::MissingField);
-        assert_eq!(k(b"1.000 1 ::1 TCP_MISS/200 0 GET /"), ParseErrorKind::MissingField);
+        assert_eq!(
+            k(b"1.000 1 ::1 TCP_MISS200 0 GET / - HIER_NONE/- -"),
+            ParseErrorKind::BadField
+        );
+        assert_eq!(
+            k(b"1.000 1 ::1 TCP_MISS/200 0 GET"),
+            ParseErrorKind::MissingField
+        );
+        assert_eq!(
+            k(b"1.000 1 ::1 TCP_MISS/200 0 GET /"),
+            ParseErrorKind::MissingField
+        );
     }
 
     #[test]
@@ -221,7 +229,10 @@ mod tests {
         let second = b"1795835802.097     40 127.0.0.1 TCP_MISS/200 353 GET http://h/next - HIER_DIRECT/127.0.0.1 text/plain";
         line.extend_from_slice(second);
         let first = parse_native(&line).unwrap();
-        assert_eq!(first.destination.as_deref().map(str::len), Some(SQUID5_RECORD_LIMIT - head.len()));
+        assert_eq!(
+            first.destination.as_deref().map(str::len),
+            Some(SQUID5_RECORD_LIMIT - head.len())
+        );
         assert_eq!(first.hierarchy, None);
         assert_eq!(first.extra, vec![("truncated".into(), Some("true".into()))]);
         assert_eq!(glued_record(&line), Some(&second[..]));
