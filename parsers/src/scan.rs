@@ -201,6 +201,89 @@ pub(crate) fn httpd_time(b: &[u8]) -> Option<Timestamp> {
     Some(Timestamp::new(local - offset_secs, 0))
 }
 
+/// A time in any of the layouts proxies commonly write, for user regexes: epoch seconds with an
+/// optional fraction (`1795835993.065`), httpd time with an optional zone and an optional
+/// `.mmm` after the seconds (`28/Nov/2026:03:08:35 +0000`, HAProxy's `06/Feb/2009:12:14:14.655`),
+/// or ISO 8601 (`2026-11-28T03:08:35+00:00`, `2026-11-28T03:08:35.123Z`, nginx `$time_iso8601`).
+/// A layout without a zone is read as UTC.
+pub(crate) fn flexible_time(b: &[u8]) -> Option<Timestamp> {
+    if b.first().is_some_and(u8::is_ascii_digit)
+        && b.iter().all(|c| c.is_ascii_digit() || *c == b'.')
+    {
+        return epoch(b);
+    }
+    if b.len() >= 20 && b[2] == b'/' {
+        // Optional `.mmm` after the seconds.
+        let frac = b[20..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit() || **c == b'.')
+            .count();
+        let ms = millis_of(&b[20..20 + frac]);
+        let mut v = b[..20].to_vec();
+        v.extend_from_slice(&b[20 + frac..]);
+        let t = httpd_time(&v)?;
+        return Some(Timestamp {
+            millis: t.millis + i64::from(ms?),
+        });
+    }
+    iso8601(b)
+}
+
+/// `.ddd` (or empty) as milliseconds.
+fn millis_of(frac: &[u8]) -> Option<u32> {
+    match frac {
+        [] => Some(0),
+        [b'.', d @ ..] if !d.is_empty() && d.iter().all(u8::is_ascii_digit) => {
+            let mut ms = 0;
+            for i in 0..3 {
+                ms = ms * 10 + d.get(i).map_or(0, |c| u32::from(c - b'0'));
+            }
+            Some(ms)
+        }
+        _ => None,
+    }
+}
+
+/// `YYYY-MM-DD[T ]HH:MM:SS[.fff][Z|±hh:mm|±hhmm]`.
+fn iso8601(b: &[u8]) -> Option<Timestamp> {
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let year = i64::from(two(&b[0..2])? * 100 + two(&b[2..4])?);
+    let (mon, day) = (two(&b[5..7])?, two(&b[8..10])?);
+    let (h, mi, s) = (two(&b[11..13])?, two(&b[14..16])?, two(&b[17..19])?);
+    if !(1..=12).contains(&mon) || !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let rest = &b[19..];
+    let frac = rest
+        .iter()
+        .take_while(|c| c.is_ascii_digit() || **c == b'.')
+        .count();
+    let ms = millis_of(&rest[..frac])?;
+    let offset = match &rest[frac..] {
+        [] | [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), z @ ..] => {
+            let (hh, mm) = match z {
+                [a, b, b':', c, d] | [a, b, c, d] => (two(&[*a, *b])?, two(&[*c, *d])?),
+                _ => return None,
+            };
+            let v = i64::from(hh * 3600 + mm * 60);
+            if *sign == b'-' {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(year, mon, day) * 86_400 + i64::from(h * 3600 + mi * 60 + s);
+    Some(Timestamp::new(secs - offset, ms))
+}
+
 /// Splits off the two ` [request headers] [reply headers]` blocks `log_mime_hdrs on` appends
 /// (§5): returns the line before them and the two block contents, still mime-blob encoded.
 /// The blocks cannot hold `[` or `]` (the encoding escapes them), so they are found from the end.
@@ -247,6 +330,18 @@ mod tests {
         assert_eq!(t.millis, 946_684_800_000);
         assert_eq!(httpd_time(b"28/Foo/2026:03:08:35 +0000"), None);
         assert_eq!(httpd_time(b"28/Nov/2026:03:08:35 +00"), None);
+    }
+
+    #[test]
+    fn flexible_time_reads_common_layouts() {
+        let t = |b: &[u8]| flexible_time(b).map(|t| t.millis);
+        assert_eq!(t(b"1795835993.065"), Some(1_795_835_993_065));
+        assert_eq!(t(b"06/Feb/2009:12:14:14.655"), Some(1_233_922_454_655));
+        assert_eq!(t(b"06/Feb/2009:12:14:14 +0100"), Some(1_233_918_854_000));
+        assert_eq!(t(b"2009-02-06T12:14:14+01:00"), Some(1_233_918_854_000));
+        assert_eq!(t(b"2009-02-06T12:14:14.5Z"), Some(1_233_922_454_500));
+        assert_eq!(t(b"2009-02-06 12:14:14"), Some(1_233_922_454_000));
+        assert_eq!(t(b"yesterday"), None);
     }
 
     #[test]
