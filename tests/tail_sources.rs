@@ -94,7 +94,10 @@ async fn squid_samples_flow_through_the_tailer_as_expected() {
         assert!(!want.is_empty());
         if name == "glued" {
             let physical = expected("squid/glued.expected.json").len();
-            assert!(want.len() > physical, "the glued sample yields extra records");
+            assert!(
+                want.len() > physical,
+                "the glued sample yields extra records"
+            );
         }
         let cfg = config(&[&log], &dir.path().join("state"), &["--from-start"]);
         let mut run = start(&cfg);
