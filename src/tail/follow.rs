@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 pub const FINGERPRINT_BYTES: usize = 1024;
 /// Default bytes read per [`Follower::read_available`] call before returning (bounded batches).
 pub const DEFAULT_BATCH_BYTES: usize = 1 << 20;
-/// Default time a rotated-away file must stay unchanged before it is closed.
-pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Default time a rotated-away file must stay unchanged before it is closed (and a trailing
+/// fragment without newline emitted): Squid may keep writing to the renamed file for a few
+/// seconds before it reopens the log.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// A file's identity on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
