@@ -402,8 +402,9 @@ impl Tailer {
                 }
             }
         }
-        let committed = self.commit(records, false);
+        // Health first: whoever sees the batch published sees counters that include it.
         self.update_health();
+        let committed = self.commit(records, false);
         more || !committed
     }
 
