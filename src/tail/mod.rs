@@ -6,6 +6,21 @@
 //! covers it is on disk (renamed into place), so an id never names two different lines whatever
 //! moment the process is killed. Reads are plain blocking `std::io` on local files, in bounded
 //! chunks (about 1 MiB per source per step), yielding to the runtime between chunks.
+//!
+//! Start-up, in order: lock the state directory (a second instance fails here, touching nothing);
+//! load the checkpoint; open the journal, cutting records the checkpoint does not cover, and
+//! preload the hub's history from it; place every source:
+//! - in the checkpoint: resume each of its files by identity + fingerprint (a file rotated while
+//!   stopped is found beside the log and drained first; one truncated while stopped is read from 0,
+//!   its copy drained from the old offset);
+//! - not in it (fresh state): from the start with `from_start`, else from the end;
+//! - checkpoint corrupt (empty, NULs, bad JSON): `tracing::error!`, ids continue after the
+//!   journal's last record, files are read from their end (nothing sent twice; lines written while
+//!   the daemon was down are skipped). Never a crash loop.
+//!
+//! Sources: every `--access-log` with `--format`, plus each log a `--squid-conf` writes, with the
+//! format its `access_log` line names. They share one id sequence; with more than one source each
+//! entry carries an extra `source` field (the path).
 pub mod checkpoint;
 pub mod follow;
 pub mod journal;
