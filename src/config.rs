@@ -37,6 +37,30 @@ pub enum Command {
     CheckConfig,
     /// Run on a built-in synthetic log; print the URL and a demo login.
     Demo,
+    /// Manage the users file (`users`): add, remove and list users.
+    User {
+        /// What to do with the users file.
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+/// `proxytail user ...`: edits of the users file, written atomically with its owner and mode kept.
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Add a user, or set a new password for an existing one. The password is read twice from the
+    /// terminal without echo, or once (one line) from stdin when stdin is not a terminal.
+    Add {
+        /// User name: no `:`, no whitespace, at most 64 bytes.
+        name: String,
+    },
+    /// Remove a user.
+    Remove {
+        /// User name.
+        name: String,
+    },
+    /// Print the user names, one per line.
+    List,
 }
 
 /// Every daemon setting. Each is optional here so that flags, environment and file can be merged.
@@ -247,7 +271,8 @@ impl Config {
     }
 }
 
-fn read_file_settings(path: &Path) -> Result<Settings, ConfigError> {
+/// Reads the TOML configuration file at `path` (`check-config` reports its errors by line).
+pub fn read_file_settings(path: &Path) -> Result<Settings, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
@@ -259,7 +284,7 @@ fn read_file_settings(path: &Path) -> Result<Settings, ConfigError> {
 }
 
 /// Field by field: `a` if set, else `b`.
-fn merge(a: Settings, b: Settings) -> Settings {
+pub fn merge(a: Settings, b: Settings) -> Settings {
     fn vec_or<T>(a: Vec<T>, b: Vec<T>) -> Vec<T> {
         if a.is_empty() {
             b
