@@ -103,35 +103,3 @@ pub async fn run(
     }
     Ok(())
 }
-
-/// Validates the configuration, files and permissions, printing every problem found; true if none.
-pub fn check_config(config: &Config) -> bool {
-    let mut ok = true;
-    if config.access_logs.is_empty() && config.squid_conf.is_none() {
-        println!("error: no access log configured (access-log or squid-conf)");
-        ok = false;
-    }
-    for path in &config.access_logs {
-        match std::fs::File::open(path) {
-            Ok(_) => println!("ok: {} is readable", path.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                println!(
-                    "warning: {} does not exist yet; it will be waited for",
-                    path.display()
-                )
-            }
-            Err(e) => {
-                println!("error: {}: {e}", path.display());
-                ok = false;
-            }
-        }
-    }
-    match Authenticator::load(config) {
-        Ok(_) => println!("ok: credentials loaded"),
-        Err(e) => {
-            println!("error: {e}");
-            ok = false;
-        }
-    }
-    ok
-}

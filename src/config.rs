@@ -37,6 +37,30 @@ pub enum Command {
     CheckConfig,
     /// Run on a built-in synthetic log; print the URL and a demo login.
     Demo,
+    /// Manage the users file (`users`): add, remove and list users.
+    User {
+        /// What to do with the users file.
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+/// `proxytail user ...`: edits of the users file, written atomically with its owner and mode kept.
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Add a user, or set a new password for an existing one. The password is read twice from the
+    /// terminal without echo, or once (one line) from stdin when stdin is not a terminal.
+    Add {
+        /// User name: no `:`, no whitespace, at most 64 bytes.
+        name: String,
+    },
+    /// Remove a user.
+    Remove {
+        /// User name.
+        name: String,
+    },
+    /// Print the user names, one per line.
+    List,
 }
 
 /// Every daemon setting. Each is optional here so that flags, environment and file can be merged.
@@ -74,6 +98,12 @@ pub struct Settings {
     /// File whose content (one trailing newline removed, at least 32 bytes) is the HS256 JWT secret.
     #[arg(long, env = "PROXYTAIL_JWT_SECRET_FILE", global = true)]
     pub jwt_secret_file: Option<PathBuf>,
+    /// PEM public key for asymmetric JWTs (with `--jwt-algorithm` RS256/ES256/EdDSA …).
+    #[arg(long, env = "PROXYTAIL_JWT_PUBLIC_KEY_FILE", global = true)]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Algorithm of `--jwt-public-key-file`: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA.
+    #[arg(long, env = "PROXYTAIL_JWT_ALGORITHM", global = true)]
+    pub jwt_algorithm: Option<String>,
     /// Required `iss` claim of JWTs, when set.
     #[arg(long, env = "PROXYTAIL_JWT_ISSUER", global = true)]
     pub jwt_issuer: Option<String>,
@@ -136,6 +166,10 @@ pub struct Config {
     pub users: Option<PathBuf>,
     /// HS256 secret file for Bearer JWTs.
     pub jwt_secret_file: Option<PathBuf>,
+    /// PEM public key for asymmetric JWTs, pinned to `jwt_algorithm`.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Algorithm name for `jwt_public_key_file` (validated when the authenticator loads).
+    pub jwt_algorithm: Option<String>,
     /// Required JWT issuer.
     pub jwt_issuer: Option<String>,
     /// Required JWT audience.
@@ -218,6 +252,8 @@ impl Config {
             squid_conf: s.squid_conf,
             users: s.users,
             jwt_secret_file: s.jwt_secret_file,
+            jwt_public_key_file: s.jwt_public_key_file,
+            jwt_algorithm: s.jwt_algorithm,
             jwt_issuer: s.jwt_issuer,
             jwt_audience: s.jwt_audience,
             jwt_cookie: s.jwt_cookie,
@@ -235,7 +271,8 @@ impl Config {
     }
 }
 
-fn read_file_settings(path: &Path) -> Result<Settings, ConfigError> {
+/// Reads the TOML configuration file at `path` (`check-config` reports its errors by line).
+pub fn read_file_settings(path: &Path) -> Result<Settings, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
@@ -247,7 +284,7 @@ fn read_file_settings(path: &Path) -> Result<Settings, ConfigError> {
 }
 
 /// Field by field: `a` if set, else `b`.
-fn merge(a: Settings, b: Settings) -> Settings {
+pub fn merge(a: Settings, b: Settings) -> Settings {
     fn vec_or<T>(a: Vec<T>, b: Vec<T>) -> Vec<T> {
         if a.is_empty() {
             b
@@ -264,6 +301,8 @@ fn merge(a: Settings, b: Settings) -> Settings {
         squid_conf: a.squid_conf.or(b.squid_conf),
         users: a.users.or(b.users),
         jwt_secret_file: a.jwt_secret_file.or(b.jwt_secret_file),
+        jwt_public_key_file: a.jwt_public_key_file.or(b.jwt_public_key_file),
+        jwt_algorithm: a.jwt_algorithm.or(b.jwt_algorithm),
         jwt_issuer: a.jwt_issuer.or(b.jwt_issuer),
         jwt_audience: a.jwt_audience.or(b.jwt_audience),
         jwt_cookie: a.jwt_cookie.or(b.jwt_cookie),

@@ -21,6 +21,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -29,3 +30,4 @@ pub mod hub;
 pub mod shutdown;
 pub mod tail;
 pub mod tokens;
+pub mod users_cmd;

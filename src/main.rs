@@ -1,5 +1,6 @@
 //! The `proxytail` binary: parse the command line, start tracing, run, map the result to an exit code.
-use proxytail::config::{Command, Config};
+use clap::Parser;
+use proxytail::config::{Cli, Command, Config};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -27,12 +28,20 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (command, config) = match Config::from_args(std::env::args_os()) {
-        Ok(v) => v,
-        // clap prints help, version and usage errors itself, with the right exit code.
-        Err(proxytail::error::ConfigError::Cli(e)) => e.exit(),
-        Err(e) => return Err(e.into()),
-    };
+    // clap prints help, version and usage errors itself, with the right exit code.
+    let cli = Cli::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    // check-config reports every problem itself, including those that stop `Config` from loading.
+    if let Some(Command::CheckConfig) = cli.command {
+        let report = proxytail::check::check(&cli.settings);
+        report.print(&mut std::io::stdout())?;
+        return Ok(if report.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let command = cli.command;
+    let config = Config::from_settings(cli.settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -52,10 +61,10 @@ fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("{hash}");
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::CheckConfig) => Ok(if proxytail::app::check_config(&config) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        }),
+        Some(Command::User { action }) => {
+            proxytail::users_cmd::run(&action, config.users.as_deref(), &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::CheckConfig) => unreachable!("handled above"),
     }
 }

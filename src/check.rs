@@ -1,0 +1,542 @@
+//! `proxytail check-config`: every problem in the configuration, its files and their permissions,
+//! found in one run and reported with the file and line (or the flag) it comes from. It works from the
+//! raw [`Settings`] rather than a [`Config`], so that one invalid setting does not hide the others.
+use crate::auth::Authenticator;
+use crate::config::{self, Config, Settings, DEFAULT_LISTEN, DEFAULT_STATE_DIR};
+use crate::users_cmd::UsersFile;
+use std::fmt;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Shortest acceptable HS256 secret, in bytes (RFC 7518 §3.2: at least the hash size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// Widest acceptable mode for files holding credentials: owner read/write, group read.
+pub const MAX_SECRET_FILE_MODE: u32 = 0o640;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Something verified and fine; printed so the operator sees what was checked.
+    Ok,
+    /// Works, but deserves a look.
+    Warning,
+    /// The daemon would fail or be unsafe: `check-config` exits non-zero.
+    Error,
+}
+
+/// One thing `check-config` has to say.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// Whether it fails the check.
+    pub severity: Severity,
+    /// Where it comes from: `file:line`, `file`, or the flag/environment variable.
+    pub location: Option<String>,
+    /// What was found, and what to do about it.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = match self.severity {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        match &self.location {
+            Some(loc) => write!(f, "{label}: {loc}: {}", self.message),
+            None => write!(f, "{label}: {}", self.message),
+        }
+    }
+}
+
+/// Everything found, in the order it was checked.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The findings, printed one per line.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    fn push(&mut self, severity: Severity, location: Option<String>, message: impl Into<String>) {
+        self.findings.push(Finding {
+            severity,
+            location,
+            message: message.into(),
+        });
+    }
+
+    /// Number of findings of `severity`.
+    pub fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    /// True when nothing is an error.
+    pub fn is_ok(&self) -> bool {
+        self.count(Severity::Error) == 0
+    }
+
+    /// Prints every finding and a summary line.
+    pub fn print(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        for f in &self.findings {
+            writeln!(out, "{f}")?;
+        }
+        writeln!(
+            out,
+            "{} error(s), {} warning(s)",
+            self.count(Severity::Error),
+            self.count(Severity::Warning)
+        )
+    }
+}
+
+/// Where each setting's value came from, to point at it.
+struct Origin<'a> {
+    /// The command-line/environment settings (they win over the file).
+    cli: &'a Settings,
+    /// The configuration file and its text, when one was read.
+    file: Option<(&'a Path, &'a str)>,
+}
+
+impl Origin<'_> {
+    /// `file:line` when `key` came from the file, else the flag that set it, else `None` (default).
+    fn of(&self, key: &str, from_cli: bool) -> Option<String> {
+        if from_cli {
+            let env = format!("PROXYTAIL_{}", key.replace('-', "_").to_uppercase());
+            return Some(format!("--{key} (or {env})"));
+        }
+        let (path, text) = self.file?;
+        match key_line(text, key) {
+            Some(line) => Some(format!("{}:{line}", path.display())),
+            None => Some(path.display().to_string()),
+        }
+    }
+}
+
+/// The 1-based line on which a top-level `key = ...` is set in a flat TOML text.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            let l = l
+                .strip_prefix(key)
+                .or_else(|| l.strip_prefix(&format!("\"{key}\"")));
+            matches!(l, Some(rest) if rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+/// The 1-based line holding byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Checks the configuration given by `cli` (and the file it names) and everything it points at.
+pub fn check(cli: &Settings) -> Report {
+    let mut report = Report::default();
+    let mut text = String::new();
+    let mut file_settings = Settings::default();
+    let mut file_ok = true;
+    if let Some(path) = &cli.config {
+        match std::fs::read_to_string(path) {
+            Err(e) => {
+                report.push(
+                    Severity::Error,
+                    Some(path.display().to_string()),
+                    format!("cannot read the configuration file: {e}"),
+                );
+                file_ok = false;
+            }
+            Ok(t) => {
+                text = t;
+                match toml::from_str::<Settings>(&text) {
+                    Ok(s) => {
+                        file_settings = s;
+                        report.push(
+                            Severity::Ok,
+                            Some(path.display().to_string()),
+                            "configuration file parsed",
+                        );
+                    }
+                    Err(e) => {
+                        let loc = match e.span() {
+                            Some(span) => {
+                                format!("{}:{}", path.display(), line_of(&text, span.start))
+                            }
+                            None => path.display().to_string(),
+                        };
+                        report.push(Severity::Error, Some(loc), e.message().to_owned());
+                        file_ok = false;
+                    }
+                }
+            }
+        }
+    }
+    let origin = Origin {
+        cli,
+        file: cli
+            .config
+            .as_deref()
+            .filter(|_| file_ok)
+            .map(|p| (p, text.as_str())),
+    };
+    let s = config::merge(cli.clone(), file_settings);
+
+    check_listen(&mut report, &origin, &s);
+    check_numbers(&mut report, &origin, &s);
+    check_logs(&mut report, &origin, &s);
+    check_users(&mut report, &origin, &s);
+    check_jwt_secret(&mut report, &origin, &s);
+    check_state_dir(&mut report, &origin, &s);
+    check_origins(&mut report, &origin, &s);
+    if s.users.is_none() && s.jwt_secret_file.is_none() {
+        report.push(
+            Severity::Warning,
+            None,
+            "no users file and no JWT secret: nobody can get a WebSocket token",
+        );
+    }
+
+    // Last, what the daemon itself would do at start with this configuration, so that
+    // check-config never passes a configuration the daemon refuses.
+    if report.is_ok() {
+        match Config::from_settings(cli.clone()) {
+            Err(e) => report.push(Severity::Error, None, e.to_string()),
+            Ok(config) => match Authenticator::load(&config) {
+                Ok(_) => report.push(Severity::Ok, None, "credentials load"),
+                Err(e) => report.push(Severity::Error, None, e.to_string()),
+            },
+        }
+    }
+    report
+}
+
+fn check_listen(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
+    let loc = origin.of("listen", origin.cli.listen.is_some());
+    let listen: SocketAddr = match s.listen {
+        Some(l) => l,
+        None => match DEFAULT_LISTEN.parse() {
+            Ok(l) => l,
+            Err(_) => return,
+        },
+    };
+    if listen.ip().is_loopback() {
+        report.push(Severity::Ok, loc, format!("listening on loopback {listen}"));
+    } else if s.allow_non_loopback.unwrap_or(false) {
+        report.push(
+            Severity::Warning,
+            loc,
+            format!(
+                "listen address {listen} is not loopback: put a TLS reverse proxy in front (tokens and \
+                 passwords would otherwise cross the network in clear) and widen the unit's \
+                 SocketBindAllow=/IPAddressAllow="
+            ),
+        );
+    } else {
+        report.push(
+            Severity::Error,
+            loc,
+            format!(
+                "listen address {listen} is not loopback: keep 127.0.0.1:5001 behind a reverse proxy, \
+                 or set allow-non-loopback = true and put a TLS reverse proxy in front"
+            ),
+        );
+    }
+}
+
+fn check_numbers(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
+    let cli = origin.cli;
+    if s.history == Some(0) {
+        report.push(
+            Severity::Error,
+            origin.of("history", cli.history.is_some()),
+            "history must be at least 1",
+        );
+    }
+    if s.token_ttl == Some(0) {
+        report.push(
+            Severity::Error,
+            origin.of("token-ttl", cli.token_ttl.is_some()),
+            "token-ttl must be at least 1 second",
+        );
+    }
+    if matches!(s.max_line_bytes, Some(n) if n < 256) {
+        report.push(
+            Severity::Error,
+            origin.of("max-line-bytes", cli.max_line_bytes.is_some()),
+            "max-line-bytes must be at least 256",
+        );
+    }
+    if s.max_connections == Some(0) || s.max_connections_per_ip == Some(0) {
+        report.push(
+            Severity::Warning,
+            origin.of(
+                if s.max_connections == Some(0) {
+                    "max-connections"
+                } else {
+                    "max-connections-per-ip"
+                },
+                cli.max_connections.is_some() || cli.max_connections_per_ip.is_some(),
+            ),
+            "a connection cap of 0 refuses every WebSocket subscriber",
+        );
+    }
+}
+
+fn check_logs(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
+    let loc = origin.of("access-log", !origin.cli.access_log.is_empty());
+    if s.access_log.is_empty() && s.squid_conf.is_none() {
+        report.push(
+            Severity::Error,
+            loc.clone(),
+            "no access log configured (set access-log or squid-conf)",
+        );
+    }
+    for path in &s.access_log {
+        check_readable_log(report, loc.clone(), path);
+    }
+    if let Some(conf) = &s.squid_conf {
+        let loc = origin.of("squid-conf", origin.cli.squid_conf.is_some());
+        match std::fs::read_to_string(conf) {
+            Ok(_) => report.push(Severity::Ok, loc, format!("{} is readable", conf.display())),
+            Err(e) => report.push(Severity::Error, loc, format!("{}: {e}", conf.display())),
+        }
+    }
+}
+
+fn check_readable_log(report: &mut Report, loc: Option<String>, path: &Path) {
+    match std::fs::File::open(path).and_then(|f| f.metadata()) {
+        Ok(m) if m.is_dir() => report.push(
+            Severity::Error,
+            loc,
+            format!("{} is a directory, not a log file", path.display()),
+        ),
+        Ok(_) => report.push(Severity::Ok, loc, format!("{} is readable", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            match parent.map(std::fs::read_dir) {
+                Some(Err(e)) => report.push(
+                    Severity::Error,
+                    loc,
+                    format!(
+                        "{} does not exist and its directory cannot be read: {e}",
+                        path.display()
+                    ),
+                ),
+                _ => report.push(
+                    Severity::Warning,
+                    loc,
+                    format!(
+                        "{} does not exist yet; it will be waited for",
+                        path.display()
+                    ),
+                ),
+            }
+        }
+        Err(e) => report.push(
+            Severity::Error,
+            loc,
+            format!(
+                "{} is not readable: {e} (Debian's Squid logs are proxy:proxy 0640: the daemon's \
+                 user must be in group proxy)",
+                path.display()
+            ),
+        ),
+    }
+}
+
+/// Reads a credentials file, reporting unreadability and a mode wider than 0640.
+fn read_secret_file(report: &mut Report, loc: Option<String>, path: &Path) -> Option<String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            report.push(Severity::Error, loc, format!("{}: {e}", path.display()));
+            return None;
+        }
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & !MAX_SECRET_FILE_MODE != 0 {
+        let mut wrong = Vec::new();
+        if mode & 0o020 != 0 {
+            wrong.push("group-writable");
+        }
+        if mode & 0o007 != 0 {
+            wrong.push("accessible to others");
+        }
+        if mode & 0o7111 != 0 {
+            wrong.push("executable or setuid/setgid/sticky");
+        }
+        report.push(
+            Severity::Error,
+            Some(path.display().to_string()),
+            format!(
+                "mode {mode:04o} is wider than {MAX_SECRET_FILE_MODE:04o} ({}): \
+                 chmod 0640 {} (owner root, group of the daemon's user)",
+                wrong.join(", "),
+                path.display()
+            ),
+        );
+    }
+    match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            report.push(
+                Severity::Error,
+                Some(path.display().to_string()),
+                format!("not readable: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn check_users(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
+    let Some(path) = &s.users else { return };
+    let loc = origin.of("users", origin.cli.users.is_some());
+    let Some(text) = read_secret_file(report, loc, path) else {
+        return;
+    };
+    let (file, problems) = UsersFile::parse(&text);
+    for p in &problems {
+        report.push(
+            Severity::Error,
+            Some(format!("{}:{}", path.display(), p.line)),
+            p.why.clone(),
+        );
+    }
+    let n = file.names().count();
+    if n == 0 {
+        report.push(
+            Severity::Warning,
+            Some(path.display().to_string()),
+            "no users yet: add one with `proxytail user add NAME`",
+        );
+    } else if problems.is_empty() {
+        report.push(
+            Severity::Ok,
+            Some(path.display().to_string()),
+            format!("{n} user(s)"),
+        );
+    }
+}
+
+fn check_jwt_secret(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
+    let Some(path) = &s.jwt_secret_file else {
+        return;
+    };
+    let loc = origin.of("jwt-secret-file", origin.cli.jwt_secret_file.is_some());
+    let Some(text) = read_secret_file(report, loc, path) else {
+        return;
+    };
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    if secret.len() < MIN_JWT_SECRET_BYTES {
+        report.push(
+            Severity::Error,
+            Some(path.display().to_string()),
+            format!(
+                "weak JWT secret: {} bytes, at least {MIN_JWT_SECRET_BYTES} needed \
+                 (e.g. `head -c 48 /dev/urandom | base64`)",
+                secret.len()
+            ),
+        );
+    } else {
+        report.push(
+            Severity::Ok,
+            Some(path.display().to_string()),
+            "JWT secret is long enough",
+        );
+    }
+}
+
+fn check_state_dir(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
+    let loc = origin.of("state-dir", origin.cli.state_dir.is_some());
+    let dir: PathBuf = s
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+    match std::fs::metadata(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.push(
+            Severity::Warning,
+            loc,
+            format!(
+                "state directory {} does not exist (systemd's StateDirectory= creates it)",
+                dir.display()
+            ),
+        ),
+        Err(e) => report.push(Severity::Error, loc, format!("{}: {e}", dir.display())),
+        Ok(m) if !m.is_dir() => report.push(
+            Severity::Error,
+            loc,
+            format!("state directory {} is not a directory", dir.display()),
+        ),
+        Ok(_) => {
+            // The only reliable test of writability (ACLs, read-only mounts, sandboxing) is a write.
+            let probe = dir.join(format!(".check-config-{}", std::process::id()));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+            {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&probe);
+                    report.push(
+                        Severity::Ok,
+                        loc,
+                        format!("state directory {} is writable", dir.display()),
+                    );
+                }
+                Err(e) => report.push(
+                    Severity::Error,
+                    loc,
+                    format!("state directory {} is not writable: {e}", dir.display()),
+                ),
+            }
+        }
+    }
+}
+
+fn check_origins(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
+    let loc = origin.of("allowed-origin", !origin.cli.allowed_origin.is_empty());
+    for o in &s.allowed_origin {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains('/') => {}
+            _ => report.push(
+                Severity::Error,
+                loc.clone(),
+                format!(
+                    "allowed-origin {o:?} is not an origin: scheme://host[:port], no path or trailing slash"
+                ),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_line_finds_keys_not_comments_or_prefixes() {
+        let text = "# listen = \"x\"\nlisten-other = 1\n  listen = \"127.0.0.1:1\"\n";
+        assert_eq!(key_line(text, "listen"), Some(3));
+        assert_eq!(key_line(text, "users"), None);
+    }
+
+    #[test]
+    fn line_of_counts_newlines_before_the_offset() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
+    }
+}
