@@ -264,12 +264,15 @@ pub async fn next_event_within(ws: &mut Client, bound: Duration) -> Event {
             Some(Err(e)) => return Event::Gone(e.to_string()),
             Some(Ok(Message::Text(t))) => return Event::Text(t.to_string()),
             Some(Ok(Message::Close(frame))) => {
+                // Poll once more so the client sends its answering Close, as a browser does, and
+                // the server's closing handshake completes; this ends when the server hangs up.
+                let _ = tokio::time::timeout_at(deadline, ws.next()).await;
                 return match frame {
                     Some(CloseFrame { code, reason }) => {
                         Event::Close(u16::from(code), reason.to_string())
                     }
                     None => Event::Close(1005, String::new()),
-                }
+                };
             }
             Some(Ok(_)) => continue,
         }
