@@ -62,11 +62,17 @@ fn add_change_list_remove_keep_comments_mode_and_owner() {
     let out = user(&users, &["add", "bob"], "bob's password\r\n");
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read_to_string(&users).expect("read");
-    assert!(text.starts_with("# managed by proxytail user\n\n"), "{text}");
+    assert!(
+        text.starts_with("# managed by proxytail user\n\n"),
+        "{text}"
+    );
     let alice = hash_of(&text, "alice").expect("alice line");
     assert!(alice.starts_with("$argon2id$"), "{alice}");
     assert!(verifies(&alice, "first password"));
-    assert!(verifies(&hash_of(&text, "bob").expect("bob"), "bob's password"));
+    assert!(verifies(
+        &hash_of(&text, "bob").expect("bob"),
+        "bob's password"
+    ));
 
     // A second add changes the password in place.
     let out = user(&users, &["add", "alice"], "second password\n");
@@ -91,7 +97,11 @@ fn add_change_list_remove_keep_comments_mode_and_owner() {
     let after = std::fs::metadata(&users).expect("stat");
     assert_eq!(after.permissions().mode() & 0o7777, 0o640);
     assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
-    assert_ne!(after.ino(), before.ino(), "replaced by rename, not rewritten in place");
+    assert_ne!(
+        after.ino(),
+        before.ino(),
+        "replaced by rename, not rewritten in place"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .expect("readdir")
         .map(|e| e.expect("entry").file_name())
@@ -127,7 +137,11 @@ fn bad_names_and_empty_passwords_are_refused() {
     // A first user creates the file, owner-writable and group-readable only.
     let out = user(&users, &["add", "alice"], "pw\n");
     assert!(out.status.success(), "{out:?}");
-    let mode = std::fs::metadata(&users).expect("stat").permissions().mode() & 0o7777;
+    let mode = std::fs::metadata(&users)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o7777;
     assert_eq!(mode, 0o640);
 }
 
