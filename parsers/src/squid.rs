@@ -1,10 +1,250 @@
-//! The Squid native format (`logformat squid`), hand-written over bytes.
+//! The Squid native format (`logformat squid`), hand-written over bytes, and the Squid ≤ 5
+//! "glued record" detection (squid-logs.md §1.1, §6.3).
+//!
+//! Layout: `%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt`, optionally followed by
+//! the ` [request headers] [reply headers]` of `log_mime_hdrs on`. The first seven fields are
+//! split from the left on runs of spaces, `%Sh/%<a` and `%mt` from the right, and the user name is
+//! whatever lies between (it may contain spaces).
+//!
+//! Decisions where the reference leaves a choice:
+//! * Squid 4's method `NONE` means "no method parsed", exactly what Squid 5+ writes as `-`, so both
+//!   give `method: null`. The result tag `NONE` / `NONE_NONE` is kept verbatim.
+//! * A glued line (a record cut at 8191 bytes with the next record appended, §6.3) parses as its
+//!   *first* record: the fields up to the cut, with an extra field `truncated` = `"true"`; fields
+//!   lost in the cut are `null`. [`glued_record`] hands the second record to the caller, who
+//!   parses it as a line of its own, so neither record is lost.
+use crate::decode::{opt_decode, opt_text, Encoding};
+use crate::scan::{self, Cursor};
 use crate::{Entry, ParseError, ParseErrorKind};
+use std::borrow::Cow;
+
+/// Squid ≤ 5 formats a record into an 8192-byte buffer and keeps 8191 bytes of a longer one.
+pub const SQUID5_RECORD_LIMIT: usize = 8191;
 
 /// Parses one line of Squid's native format:
 /// `%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt`.
+///
+/// A trailing `\r` is ignored. Valid UTF-8 input is not copied (fields borrow from `line`).
 pub fn parse_native(line: &[u8]) -> Result<Entry<'_>, ParseError> {
-    // Placeholder until the real parser lands.
-    let _ = line;
-    Err(ParseError::new(ParseErrorKind::Empty, 0))
+    let line = scan::trim_eol(line);
+    if scan::is_blank(line) {
+        return Err(ParseError::new(ParseErrorKind::Empty, 0));
+    }
+    match cut_point(line) {
+        None => parse_record(line),
+        Some((cut, _)) => parse_truncated(&line[..cut]),
+    }
+}
+
+/// For a glued line (§6.3), the bytes of the second record, which the caller should parse as a
+/// line of its own (it may itself be glued); `None` for an ordinary line.
+pub fn glued_record(line: &[u8]) -> Option<&[u8]> {
+    let line = scan::trim_eol(line);
+    let (_, next) = cut_point(line)?;
+    let rest = &line[next..];
+    looks_like_record_start(rest).then_some(rest)
+}
+
+/// Where the first record of a glued or NUL-cut line ends, and where what follows starts.
+fn cut_point(line: &[u8]) -> Option<(usize, usize)> {
+    // stdio writers leave the NUL that ended the 8 KiB buffer (and a NUL in a value ends the
+    // record the same way in the daemon helper's fprintf).
+    if let Some(nul) = memchr::memchr(0, line) {
+        return Some((nul, nul + 1));
+    }
+    if line.len() <= SQUID5_RECORD_LIMIT {
+        return None;
+    }
+    if looks_like_record_start(&line[SQUID5_RECORD_LIMIT..]) {
+        return Some((SQUID5_RECORD_LIMIT, SQUID5_RECORD_LIMIT));
+    }
+    None
+}
+
+/// `ddddddddd[d].ddd +d+ ` — the start of a native record.
+fn looks_like_record_start(b: &[u8]) -> bool {
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if !(9..=10).contains(&digits) || b.get(digits) != Some(&b'.') {
+        return false;
+    }
+    let ms = &b[digits + 1..];
+    if ms.len() < 5 || !ms[..3].iter().all(u8::is_ascii_digit) || ms[3] != b' ' {
+        return false;
+    }
+    let after = &ms[3..];
+    let spaces = after.iter().take_while(|&&c| c == b' ').count();
+    let elapsed = after[spaces..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    elapsed > 0 && after.get(spaces + elapsed) == Some(&b' ')
+}
+
+/// The seven left-hand fields, common to whole and truncated records.
+struct Head<'a> {
+    entry: Entry<'a>,
+    cursor: Cursor<'a>,
+}
+
+fn parse_head(line: &[u8]) -> Result<Head<'_>, ParseError> {
+    let mut c = Cursor::new(line);
+    let (col, t) = c.token()?;
+    let time = scan::epoch(t).ok_or(ParseError::new(ParseErrorKind::BadNumber, col))?;
+    let (col, t) = c.token()?;
+    let elapsed_ms = scan::opt_uint(t, col)?;
+    let (_, client) = c.token()?;
+    let (col, t) = c.token()?;
+    let slash = memchr::memrchr(b'/', t).ok_or(ParseError::new(ParseErrorKind::BadField, col))?;
+    let result = &t[..slash];
+    let code = scan::opt_status(&t[slash + 1..], col + slash + 1)?;
+    let (col, t) = c.token()?;
+    let bytes = scan::opt_uint(t, col)?;
+    let (_, method) = c.token()?;
+    let method = match method {
+        b"NONE" => None,
+        m => opt_text(m),
+    };
+    let entry = Entry {
+        time: Some(time),
+        client_ip: opt_text(client),
+        method,
+        code,
+        bytes,
+        elapsed_ms,
+        result: opt_text(result),
+        ..Entry::default()
+    };
+    Ok(Head { entry, cursor: c })
+}
+
+fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
+    let Head {
+        mut entry,
+        mut cursor,
+    } = parse_head(line)?;
+    let (_, url) = cursor.token()?;
+    entry.destination = opt_text(url);
+    let rest_start = cursor.pos;
+    let mut rest = scan::trim_spaces(cursor.rest());
+    let mut mime = None;
+    if let Some((head, req, resp)) = scan::split_mime(rest) {
+        rest = scan::trim_spaces(head);
+        mime = Some((req, resp));
+    }
+    // From the right: content type, then HIER/peer; the user is what lies between.
+    let sp = memchr::memrchr(b' ', rest).ok_or(ParseError::new(
+        ParseErrorKind::MissingField,
+        rest_start + rest.len(),
+    ))?;
+    let mt = &rest[sp + 1..];
+    let before = scan::trim_spaces(&rest[..sp]);
+    let (user, hier) = match memchr::memrchr(b' ', before) {
+        Some(i) => (scan::trim_spaces(&before[..i]), &before[i + 1..]),
+        None => (&b""[..], before),
+    };
+    let slash =
+        memchr::memchr(b'/', hier).ok_or(ParseError::new(ParseErrorKind::BadField, rest_start))?;
+    entry.user = opt_decode(user, Encoding::MimeBlob);
+    entry.hierarchy = opt_text(&hier[..slash]);
+    entry.peer = opt_text(&hier[slash + 1..]);
+    entry.content_type = opt_text(mt);
+    if let Some((req, resp)) = mime {
+        entry.extra.push((
+            Cow::Borrowed("request_headers"),
+            Some(crate::decode::decode(req, Encoding::MimeBlob)),
+        ));
+        entry.extra.push((
+            Cow::Borrowed("response_headers"),
+            Some(crate::decode::decode(resp, Encoding::MimeBlob)),
+        ));
+    }
+    Ok(entry)
+}
+
+/// The first record of a glued line: its head must be whole; the URL is what survived the cut,
+/// and the right-hand fields are kept only if the cut spared them.
+fn parse_truncated(line: &[u8]) -> Result<Entry<'_>, ParseError> {
+    if let Ok(mut e) = parse_record(line) {
+        e.extra
+            .push((Cow::Borrowed("truncated"), Some(Cow::Borrowed("true"))));
+        return Ok(e);
+    }
+    let Head {
+        mut entry,
+        mut cursor,
+    } = parse_head(line)?;
+    if let Ok((_, url)) = cursor.token() {
+        entry.destination = opt_text(url);
+    }
+    entry
+        .extra
+        .push((Cow::Borrowed("truncated"), Some(Cow::Borrowed("true"))));
+    Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_an_observed_line_without_copying() {
+        let l = b"1795835993.959     49 127.0.0.1 TCP_MISS/200 353 GET http://127.0.0.1:48839/auth/r71 john doe HIER_DIRECT/127.0.0.1 text/plain";
+        let e = parse_native(l).unwrap();
+        assert_eq!(e.user.as_deref(), Some("john doe"));
+        assert!(matches!(e.user, Some(Cow::Borrowed(_))));
+        assert!(matches!(e.destination, Some(Cow::Borrowed(_))));
+        assert_eq!(e.elapsed_ms, Some(49));
+        assert_eq!(e.code, Some(200));
+        assert_eq!(e.hierarchy.as_deref(), Some("HIER_DIRECT"));
+        assert_eq!(e.peer.as_deref(), Some("127.0.0.1"));
+        assert_eq!(e.content_type.as_deref(), Some("text/plain"));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_record() {
+        let k = |l: &[u8]| parse_native(l).unwrap_err().kind;
+        assert_eq!(k(b""), ParseErrorKind::Empty);
+        assert_eq!(k(b"  \r"), ParseErrorKind::Empty);
+        assert_eq!(k(b"hello world"), ParseErrorKind::BadNumber);
+        assert_eq!(k(b"1.000 x"), ParseErrorKind::BadNumber);
+        assert_eq!(
+            k(b"1.000 1 ::1 TCP_MISS200 0 GET / - HIER_NONE/- -"),
+            ParseErrorKind::BadField
+        );
+        assert_eq!(
+            k(b"1.000 1 ::1 TCP_MISS/200 0 GET"),
+            ParseErrorKind::MissingField
+        );
+        assert_eq!(
+            k(b"1.000 1 ::1 TCP_MISS/200 0 GET /"),
+            ParseErrorKind::MissingField
+        );
+    }
+
+    #[test]
+    fn glued_records_give_both_records() {
+        let head = b"1795835802.050     10 127.0.0.1 TCP_MISS/200 353 GET ";
+        let mut line = head.to_vec();
+        line.resize(SQUID5_RECORD_LIMIT, b'o');
+        let second = b"1795835802.097     40 127.0.0.1 TCP_MISS/200 353 GET http://h/next - HIER_DIRECT/127.0.0.1 text/plain";
+        line.extend_from_slice(second);
+        let first = parse_native(&line).unwrap();
+        assert_eq!(
+            first.destination.as_deref().map(str::len),
+            Some(SQUID5_RECORD_LIMIT - head.len())
+        );
+        assert_eq!(first.hierarchy, None);
+        assert_eq!(first.extra, vec![("truncated".into(), Some("true".into()))]);
+        assert_eq!(glued_record(&line), Some(&second[..]));
+        assert_eq!(parse_native(second).unwrap().elapsed_ms, Some(40));
+        assert_eq!(glued_record(second), None);
+    }
+
+    #[test]
+    fn nul_cut_record_with_mime_tail_is_not_glued() {
+        let line = b"1795835802.050     10 127.0.0.1 TCP_MISS/200 353 GET http://h/ab\0 [A: b] []";
+        let e = parse_native(line).unwrap();
+        assert_eq!(e.destination.as_deref(), Some("http://h/ab"));
+        assert_eq!(glued_record(line), None);
+    }
 }
