@@ -1,36 +1,253 @@
-//! The tailer: follows each configured log, parses complete lines, assigns ids, checkpoints and
-//! publishes batches to the hub.
+//! The tailer: follows each configured log, parses complete lines, assigns ids, journals and
+//! checkpoints each batch, then publishes it to the hub.
+//!
+//! Per batch the order is fixed: read lines (`follow`) → parse → ids → append to the journal →
+//! replace the checkpoint → `hub.publish`. A batch is never published before the checkpoint that
+//! covers it is on disk (renamed into place), so an id never names two different lines whatever
+//! moment the process is killed. Reads are plain blocking `std::io` on local files, in bounded
+//! chunks (about 1 MiB per source per step), yielding to the runtime between chunks.
+pub mod checkpoint;
+pub mod follow;
+pub mod journal;
+pub mod watch;
+
 use crate::config::Config;
 use crate::error::StartupError;
-use crate::hub::Hub;
-use std::sync::Arc;
+use crate::hub::{Hub, Record};
+use checkpoint::{Checkpoint, Loaded, SourceCheckpoint, StateDir};
+use follow::{FollowOptions, FollowState, Follower, StartAt};
+use journal::Journal;
+use parsers::{Entry, ParseError};
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use watch::Watch;
+
+/// At most one parse-error warning per source per this period (the rest are counted).
+const WARN_EVERY: Duration = Duration::from_secs(1);
+/// At most one `fsync` of journal and checkpoint per this period (and one at shutdown).
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Health of one source.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SourceHealth {
+    /// The configured path.
+    pub path: String,
+    /// `following`, `waiting` or `error`.
+    pub state: &'static str,
+    /// The error, when `state` is `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Complete lines read.
+    pub lines: u64,
+    /// Lines that did not parse (they took no id).
+    pub parse_errors: u64,
+    /// Lines over the length bound, skipped.
+    pub skipped_long_lines: u64,
+    /// Truncations detected.
+    pub truncations: u64,
+    /// Truncations with no copy of the old content found (lines may be lost in that window).
+    pub unrecovered_truncations: u64,
+    /// Rotations followed.
+    pub rotations: u64,
+    /// Unterminated fragments emitted at the end of rotated-away files.
+    pub fragments: u64,
+}
 
 /// Per-source counters and state for `/api/health`.
 #[derive(Debug, Default)]
-pub struct TailHealth {}
+pub struct TailHealth {
+    /// Updated by the tailer after every step, read by the health endpoint.
+    inner: Mutex<HealthInner>,
+}
+
+/// What [`TailHealth`] holds.
+#[derive(Debug, Default, Clone)]
+struct HealthInner {
+    /// One per configured source, in order.
+    sources: Vec<SourceHealth>,
+    /// The id the next line gets.
+    next_id: u64,
+    /// True when no inotify watch is active.
+    polling: bool,
+    /// Checkpoint or journal writes that failed (publishing waits for them to succeed).
+    state_write_errors: u64,
+}
 
 impl TailHealth {
     /// A JSON snapshot: per source its state, lines taken, parse errors and skipped long lines.
     pub fn snapshot(&self) -> serde_json::Value {
-        serde_json::json!({ "sources": [] })
+        let h = self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        serde_json::json!({
+            "sources": h.sources,
+            "next_id": h.next_id,
+            "polling": h.polling,
+            "state_write_errors": h.state_write_errors,
+        })
     }
+}
+
+/// The line format: turns one line into an entry.
+#[derive(Debug, Clone, Copy)]
+enum LineFormat {
+    /// Squid's native format.
+    SquidNative,
+}
+
+impl LineFormat {
+    fn from_name(name: &str) -> Result<LineFormat, StartupError> {
+        match name {
+            "squid" => Ok(LineFormat::SquidNative),
+            other => Err(StartupError::Config(crate::error::ConfigError::Invalid {
+                field: "format",
+                why: format!("unknown format {other:?}"),
+            })),
+        }
+    }
+
+    fn parse<'a>(&self, line: &'a [u8]) -> Result<Entry<'a>, ParseError> {
+        match self {
+            LineFormat::SquidNative => parsers::parse_native(line),
+        }
+    }
+}
+
+/// One followed log.
+#[derive(Debug)]
+struct Source {
+    /// Reads its lines across rotations.
+    follower: Follower,
+    /// The path as text, for the `source` field and logs.
+    label: String,
+    /// Lines that failed to parse.
+    parse_errors: u64,
+    /// When the last parse warning was logged (rate limit).
+    last_warn: Option<Instant>,
+    /// Parse errors not logged since the last warning.
+    suppressed: u64,
 }
 
 /// Follows the configured sources and feeds the hub.
 #[derive(Debug)]
 pub struct Tailer {
+    /// Where batches go.
     hub: Arc<Hub>,
+    /// Shared with `/api/health`.
     health: Arc<TailHealth>,
+    /// The logs, sharing one id sequence.
+    sources: Vec<Source>,
+    /// How lines are parsed.
+    format: LineFormat,
+    /// The next id to assign.
+    next_id: u64,
+    /// Locked state directory (checkpoint); the lock lives as long as the tailer.
+    state: StateDir,
+    /// Records of each batch, for the history after a restart.
+    journal: Journal,
+    /// What the checkpoint on disk says, to write only when something changed.
+    saved: Option<Checkpoint>,
+    /// A batch whose journal/checkpoint write failed, and whether it is already journaled:
+    /// retried before reading more.
+    pending: Option<(Vec<Record>, bool)>,
+    /// The checkpoint was replaced since the last `fsync`.
+    dirty: bool,
+    /// Last `fsync` of journal and checkpoint.
+    last_sync: Instant,
+    /// File-system watcher (or polling) and its wakes.
+    watch: Watch,
+    /// Wakes from `watch`.
+    wakes: mpsc::Receiver<()>,
 }
 
 impl Tailer {
-    /// Loads the checkpoint, rebuilds the history into `hub` and prepares every source.
-    pub fn new(_config: &Config, hub: Arc<Hub>) -> Result<Tailer, StartupError> {
-        Ok(Tailer {
+    /// Locks the state directory, loads the checkpoint, rebuilds the history into `hub` from the
+    /// journal and prepares every source. A second instance on the same state directory fails
+    /// with [`StartupError::State`] without touching the checkpoint.
+    pub fn new(config: &Config, hub: Arc<Hub>) -> Result<Tailer, StartupError> {
+        let state_err = |message: String| StartupError::State {
+            path: config.state_dir.clone(),
+            message,
+        };
+        let format = LineFormat::from_name(&config.format)?;
+        let state = StateDir::open(&config.state_dir).map_err(|e| state_err(e.to_string()))?;
+        let loaded = state.load();
+        let (checkpoint, corrupt) = match loaded {
+            Loaded::Found(c) => (Some(c), false),
+            Loaded::Missing => (None, false),
+            Loaded::Corrupt(why) => {
+                tracing::error!(
+                    %why,
+                    "checkpoint unusable; ids continue after the journal and logs are read from their end"
+                );
+                (None, true)
+            }
+        };
+        let (journal, recovered) = Journal::open(
+            state.path(),
+            config.history,
+            checkpoint.as_ref().map(|c| c.next_id),
+        )
+        .map_err(|e| state_err(format!("journal: {e}")))?;
+        let next_id = match &checkpoint {
+            Some(c) => c.next_id,
+            None => recovered.last_id + 1,
+        };
+        hub.preload(recovered.records);
+
+        let opts = FollowOptions {
+            max_line_bytes: config.max_line_bytes,
+            ..FollowOptions::default()
+        };
+        // With no checkpoint at all, `from_start` decides; after a lost checkpoint or for a
+        // source new to it, the end (nothing is sent twice).
+        let first_start = if config.from_start && !corrupt && recovered.last_id == 0 {
+            StartAt::Beginning
+        } else {
+            StartAt::End
+        };
+        let sources = config
+            .access_logs
+            .iter()
+            .map(|path| {
+                let saved = checkpoint
+                    .as_ref()
+                    .and_then(|c| c.sources.iter().find(|s| &s.path == path));
+                let follower = match saved {
+                    Some(s) => Follower::resume(path.clone(), opts.clone(), &s.files),
+                    None => Follower::new(path.clone(), opts.clone(), first_start),
+                };
+                Source {
+                    follower,
+                    label: path.to_string_lossy().into_owned(),
+                    parse_errors: 0,
+                    last_warn: None,
+                    suppressed: 0,
+                }
+            })
+            .collect();
+        let (watch, wakes) = Watch::new(&config.access_logs, config.poll);
+        let mut tailer = Tailer {
             hub,
             health: Arc::default(),
-        })
+            sources,
+            format,
+            next_id,
+            state,
+            journal,
+            saved: checkpoint,
+            pending: None,
+            dirty: false,
+            last_sync: Instant::now(),
+            watch,
+            wakes,
+        };
+        // Record where we start (expired entries dropped, positions chosen) before anything runs.
+        tailer.save_checkpoint(true);
+        tailer.update_health();
+        Ok(tailer)
     }
 
     /// Shared health counters.
@@ -39,8 +256,190 @@ impl Tailer {
     }
 
     /// Follows until `token` is cancelled, then writes the checkpoint and returns.
-    pub async fn run(self, token: CancellationToken) {
-        let _ = &self.hub;
-        token.cancelled().await;
+    pub async fn run(mut self, token: CancellationToken) {
+        let mut tick = tokio::time::interval(self.watch.interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Read until nothing is left, yielding between bounded chunks.
+            while self.step() && !token.is_cancelled() {
+                tokio::task::yield_now().await;
+            }
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                Some(()) = self.wakes.recv() => {}
+                _ = tick.tick() => {}
+            }
+            if self.watch.refresh() {
+                tick = tokio::time::interval(self.watch.interval());
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Stops: makes the journal and the checkpoint durable.
+    fn shutdown(&mut self) {
+        if let Err(e) = self.journal.sync() {
+            tracing::error!(error = %e, "journal sync at shutdown failed");
+        }
+        if self.pending.is_some() {
+            // Its checkpoint never made it to disk: keep the older one, so the batch is read
+            // again (with the same ids) on the next start.
+            tracing::warn!("stopping with an unpublished batch; it will be read again at start");
+        } else {
+            self.save_checkpoint(true);
+        }
+        tracing::info!(next_id = self.next_id, "tailer stopped; checkpoint written");
+    }
+
+    /// One round over every source: read, parse, journal, checkpoint, publish. Returns true when
+    /// more data is ready (a chunk bound was hit) or a failed write must be retried.
+    fn step(&mut self) -> bool {
+        if let Some((batch, journaled)) = self.pending.take() {
+            if !self.commit(batch, journaled) {
+                return false;
+            }
+        }
+        let multi = self.sources.len() > 1;
+        let mut records = Vec::new();
+        let mut more = false;
+        for src in &mut self.sources {
+            let lines = src.follower.read_available();
+            more |= src.follower.has_more();
+            for line in lines {
+                match self.format.parse(&line.bytes) {
+                    Ok(mut entry) => {
+                        if multi {
+                            entry
+                                .extra
+                                .push((Cow::Borrowed("source"), Some(Cow::Borrowed(&src.label))));
+                        }
+                        records.push(Record::new(self.next_id, &mut entry));
+                        self.next_id += 1;
+                    }
+                    Err(e) => {
+                        src.parse_errors += 1;
+                        let now = Instant::now();
+                        if src
+                            .last_warn
+                            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
+                        {
+                            tracing::warn!(
+                                path = %src.label,
+                                offset = line.end_offset - line.bytes.len() as u64 - 1,
+                                error = %e,
+                                suppressed = src.suppressed,
+                                "unparseable line skipped"
+                            );
+                            src.last_warn = Some(now);
+                            src.suppressed = 0;
+                        } else {
+                            src.suppressed += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let committed = self.commit(records, false);
+        self.update_health();
+        more || !committed
+    }
+
+    /// Journals `records`, writes the checkpoint, then publishes. On a write failure keeps the
+    /// batch pending (nothing published) and returns false.
+    fn commit(&mut self, records: Vec<Record>, journaled: bool) -> bool {
+        if !journaled {
+            if let Err(e) = self.journal.append(&records) {
+                tracing::error!(error = %e, "journal write failed; holding the batch");
+                self.note_write_error();
+                self.pending = Some((records, false));
+                return false;
+            }
+        }
+        let sync = self.last_sync.elapsed() >= SYNC_EVERY;
+        if sync {
+            if let Err(e) = self.journal.sync() {
+                tracing::warn!(error = %e, "journal sync failed");
+            }
+        }
+        if !self.save_checkpoint(sync) {
+            // The journal may now hold records past the checkpoint: they are cut on the next
+            // start (their lines are read again with the same ids).
+            self.pending = Some((records, true));
+            return false;
+        }
+        self.hub.publish(records);
+        true
+    }
+
+    fn note_write_error(&self) {
+        self.health
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .state_write_errors += 1;
+    }
+
+    /// Writes the checkpoint if it changed; true when it is on disk.
+    fn save_checkpoint(&mut self, sync: bool) -> bool {
+        let cp = Checkpoint::new(
+            self.next_id,
+            self.sources
+                .iter()
+                .map(|s| SourceCheckpoint {
+                    path: PathBuf::from(s.follower.path()),
+                    files: s.follower.positions(),
+                })
+                .collect(),
+        );
+        if self.saved.as_ref() == Some(&cp) && !(sync && self.dirty) {
+            return true;
+        }
+        match self.state.save(&cp, sync) {
+            Ok(()) => {
+                self.saved = Some(cp);
+                self.dirty = !sync;
+                if sync {
+                    self.last_sync = Instant::now();
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(dir = %self.state.path().display(), error = %e, "checkpoint write failed; holding the batch");
+                self.note_write_error();
+                false
+            }
+        }
+    }
+
+    fn update_health(&self) {
+        let mut h = self.health.inner.lock().unwrap_or_else(|p| p.into_inner());
+        h.next_id = self.next_id;
+        h.polling = self.watch.polling();
+        h.sources = self
+            .sources
+            .iter()
+            .map(|s| {
+                let st = s.follower.stats();
+                let (state, error) = match s.follower.state() {
+                    FollowState::Following => ("following", None),
+                    FollowState::Waiting => ("waiting", None),
+                    FollowState::Error(e) => ("error", Some(e.clone())),
+                };
+                SourceHealth {
+                    path: s.label.clone(),
+                    state,
+                    error,
+                    lines: st.lines,
+                    parse_errors: s.parse_errors,
+                    skipped_long_lines: st.skipped_long,
+                    truncations: st.truncations,
+                    unrecovered_truncations: st.unrecovered_truncations,
+                    rotations: st.rotations,
+                    fragments: st.fragments,
+                }
+            })
+            .collect();
     }
 }

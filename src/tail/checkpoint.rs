@@ -1,0 +1,175 @@
+//! The state directory: its exclusive lock and the checkpoint file.
+//!
+//! The checkpoint records, for every source, where each of its open files was left (identity,
+//! fingerprint, offset after the last line taken) and the next id to assign. It is replaced
+//! atomically (write a temp file, rename it over `checkpoint.json`) *before* the batch it covers is
+//! published, so after a SIGKILL at any moment the daemon never gives an id to a different line.
+//! `fsync` (file and directory) happens at most about once a second and at shutdown: a rename
+//! survives a process crash without it; only a power cut can lose the last second.
+//!
+//! Policy for a missing or unreadable checkpoint: a missing one is a fresh start; a corrupt one
+//! (empty, NULs, bad JSON, unknown version) is logged as an error and treated as absent, except
+//! that the next id continues after the journal's last record (ids are never reused) and existing
+//! files are read from their end (nothing is sent twice). A half-written temp file is ignored.
+use crate::tail::follow::FilePosition;
+use rustix::fs::{flock, FlockOperation};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// File name of the checkpoint inside the state directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+/// File name of the lock inside the state directory.
+pub const LOCK_FILE: &str = "lock";
+/// Version written into the checkpoint; other versions are refused as corrupt.
+const VERSION: u32 = 1;
+
+/// Why the state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The directory could not be created or a file in it opened.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Another process holds the lock.
+    #[error("{path} is locked: another proxytail instance uses this state directory")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+}
+
+/// Where one source was left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCheckpoint {
+    /// The configured path (sources are matched by it on start).
+    pub path: PathBuf,
+    /// Open files, oldest (rotated away, still draining) first, the file the path names last.
+    pub files: Vec<FilePosition>,
+}
+
+/// The whole checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Format version.
+    pub version: u32,
+    /// The id the next parsed line gets.
+    pub next_id: u64,
+    /// Per source positions.
+    pub sources: Vec<SourceCheckpoint>,
+}
+
+impl Checkpoint {
+    /// A checkpoint with `next_id` and `sources`.
+    pub fn new(next_id: u64, sources: Vec<SourceCheckpoint>) -> Checkpoint {
+        Checkpoint {
+            version: VERSION,
+            next_id,
+            sources,
+        }
+    }
+}
+
+/// What was found in the state directory at start.
+#[derive(Debug)]
+pub enum Loaded {
+    /// No checkpoint: a fresh state.
+    Missing,
+    /// A valid checkpoint.
+    Found(Checkpoint),
+    /// A checkpoint that could not be used, and why.
+    Corrupt(String),
+}
+
+/// The locked state directory.
+#[derive(Debug)]
+pub struct StateDir {
+    /// The directory.
+    dir: PathBuf,
+    /// Holds the exclusive `flock` for as long as the daemon runs.
+    _lock: File,
+}
+
+impl StateDir {
+    /// Creates `dir` if needed and locks it; fails if another instance holds the lock.
+    pub fn open(dir: &Path) -> Result<StateDir, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StateError::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                return Err(StateError::Locked { path: lock_path })
+            }
+            Err(e) => {
+                return Err(StateError::Io {
+                    path: lock_path,
+                    source: e.into(),
+                })
+            }
+        }
+        Ok(StateDir {
+            dir: dir.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads the checkpoint.
+    pub fn load(&self) -> Loaded {
+        let path = self.dir.join(CHECKPOINT_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
+            Err(e) => return Loaded::Corrupt(format!("{}: {e}", path.display())),
+        };
+        match serde_json::from_slice::<Checkpoint>(&bytes) {
+            Ok(c) if c.version == VERSION && c.next_id >= 1 => Loaded::Found(c),
+            Ok(c) => Loaded::Corrupt(format!(
+                "{}: unsupported version {} or next id {}",
+                path.display(),
+                c.version,
+                c.next_id
+            )),
+            Err(e) => Loaded::Corrupt(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Replaces the checkpoint atomically; with `sync`, the data and the rename are made durable.
+    pub fn save(&self, cp: &Checkpoint, sync: bool) -> io::Result<()> {
+        let tmp = self.dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+        let dst = self.dir.join(CHECKPOINT_FILE);
+        let mut f = File::create(&tmp)?;
+        let bytes = serde_json::to_vec(cp).map_err(io::Error::other)?;
+        f.write_all(&bytes)?;
+        if sync {
+            f.sync_data()?;
+        }
+        drop(f);
+        std::fs::rename(&tmp, &dst)?;
+        if sync {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! Shared helpers of the `tail_*` integration tests: real files, a real `Tailer` with its real
+//! watcher, a hub subscriber that collects records with a time bound (never a sleep).
+#![allow(dead_code)]
+use proxytail::config::Config;
+use proxytail::hub::{Hub, Record};
+use proxytail::tail::Tailer;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound for any wait in these tests (a failure bound, not a delay).
+pub const BOUND: Duration = Duration::from_secs(30);
+
+/// A real Squid native line whose URL ends in `seq`.
+pub fn squid(seq: u64) -> String {
+    format!(
+        "1795835993.065      2 ::1 TCP_MISS/200 353 GET http://h/x/{seq} - HIER_DIRECT/127.0.0.1 text/plain"
+    )
+}
+
+/// Lines `seqs` joined, each with its `\n`.
+pub fn lines(seqs: impl IntoIterator<Item = u64>) -> String {
+    let mut s = String::new();
+    for i in seqs {
+        s.push_str(&squid(i));
+        s.push('\n');
+    }
+    s
+}
+
+/// Appends `data` to `path` (creating it).
+pub fn append(path: &Path, data: &[u8]) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(data).unwrap();
+}
+
+/// The seq in a record's `destination`.
+pub fn seq_of(r: &Record) -> u64 {
+    let v: serde_json::Value = serde_json::from_slice(&r.json).unwrap();
+    let d = v["destination"].as_str().unwrap();
+    d.rsplit('/').next().unwrap().parse().unwrap()
+}
+
+/// A config following `logs` with its state in `state`.
+pub fn config(logs: &[&Path], state: &Path, extra: &[&str]) -> Config {
+    let mut args: Vec<String> = vec!["proxytail".into()];
+    for l in logs {
+        args.push("--access-log".into());
+        args.push(l.display().to_string());
+    }
+    args.push("--state-dir".into());
+    args.push(state.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Config::from_args(args).unwrap().1
+}
+
+/// A started tailer.
+pub struct Running {
+    pub hub: Arc<Hub>,
+    pub rx: broadcast::Receiver<proxytail::hub::Batch>,
+    pub token: CancellationToken,
+    pub task: JoinHandle<()>,
+    pub health: Arc<proxytail::tail::TailHealth>,
+}
+
+/// Builds a tailer on a fresh hub, subscribes, and runs it.
+pub fn start(config: &Config) -> Running {
+    let hub = Arc::new(Hub::new(config.history));
+    let rx = hub.subscribe();
+    let tailer = Tailer::new(config, hub.clone()).unwrap();
+    let health = tailer.health();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(tailer.run(token.clone()));
+    Running {
+        hub,
+        rx,
+        token,
+        task,
+        health,
+    }
+}
+
+impl Running {
+    /// Receives records until `n` were collected; panics after [`BOUND`].
+    pub async fn collect(&mut self, n: usize) -> Vec<Record> {
+        let mut out = Vec::with_capacity(n);
+        let deadline = tokio::time::Instant::now() + BOUND;
+        while out.len() < n {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Ok(batch)) => out.extend(batch.iter().cloned()),
+                Ok(Err(e)) => panic!("hub receiver: {e}"),
+                Err(_) => panic!(
+                    "timed out with {} of {n} records; last {:?}",
+                    out.len(),
+                    out.last().map(|r| r.text().to_owned())
+                ),
+            }
+        }
+        out
+    }
+
+    /// Graceful stop: cancel and wait for the final checkpoint.
+    pub async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(BOUND, self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Crash: abort the task (no final checkpoint) and wait until the tailer is dropped.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = tokio::time::timeout(BOUND, self.task).await.unwrap();
+    }
+}
+
+/// Asserts ids consecutive from `first_id` and seqs exactly `seqs`.
+pub fn assert_exact(records: &[Record], first_id: u64, seqs: impl IntoIterator<Item = u64>) {
+    let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+    let want_ids: Vec<u64> = (first_id..first_id + records.len() as u64).collect();
+    assert_eq!(ids, want_ids, "ids consecutive");
+    let got: Vec<u64> = records.iter().map(seq_of).collect();
+    let want: Vec<u64> = seqs.into_iter().collect();
+    if got != want {
+        let missing: Vec<_> = want.iter().filter(|s| !got.contains(s)).take(10).collect();
+        panic!(
+            "lines differ: got {} want {}; first missing {missing:?}; got head {:?}",
+            got.len(),
+            want.len(),
+            &got[..got.len().min(20)]
+        );
+    }
+}
+
+/// A rotated name for generation `g`.
+pub fn rotated(log: &Path, g: u64) -> PathBuf {
+    log.with_file_name(format!("access.log.{g}"))
+}
