@@ -98,6 +98,12 @@ pub struct Settings {
     /// File whose content (one trailing newline removed, at least 32 bytes) is the HS256 JWT secret.
     #[arg(long, env = "PROXYTAIL_JWT_SECRET_FILE", global = true)]
     pub jwt_secret_file: Option<PathBuf>,
+    /// PEM public key for asymmetric JWTs (with `--jwt-algorithm` RS256/ES256/EdDSA …).
+    #[arg(long, env = "PROXYTAIL_JWT_PUBLIC_KEY_FILE", global = true)]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Algorithm of `--jwt-public-key-file`: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA.
+    #[arg(long, env = "PROXYTAIL_JWT_ALGORITHM", global = true)]
+    pub jwt_algorithm: Option<String>,
     /// Required `iss` claim of JWTs, when set.
     #[arg(long, env = "PROXYTAIL_JWT_ISSUER", global = true)]
     pub jwt_issuer: Option<String>,
@@ -160,6 +166,10 @@ pub struct Config {
     pub users: Option<PathBuf>,
     /// HS256 secret file for Bearer JWTs.
     pub jwt_secret_file: Option<PathBuf>,
+    /// PEM public key for asymmetric JWTs, pinned to `jwt_algorithm`.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Algorithm name for `jwt_public_key_file` (validated when the authenticator loads).
+    pub jwt_algorithm: Option<String>,
     /// Required JWT issuer.
     pub jwt_issuer: Option<String>,
     /// Required JWT audience.
@@ -242,6 +252,8 @@ impl Config {
             squid_conf: s.squid_conf,
             users: s.users,
             jwt_secret_file: s.jwt_secret_file,
+            jwt_public_key_file: s.jwt_public_key_file,
+            jwt_algorithm: s.jwt_algorithm,
             jwt_issuer: s.jwt_issuer,
             jwt_audience: s.jwt_audience,
             jwt_cookie: s.jwt_cookie,
@@ -289,6 +301,8 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         squid_conf: a.squid_conf.or(b.squid_conf),
         users: a.users.or(b.users),
         jwt_secret_file: a.jwt_secret_file.or(b.jwt_secret_file),
+        jwt_public_key_file: a.jwt_public_key_file.or(b.jwt_public_key_file),
+        jwt_algorithm: a.jwt_algorithm.or(b.jwt_algorithm),
         jwt_issuer: a.jwt_issuer.or(b.jwt_issuer),
         jwt_audience: a.jwt_audience.or(b.jwt_audience),
         jwt_cookie: a.jwt_cookie.or(b.jwt_cookie),

@@ -95,10 +95,10 @@ impl Hub {
                 h.pop_front();
             }
         }
-        drop(h);
         if let Some(id) = last {
             self.last_id.send_replace(id);
         }
+        drop(h);
     }
 
     /// Appends a batch of consecutive records to the history and broadcasts it.
@@ -107,18 +107,35 @@ impl Hub {
             return;
         };
         let batch: Batch = batch.into();
-        {
-            let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
-            for r in batch.iter() {
-                h.push_back(r.clone());
-            }
-            while h.len() > self.history_cap {
-                h.pop_front();
-            }
+        // History, broadcast and last id change under one lock, so that broadcast order equals
+        // history order even with several publishers, and a subscriber that subscribes and reads
+        // the history under the same lock (see `subscribe_at`) sees every record exactly once.
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        for r in batch.iter() {
+            h.push_back(r.clone());
+        }
+        while h.len() > self.history_cap {
+            h.pop_front();
         }
         // An error only means nobody is subscribed right now.
         let _ = self.tx.send(batch);
         self.last_id.send_replace(last);
+        drop(h);
+    }
+
+    /// A receiver of every batch published from now on, together with the id of the last record
+    /// published before it (0 if none): live records then start exactly at that id + 1.
+    pub fn subscribe_at(&self) -> (broadcast::Receiver<Batch>, u64) {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = self.tx.subscribe();
+        let last = *self.last_id.borrow();
+        drop(h);
+        (rx, last)
+    }
+
+    /// History size in records (the bound, not the current fill).
+    pub fn history_cap(&self) -> usize {
+        self.history_cap
     }
 
     /// A receiver of every batch published from now on.

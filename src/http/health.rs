@@ -1,12 +1,25 @@
-//! The `health` endpoint (placeholder until it lands).
+//! `GET /api/health`: a JSON snapshot of the hub (ids, subscribers) and of each source the tailer
+//! follows. It carries no secret, no credential and no path beyond what the tailer reports.
 use super::AppState;
 use warp::filters::BoxedFilter;
-use warp::Filter;
+use warp::{Filter, Reply};
 
-/// The `health` route.
+/// The `GET /api/health` route.
 pub fn route(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
-    let _ = state;
-    warp::any()
-        .and_then(|| async { Err::<warp::reply::Response, _>(warp::reject::not_found()) })
+    warp::path!("api" / "health")
+        .and(warp::get())
+        .map(move || health(&state))
         .boxed()
+}
+
+fn health(state: &AppState) -> warp::reply::Response {
+    let hub = &state.hub;
+    let body = serde_json::json!({
+        "status": "ok",
+        "last_id": hub.last_id(),
+        "oldest_id": hub.oldest_id(),
+        "subscribers": hub.subscriber_count(),
+        "sources": state.health.snapshot(),
+    });
+    warp::reply::with_header(warp::reply::json(&body), "cache-control", "no-store").into_response()
 }

@@ -1,0 +1,420 @@
+//! The users file: one `name:HASH` line per user (HASH an Argon2 PHC string), `#` comments and blank
+//! lines kept verbatim; the Argon2 parameter limits a hash must respect; hashing a new password; and an
+//! atomic rewrite that keeps the file's permissions. `proxytail user add|remove|list` builds on this.
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::RngCore;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Largest accepted Argon2 memory cost, in KiB (1 GiB): a bigger one lets a users file exhaust memory.
+pub const MAX_M_COST_KIB: u32 = 1024 * 1024;
+/// Largest accepted Argon2 time cost (passes).
+pub const MAX_T_COST: u32 = 20;
+/// Largest accepted Argon2 parallelism.
+pub const MAX_P_COST: u32 = 16;
+/// Longest accepted user name, in bytes.
+pub const MAX_USER_BYTES: usize = 256;
+/// Longest accepted password, in bytes; longer ones are refused before any hashing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Mode of a users file created from scratch: it holds hashes, so owner only.
+const NEW_FILE_MODE: u32 = 0o600;
+
+/// The users file could not be read, parsed or written.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    /// The file could not be read.
+    #[error("cannot read users file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line is invalid. The message never repeats the line (it may hold a hash).
+    #[error("users file {path}, line {line}: {why}")]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A user name or hash given to [`UsersFile::set`] is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The file could not be written.
+    #[error("cannot write users file {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A password could not be read or hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The password is empty.
+    #[error("the password is empty")]
+    Empty,
+    /// The password is longer than [`MAX_PASSWORD_BYTES`]; it could never be used to log in.
+    #[error("the password is longer than {MAX_PASSWORD_BYTES} bytes")]
+    TooLong,
+    /// The two passwords typed at the terminal differ.
+    #[error("the passwords do not match")]
+    Mismatch,
+    /// The password could not be read.
+    #[error("cannot read the password: {0}")]
+    Read(#[from] std::io::Error),
+    /// Argon2 refused the parameters or failed.
+    #[error("argon2: {0}")]
+    Argon2(String),
+}
+
+/// The parameters of a valid Argon2 PHC string, enough to hash another password the same way.
+#[derive(Debug, Clone)]
+pub struct HashParams {
+    /// Argon2 variant (argon2id, argon2i, argon2d).
+    pub algorithm: Algorithm,
+    /// Argon2 version (0x13 for every current hash).
+    pub version: Version,
+    /// Memory, time, parallelism and output length.
+    pub params: Params,
+}
+
+/// One line of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Line {
+    /// A comment or a blank line, kept verbatim so a rewrite does not lose it.
+    Other(String),
+    /// A user and the PHC string of their password.
+    User {
+        /// The user name.
+        name: String,
+        /// The Argon2 PHC string.
+        hash: String,
+    },
+}
+
+/// A parsed users file, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsersFile {
+    /// Every line, users and others, so that [`UsersFile::render`] reproduces the file.
+    lines: Vec<Line>,
+}
+
+impl UsersFile {
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<UsersFile, UsersError> {
+        let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        UsersFile::parse(&text, path)
+    }
+
+    /// Parses `text`; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<UsersFile, UsersError> {
+        let mut file = UsersFile::default();
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim_end();
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                file.lines.push(Line::Other(line.to_owned()));
+                continue;
+            }
+            let err = |why: String| UsersError::Line {
+                path: path.to_owned(),
+                line: index + 1,
+                why,
+            };
+            let Some((name, hash)) = trimmed.split_once(':') else {
+                return Err(err("expected `name:HASH`".into()));
+            };
+            check_name(name).map_err(&err)?;
+            check_hash(hash).map_err(|why| err(format!("user {name}: {why}")))?;
+            if file.get(name).is_some() {
+                return Err(err(format!("user {name} appears twice")));
+            }
+            file.lines.push(Line::User {
+                name: name.to_owned(),
+                hash: hash.to_owned(),
+            });
+        }
+        Ok(file)
+    }
+
+    /// Every user with their PHC string, in file order.
+    pub fn users(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.lines.iter().filter_map(|line| match line {
+            Line::User { name, hash } => Some((name.as_str(), hash.as_str())),
+            Line::Other(_) => None,
+        })
+    }
+
+    /// The PHC string of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.users().find(|(n, _)| *n == name).map(|(_, h)| h)
+    }
+
+    /// Adds `name` or replaces their hash; true if the user already existed.
+    pub fn set(&mut self, name: &str, hash: &str) -> Result<bool, UsersError> {
+        check_name(name).map_err(UsersError::Invalid)?;
+        check_hash(hash).map_err(UsersError::Invalid)?;
+        for line in &mut self.lines {
+            if let Line::User { name: n, hash: h } = line {
+                if n == name {
+                    *h = hash.to_owned();
+                    return Ok(true);
+                }
+            }
+        }
+        self.lines.push(Line::User {
+            name: name.to_owned(),
+            hash: hash.to_owned(),
+        });
+        Ok(false)
+    }
+
+    /// Removes `name`; true if it was present.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.lines.len();
+        self.lines
+            .retain(|line| !matches!(line, Line::User { name: n, .. } if n == name));
+        self.lines.len() != before
+    }
+
+    /// The file's text: every line in order, each ending with a newline.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for line in &self.lines {
+            match line {
+                Line::Other(text) => out.push_str(text),
+                Line::User { name, hash } => {
+                    out.push_str(name);
+                    out.push(':');
+                    out.push_str(hash);
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Replaces `path` atomically with [`UsersFile::render`]: a temporary file in the same directory
+    /// with the old file's mode (and owner, where permitted; 0600 for a new file), fsync, rename, then
+    /// fsync of the directory. A reader sees the old file or the new one, never a half-written one.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), UsersError> {
+        let werr = |source| UsersError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let old = match std::fs::metadata(path) {
+            Ok(meta) => Some(meta),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(werr(e)),
+        };
+        let mode = old
+            .as_ref()
+            .map_or(NEW_FILE_MODE, |m| m.permissions().mode() & 0o7777);
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "users".to_owned());
+        let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
+        let result = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&tmp)?;
+            // The umask may have narrowed the mode given at creation; set it exactly.
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            if let Some(meta) = &old {
+                use std::os::unix::fs::MetadataExt;
+                // Keeping the owner needs privilege; an unprivileged rewrite keeps the writer's.
+                let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
+            }
+            file.write_all(self.render().as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            std::fs::File::open(&dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map_err(werr)
+    }
+}
+
+/// Checks a user name: 1 to [`MAX_USER_BYTES`] bytes, no `:`, no whitespace or control characters.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty user name".into());
+    }
+    if name.len() > MAX_USER_BYTES {
+        return Err(format!("user name longer than {MAX_USER_BYTES} bytes"));
+    }
+    if name
+        .chars()
+        .any(|c| c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err("user name contains `:`, whitespace or a control character".into());
+    }
+    Ok(())
+}
+
+/// Checks that `phc` is an Argon2 PHC string with a salt, an output and parameters within the limits;
+/// returns its parameters. Error messages never repeat the hash.
+pub fn check_hash(phc: &str) -> Result<HashParams, String> {
+    let Some(rest) = phc.strip_prefix('$') else {
+        return Err(
+            "not an Argon2 PHC string (`$argon2id$v=19$...`); plaintext passwords are refused"
+                .into(),
+        );
+    };
+    let scheme = rest.split('$').next().unwrap_or_default();
+    if !matches!(scheme, "argon2id" | "argon2i" | "argon2d") {
+        return Err(
+            "hash scheme is not Argon2 (argon2id, argon2i or argon2d); other schemes are refused"
+                .into(),
+        );
+    }
+    let hash = PasswordHash::new(phc).map_err(|e| format!("not a valid PHC hash string ({e})"))?;
+    let algorithm =
+        Algorithm::try_from(hash.algorithm).map_err(|_| "hash scheme is not Argon2".to_owned())?;
+    let version = match hash.version {
+        Some(v) => Version::try_from(v).map_err(|_| format!("unknown Argon2 version {v}"))?,
+        None => Version::default(),
+    };
+    if hash.salt.is_none() || hash.hash.is_none() {
+        return Err("hash has no salt or no output".into());
+    }
+    let params = Params::try_from(&hash).map_err(|e| format!("invalid Argon2 parameters ({e})"))?;
+    if params.m_cost() > MAX_M_COST_KIB {
+        return Err(format!(
+            "memory cost m={} KiB is above the limit of {MAX_M_COST_KIB} KiB (1 GiB)",
+            params.m_cost()
+        ));
+    }
+    if params.t_cost() > MAX_T_COST {
+        return Err(format!(
+            "time cost t={} is above the limit of {MAX_T_COST}",
+            params.t_cost()
+        ));
+    }
+    if params.p_cost() > MAX_P_COST {
+        return Err(format!(
+            "parallelism p={} is above the limit of {MAX_P_COST}",
+            params.p_cost()
+        ));
+    }
+    Ok(HashParams {
+        algorithm,
+        version,
+        params,
+    })
+}
+
+/// Hashes `password` with Argon2id and the crate's recommended parameters (m=19 MiB, t=2, p=1).
+pub fn hash_password(password: &str) -> Result<String, HashError> {
+    hash_password_with(
+        password,
+        &HashParams {
+            algorithm: Algorithm::Argon2id,
+            version: Version::V0x13,
+            params: Params::default(),
+        },
+    )
+}
+
+/// Hashes `password` with the given variant and parameters and a fresh random salt.
+pub fn hash_password_with(password: &str, params: &HashParams) -> Result<String, HashError> {
+    if password.is_empty() {
+        return Err(HashError::Empty);
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(HashError::TooLong);
+    }
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| HashError::Argon2(e.to_string()))?;
+    Argon2::new(params.algorithm, params.version, params.params.clone())
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Argon2(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap(password: &str) -> String {
+        let params = HashParams {
+            algorithm: Algorithm::Argon2id,
+            version: Version::V0x13,
+            params: Params::new(1024, 1, 1, None).unwrap(),
+        };
+        hash_password_with(password, &params).unwrap()
+    }
+
+    #[test]
+    fn render_reproduces_comments_and_users() {
+        let text = format!(
+            "# admins\n\nalice:{}\n  # indented\nbob:{}\n",
+            cheap("a"),
+            cheap("b")
+        );
+        let file = UsersFile::parse(&text, Path::new("u")).unwrap();
+        assert_eq!(file.render(), text);
+        assert_eq!(
+            file.users().map(|(n, _)| n).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+    }
+
+    #[test]
+    fn set_and_remove() {
+        let mut file = UsersFile::default();
+        assert!(!file.set("alice", &cheap("a")).unwrap());
+        assert!(file.set("alice", &cheap("b")).unwrap());
+        assert!(file.set("bad:name", &cheap("b")).is_err());
+        assert!(file.set("carol", "plaintext").is_err());
+        assert!(file.remove("alice"));
+        assert!(!file.remove("alice"));
+        assert_eq!(file.users().count(), 0);
+    }
+
+    #[test]
+    fn hashes_respect_limits() {
+        let ok = cheap("pw");
+        assert!(check_hash(&ok).is_ok());
+        assert!(check_hash(&ok.replace("m=1024", "m=4194304"))
+            .unwrap_err()
+            .contains("memory cost"));
+        assert!(check_hash(&ok.replace("t=1", "t=21"))
+            .unwrap_err()
+            .contains("time cost"));
+        assert!(check_hash(&ok.replace("p=1", "p=17"))
+            .unwrap_err()
+            .contains("parallelism"));
+        let bcrypt = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+        assert!(check_hash(bcrypt).is_err());
+        assert!(check_hash("hunter2").is_err());
+    }
+
+    #[test]
+    fn hash_password_refuses_empty_and_huge() {
+        assert!(matches!(hash_password(""), Err(HashError::Empty)));
+        let huge = "x".repeat(MAX_PASSWORD_BYTES + 1);
+        assert!(matches!(hash_password(&huge), Err(HashError::TooLong)));
+    }
+}

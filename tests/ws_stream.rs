@@ -1,0 +1,334 @@
+//! The stream itself: live entries, `since` and `backlog` replay (no gap, no duplicate at the seam),
+//! the 4008 paths, client messages (ping/pong, size and type limits), keep-alive, shutdown, health.
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use proxytail::http::ws::{IDLE_TIMEOUT, PING_INTERVAL};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+/// `ping` round trip: proves the session loop runs (so it has subscribed) and nothing else is queued.
+async fn assert_quiet(ws: &mut Client) {
+    assert_eq!(texts_until_pong(ws).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn live_stream_sends_only_new_entries_as_the_exact_serialized_json() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    server.publish(1..=5, 5);
+    let mut ws = server.subscribe("").await;
+    assert_quiet(&mut ws).await;
+    let six = record(6);
+    let mut entry = parsers::Entry {
+        destination: Some("http://x/\r\n\u{1b}[31m\"quoted\"".into()),
+        ..Default::default()
+    };
+    let tricky = proxytail::hub::Record::new(7, &mut entry);
+    server
+        .state
+        .hub
+        .publish(vec![six.clone(), tricky.clone(), record(8)]);
+    let texts: Vec<String> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            match next_event(&mut ws).await {
+                Event::Text(t) => v.push(t),
+                other => panic!("{other:?}"),
+            }
+        }
+        v
+    };
+    assert_eq!(texts[0], six.text());
+    assert_eq!(texts[1], tricky.text());
+    let parsed: serde_json::Value = serde_json::from_str(&texts[1]).unwrap();
+    assert_eq!(parsed["destination"], "http://x/\r\n\u{1b}[31m\"quoted\"");
+    assert_eq!(entry_id(&texts[2]), 8);
+    assert_quiet(&mut ws).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_replays_then_goes_live_without_gap_or_duplicate_while_publishing() {
+    let server = Server::start(TestConfig::new(&["--history", "100000"])).await;
+    server.publish(1..=500, 10);
+    let hub = server.state.hub.clone();
+    let publisher = tokio::spawn(async move {
+        for first in (501..=30_000u64).step_by(3) {
+            publish(&hub, first..=(first + 2).min(30_000), 3);
+            tokio::task::yield_now().await;
+        }
+    });
+    // Several subscribers join at different points of the flood.
+    let mut clients = Vec::new();
+    for since in [250u64, 400, 0] {
+        clients.push((since, server.subscribe(&format!("&since={since}")).await));
+    }
+    for (since, mut ws) in clients {
+        let ids = read_ids(&mut ws, (30_000 - since) as usize).await;
+        let expected: Vec<u64> = (since + 1..=30_000).collect();
+        assert!(
+            ids == expected,
+            "since={since}: ids are not exactly {}..=30000",
+            since + 1
+        );
+        assert_quiet(&mut ws).await;
+    }
+    publisher.await.unwrap();
+}
+
+#[tokio::test]
+async fn since_ahead_of_the_last_id_waits_for_those_ids() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    server.publish(1..=10, 10);
+    let mut ws = server.subscribe("&since=15").await;
+    assert_quiet(&mut ws).await;
+    server.publish(11..=20, 3);
+    assert_eq!(read_ids(&mut ws, 5).await, vec![16, 17, 18, 19, 20]);
+    assert_quiet(&mut ws).await;
+}
+
+#[tokio::test]
+async fn since_older_than_the_history_closes_4008_at_once() {
+    let server = Server::start(TestConfig::new(&["--history", "100"])).await;
+    server.publish(1..=300, 7);
+    // Held: 201..=300. since=199 would need 200, which is gone.
+    for since in [0u64, 50, 199] {
+        let mut ws = server.subscribe(&format!("&since={since}")).await;
+        assert_eq!(
+            expect_close(&mut ws).await,
+            (4008, "Subscriber too slow; reconnect with since".to_owned()),
+            "since={since}"
+        );
+    }
+    let mut ws = server.subscribe("&since=200").await;
+    assert_eq!(
+        read_ids(&mut ws, 100).await,
+        (201..=300).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn backlog_sends_the_last_n_held_then_live() {
+    let server = Server::start(TestConfig::new(&["--history", "100"])).await;
+    server.publish(1..=150, 4);
+    let mut ten = server.subscribe("&backlog=10").await;
+    assert_eq!(
+        read_ids(&mut ten, 10).await,
+        (141..=150).collect::<Vec<_>>()
+    );
+    let mut all = server.subscribe("&backlog=100000").await;
+    assert_eq!(
+        read_ids(&mut all, 100).await,
+        (51..=150).collect::<Vec<_>>()
+    );
+    let mut none = server.subscribe("&backlog=0").await;
+    for ws in [&mut ten, &mut all, &mut none] {
+        assert_quiet(ws).await;
+    }
+    server.publish(151..=153, 2);
+    for ws in [&mut ten, &mut all, &mut none] {
+        assert_eq!(read_ids(ws, 3).await, vec![151, 152, 153]);
+    }
+}
+
+#[tokio::test]
+async fn invalid_since_or_backlog_closes_1008() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    for extra in ["&since=abc", "&backlog=-1", "&since=1e3"] {
+        let mut ws = server.subscribe(extra).await;
+        assert_eq!(expect_close(&mut ws).await.0, 1008, "{extra}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_never_reading_subscriber_is_closed_4008_and_does_not_hold_back_a_fast_one() {
+    const TOTAL: u64 = 100_000;
+    let server = Server::start(TestConfig::new(&[])).await; // history 10 000
+    let mut slow = server.subscribe("").await;
+    let mut fast = server.subscribe("").await;
+    assert_quiet(&mut slow).await;
+    assert_quiet(&mut fast).await;
+    // Publish in batches of 10 (10 000 batches, more than the broadcast holds), records of ~500 bytes
+    // (more than the socket buffers hold). The fast client reads along every 20 000 records; the
+    // slow one reads nothing until the end.
+    let mut next_fast = 1u64;
+    for chunk_start in (1..=TOTAL).step_by(20_000) {
+        let chunk_end = chunk_start + 19_999;
+        let ids: Vec<u64> = (chunk_start..=chunk_end).collect();
+        for batch in ids.chunks(10) {
+            server
+                .state
+                .hub
+                .publish(batch.iter().map(|&id| record_padded(id, 200)).collect());
+        }
+        let got = read_ids(&mut fast, 20_000).await;
+        assert!(
+            got.iter().copied().eq(next_fast..=chunk_end),
+            "fast subscriber: ids out of order or missing before {chunk_end}"
+        );
+        next_fast = chunk_end + 1;
+    }
+    assert_quiet(&mut fast).await;
+    // The slow one: a consecutive run of ids from 1, then Close 4008 (never a silent skip).
+    let mut expected = 1u64;
+    let end = loop {
+        match next_event(&mut slow).await {
+            Event::Text(t) => {
+                assert_eq!(entry_id(&t), expected, "slow subscriber skipped silently");
+                expected += 1;
+            }
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(end, Event::Close(4008, _)),
+        "after {} entries: {end:?}",
+        expected - 1
+    );
+    eprintln!("slow subscriber: {} entries, then {end:?}", expected - 1);
+    assert!(expected > 1 && expected <= TOTAL);
+}
+
+#[tokio::test]
+async fn ping_text_gets_exactly_pong_and_other_text_is_ignored() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut ws = server.subscribe("").await;
+    send_text(&mut ws, "hello").await;
+    send_text(&mut ws, &"x".repeat(1024)).await;
+    send_text(&mut ws, "PING").await;
+    let before_pong = texts_until_pong(&mut ws).await;
+    assert!(before_pong.is_empty(), "{before_pong:?}");
+    for _ in 0..3 {
+        send_text(&mut ws, "ping").await;
+    }
+    for _ in 0..3 {
+        assert!(matches!(next_event(&mut ws).await, Event::Text(t) if t == "pong"));
+    }
+    assert_quiet(&mut ws).await;
+}
+
+#[tokio::test]
+async fn client_text_over_1_kib_closes_1009() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut ws = server.subscribe("").await;
+    send_text(&mut ws, &"x".repeat(1025)).await;
+    assert_eq!(expect_close(&mut ws).await.0, 1009);
+}
+
+#[tokio::test]
+async fn binary_message_closes_1003() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut ws = server.subscribe("").await;
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(expect_close(&mut ws).await.0, 1003);
+}
+
+#[tokio::test]
+async fn one_mib_frame_closes_the_connection_and_others_keep_streaming() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut other = server.subscribe("").await;
+    let mut ws = server.subscribe("").await;
+    assert_quiet(&mut ws).await;
+    // The server refuses the frame from its header (it never buffers it); whether the client gets
+    // to write all of it does not matter.
+    let _ = ws.send(Message::text("x".repeat(1 << 20))).await;
+    assert_eq!(expect_close(&mut ws).await.0, 1009);
+    assert_quiet(&mut other).await;
+    server.publish(1..=3, 3);
+    assert_eq!(read_ids(&mut other, 3).await, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn client_ping_frame_is_answered_while_streaming() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut ws = server.subscribe("").await;
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Pong(payload))) => return payload,
+                Some(Ok(_)) => continue,
+                other => panic!("no Pong: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("Pong within the bound");
+    assert_eq!(&pong[..], b"are you there");
+}
+
+#[tokio::test]
+async fn server_pings_every_30_s_and_closes_a_silent_peer_after_90_s() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut live = server.subscribe("").await;
+    let mut silent = server.subscribe("").await;
+    assert_quiet(&mut live).await;
+    assert_quiet(&mut silent).await;
+    // Move the daemon's clock (same runtime); real sockets keep working.
+    tokio::time::pause();
+    tokio::time::advance(PING_INTERVAL + Duration::from_millis(10)).await;
+    tokio::time::resume();
+    let ping = tokio::time::timeout(WAIT, async {
+        loop {
+            match live.next().await {
+                Some(Ok(Message::Ping(_))) => return,
+                Some(Ok(_)) => continue,
+                other => panic!("no Ping: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(ping.is_ok(), "server Ping within the bound");
+    // `live` answered (its client sends the Pong on the next read); `silent` never reads.
+    assert_quiet(&mut live).await;
+    tokio::time::pause();
+    tokio::time::advance(IDLE_TIMEOUT - PING_INTERVAL).await;
+    tokio::time::resume();
+    assert_eq!(
+        expect_close(&mut silent).await,
+        (1001, "idle timeout".to_owned())
+    );
+    assert_quiet(&mut live).await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_subscriber_with_1001_and_every_task_ends() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut a = server.subscribe("").await;
+    let mut b = server.subscribe("&backlog=5").await;
+    assert_quiet(&mut a).await;
+    assert_quiet(&mut b).await;
+    server.stop().await;
+    for ws in [&mut a, &mut b] {
+        assert_eq!(expect_close(ws).await, (1001, "going away".to_owned()));
+    }
+}
+
+#[tokio::test]
+async fn daemon_stop_signal_closes_subscribers_with_1001() {
+    // The whole daemon through app::run: no token can be minted from outside yet, so this checks
+    // that the stop path completes and refuses tokenless clients properly while running.
+    let daemon = Daemon::start(TestConfig::new(&[])).await;
+    let mut ws = connect(&format!("ws://{}/api/ws/logs", daemon.addr)).await;
+    assert_eq!(expect_close(&mut ws).await.0, 4001);
+    daemon.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn health_reports_ids_subscribers_and_sources_without_caching() {
+    let server = Server::start(TestConfig::new(&["--history", "10"])).await;
+    server.publish(1..=25, 5);
+    let mut ws = server.subscribe("").await;
+    assert_quiet(&mut ws).await;
+    let response = http_get(server.addr, "/api/health", &[]).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+    let body = response.json();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["last_id"], 25);
+    assert_eq!(body["oldest_id"], 16);
+    assert_eq!(body["subscribers"], 1);
+    assert!(body.get("sources").is_some());
+}
