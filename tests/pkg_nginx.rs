@@ -57,8 +57,8 @@ impl Nginx {
             .expect("free port")
             .port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let snippet = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("packaging/nginx/proxytail-locations.conf");
+        let snippet =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/nginx/proxytail-locations.conf");
         let p = dir.path().display();
         let conf = format!(
             r#"
@@ -102,7 +102,10 @@ http {{
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = Command::new(NGINX).args(self.args()).args(["-s", "stop"]).status();
+        let _ = Command::new(NGINX)
+            .args(self.args())
+            .args(["-s", "stop"])
+            .status();
     }
 }
 
@@ -152,7 +155,10 @@ async fn connect(addr: SocketAddr, query: &str, origin: &str) -> Ws {
 /// The next text message, skipping Ping/Pong control frames.
 async fn next_text(ws: &mut Ws) -> String {
     loop {
-        match tokio::time::timeout(STEP, ws.next()).await.expect("message in time") {
+        match tokio::time::timeout(STEP, ws.next())
+            .await
+            .expect("message in time")
+        {
             Some(Ok(Message::Text(t))) => return t.as_str().to_owned(),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             other => panic!("expected a text message, got {other:?}"),
@@ -163,7 +169,10 @@ async fn next_text(ws: &mut Ws) -> String {
 /// The close code the server sends next (no data may come first).
 async fn close_code(ws: &mut Ws) -> u16 {
     loop {
-        match tokio::time::timeout(STEP, ws.next()).await.expect("close in time") {
+        match tokio::time::timeout(STEP, ws.next())
+            .await
+            .expect("close in time")
+        {
             Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             other => panic!("expected a close frame, got {other:?}"),
@@ -200,7 +209,7 @@ async fn token_and_websocket_flow_through_the_shipped_nginx_snippet() {
     let log: PathBuf = dir.path().join("access.log");
     std::fs::write(&log, "").expect("log");
     let users = dir.path().join("users");
-    let hash = proxytail::users_cmd::hash_password(PASSWORD).expect("hash");
+    let hash = proxytail::auth::hash_password(PASSWORD).expect("hash");
     std::fs::write(&users, format!("{USER}:{hash}\n")).expect("users");
     let state = dir.path().join("state");
     std::fs::create_dir(&state).expect("state dir");
@@ -231,7 +240,8 @@ async fn token_and_websocket_flow_through_the_shipped_nginx_snippet() {
     let (status, head, _) = get(addr, "/api/ws-token", None).await;
     assert_eq!(status, 401);
     assert!(
-        head.to_ascii_lowercase().contains("www-authenticate: basic"),
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
         "{head}"
     );
     let (status, _, _) = get(addr, "/api/ws-token", Some((USER, "wrong"))).await;

@@ -144,7 +144,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut delivered: Vec<u64> = Vec::new();
     let mut read = |f: &mut Follower, now: Instant, delivered: &mut Vec<u64>| {
         for l in f.read_available_at(now) {
-            prop_assert!(!l.fragment, "no fragment: the writer never leaves one behind");
+            prop_assert!(
+                !l.fragment,
+                "no fragment: the writer never leaves one behind"
+            );
             delivered.push(seq_of(&l.bytes));
         }
         Ok(())
@@ -178,7 +181,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 w.finish_partial();
                 let to = w.rotated();
                 fs::copy(&log, &to).unwrap();
-                OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+                OpenOptions::new()
+                    .write(true)
+                    .open(&log)
+                    .unwrap()
+                    .set_len(0)
+                    .unwrap();
                 if !w.fingerprinted {
                     // The follower saw the file empty: nothing identifies the copy.
                     w.lossy.extend(w.unread.iter().copied());
@@ -187,7 +195,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Truncate => {
                 w.finish_partial();
-                OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+                OpenOptions::new()
+                    .write(true)
+                    .open(&log)
+                    .unwrap()
+                    .set_len(0)
+                    .unwrap();
                 w.lossy.extend(w.unread.iter().copied());
                 w.new_file();
             }
@@ -227,10 +240,19 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut unique = delivered.clone();
     unique.sort_unstable();
     unique.dedup();
-    prop_assert_eq!(unique.len(), delivered.len(), "no duplicate in {:?}", delivered);
+    prop_assert_eq!(
+        unique.len(),
+        delivered.len(),
+        "no duplicate in {:?}",
+        delivered
+    );
     // Order holds among lines no lossy operation touched (those may come back late, recovered
     // from a copy the follower could not identify at the time).
-    let safe: Vec<u64> = delivered.iter().copied().filter(|s| !w.lossy.contains(s)).collect();
+    let safe: Vec<u64> = delivered
+        .iter()
+        .copied()
+        .filter(|s| !w.lossy.contains(s))
+        .collect();
     let mut sorted = safe.clone();
     sorted.sort_unstable();
     prop_assert_eq!(&sorted, &safe, "no reordering");

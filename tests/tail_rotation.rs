@@ -25,10 +25,12 @@ type Seen = Arc<(Mutex<u64>, Condvar)>;
 fn wait_seen(seen: &Seen, at_least: u64) {
     let (m, cv) = &**seen;
     let g = m.lock().unwrap();
-    let (g, timeout) = cv
-        .wait_timeout_while(g, BOUND, |s| *s < at_least)
-        .unwrap();
-    assert!(!timeout.timed_out(), "tailer never delivered seq {at_least} (seen {})", *g);
+    let (g, timeout) = cv.wait_timeout_while(g, BOUND, |s| *s < at_least).unwrap();
+    assert!(
+        !timeout.timed_out(),
+        "tailer never delivered seq {at_least} (seen {})",
+        *g
+    );
 }
 
 /// The Squid stand-in: writes generations of lines in small bursts, rotating between them. Each
@@ -36,7 +38,11 @@ fn wait_seen(seen: &Seen, at_least: u64) {
 /// generation's first burst), while the rest of the generation may still be unread.
 fn writer(log: PathBuf, kind: Kind, seen: Seen) {
     let mut seq = 1;
-    let mut f = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
     for g in 1..=GENERATIONS {
         let first = seq;
         let last = seq + PER_GEN - 1;
@@ -55,7 +61,11 @@ fn writer(log: PathBuf, kind: Kind, seen: Seen) {
             Kind::RenameCreate => {
                 fs::rename(&log, rotated(&log, g)).unwrap();
                 drop(f);
-                f = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+                f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap();
             }
             Kind::CopyTruncate => {
                 // The writer is paused across copy + truncate (logrotate's window closed).
@@ -65,7 +75,11 @@ fn writer(log: PathBuf, kind: Kind, seen: Seen) {
             Kind::DeleteRecreate => {
                 fs::remove_file(&log).unwrap();
                 drop(f);
-                f = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+                f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap();
             }
         }
     }
@@ -154,11 +168,7 @@ async fn poll_mode_delivers_lines() {
     File::create(&log).unwrap();
     let cfg = config(&[&log], &dir.path().join("state"), &["--poll"]);
     let mut run = start(&cfg);
-    assert_eq!(
-        run.hub.last_id(),
-        0,
-        "nothing before the first write"
-    );
+    assert_eq!(run.hub.last_id(), 0, "nothing before the first write");
     append(&log, lines(1..=3).as_bytes());
     assert_exact(&run.collect(3).await, 1, 1..=3);
     run.stop().await;

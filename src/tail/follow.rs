@@ -438,7 +438,11 @@ impl Follower {
     /// named). A saved file is found again by identity and fingerprint at the path or among its
     /// rotated siblings (`access.log.0`, `access.log.1`, …) and read from its offset; saved files
     /// found nowhere are dropped. When the path names no saved file it is read from 0.
-    pub fn resume(path: impl Into<PathBuf>, opts: FollowOptions, saved: &[FilePosition]) -> Follower {
+    pub fn resume(
+        path: impl Into<PathBuf>,
+        opts: FollowOptions,
+        saved: &[FilePosition],
+    ) -> Follower {
         let mut f = Follower::empty(path.into(), opts);
         let now = Instant::now();
         let mut candidates = vec![f.path.clone()];
@@ -703,13 +707,9 @@ impl Follower {
             }
             return;
         }
-        if let Err(e) = Follower::check_truncation(
-            &self.path,
-            cur,
-            &mut self.draining,
-            &mut self.stats,
-            now,
-        ) {
+        if let Err(e) =
+            Follower::check_truncation(&self.path, cur, &mut self.draining, &mut self.stats, now)
+        {
             self.state = FollowState::Error(format!("{}: {e}", self.path.display()));
         }
     }
@@ -779,9 +779,9 @@ impl Follower {
         let mut missed: Vec<(std::time::SystemTime, PathBuf)> = rotated_siblings(&self.path)
             .into_iter()
             .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+                })
             })
             .filter_map(|p| {
                 let m = std::fs::metadata(&p).ok()?;
@@ -819,7 +819,9 @@ impl Follower {
                     self.stats.rotations += 1;
                     self.draining.push_back(f);
                 }
-                Err(e) => tracing::warn!(path = %p.display(), error = %e, "cannot open a skipped generation"),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "cannot open a skipped generation")
+                }
             }
         }
     }
@@ -868,7 +870,11 @@ pub fn rotated_siblings(path: &Path) -> Vec<PathBuf> {
 }
 
 /// Opens `candidate` at `pos.offset` if it is the file `pos` describes (identity and fingerprint).
-fn match_position(candidate: &Path, pos: &FilePosition, now: Instant) -> Option<(PathBuf, OpenFile)> {
+fn match_position(
+    candidate: &Path,
+    pos: &FilePosition,
+    now: Instant,
+) -> Option<(PathBuf, OpenFile)> {
     let meta = std::fs::metadata(candidate).ok()?;
     if meta.dev() != pos.dev || meta.ino() != pos.ino {
         return None;
