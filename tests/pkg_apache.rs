@@ -97,6 +97,9 @@ async fn token_and_websocket_flow_through_the_shipped_apache_snippet() {
     let token = flow(apache.addr, daemon).await;
     // The single-use token travels in the query string: the snippet keeps it out of the access log.
     let access = std::fs::read_to_string(apache.path("access.log")).unwrap_or_default();
-    assert!(access.contains("/api/ws-token"), "httpd logged nothing?\n{access}");
+    assert!(
+        access.contains("/api/ws-token"),
+        "httpd logged nothing?\n{access}"
+    );
     assert!(!access.contains(&token), "token logged by httpd:\n{access}");
 }

@@ -68,7 +68,12 @@ impl Squid {
     }
 
     fn rotate(&self) {
-        let status = Command::new("squid").arg("-f").arg(&self.conf).args(["-k", "rotate"]).status().unwrap();
+        let status = Command::new("squid")
+            .arg("-f")
+            .arg(&self.conf)
+            .args(["-k", "rotate"])
+            .status()
+            .unwrap();
         assert!(status.success(), "squid -k rotate failed");
     }
 }
@@ -81,19 +86,30 @@ impl Drop for Squid {
 }
 
 fn chown_to_proxy(dir: &Path) {
-    let status = Command::new("chown").args(["-R", "proxy:proxy"]).arg(dir).status().unwrap();
+    let status = Command::new("chown")
+        .args(["-R", "proxy:proxy"])
+        .arg(dir)
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls a cheap condition against an external process we cannot get events from (Squid starting).
 fn wait_until(mut ok: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + BOUND;
     while !ok() {
-        assert!(std::time::Instant::now() < deadline, "condition not met within {BOUND:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {BOUND:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -101,13 +117,23 @@ fn wait_until(mut ok: impl FnMut() -> bool) {
 /// One request through the proxy with curl; returns the bytes Squid sent (headers + body).
 fn curl(proxy: u16, args: &[&str]) -> u64 {
     let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{size_header} %{size_download} %{http_code}", "--max-time", "10"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_header} %{size_download} %{http_code}",
+            "--max-time",
+            "10",
+        ])
         .args(["-x", &format!("http://127.0.0.1:{proxy}")])
         .args(args)
         .output()
         .expect("curl is installed");
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+    let mut it = text
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(0));
     it.next().unwrap_or(0) + it.next().unwrap_or(0)
 }
 
@@ -120,7 +146,12 @@ fn send_mix(proxy: u16, origin: SocketAddr, round: u32) -> Sent {
     let b = curl(proxy, &[&format!("{base}/ok/{round}")]);
     sent.push(("GET".into(), format!("{base}/ok/{round}"), 200, Some(b)));
     let b = curl(proxy, &[&format!("{base}/missing/{round}")]);
-    sent.push(("GET".into(), format!("{base}/missing/{round}"), 404, Some(b)));
+    sent.push((
+        "GET".into(),
+        format!("{base}/missing/{round}"),
+        404,
+        Some(b),
+    ));
     let b = curl(proxy, &["-d", "x=1", &format!("{base}/post/{round}")]);
     sent.push(("POST".into(), format!("{base}/post/{round}"), 200, Some(b)));
     let b = curl(proxy, &["-I", &format!("{base}/ok/{round}")]);
@@ -134,9 +165,16 @@ fn send_mix(proxy: u16, origin: SocketAddr, round: u32) -> Sent {
 }
 
 async fn origin() -> SocketAddr {
-    let ok = warp::get().or(warp::head()).unify().and(warp::path!("ok" / String)).map(|_| "hello from origin\n");
-    let post = warp::post().and(warp::path!("post" / String)).map(|_| "posted\n");
-    let missing = warp::any().map(|| warp::reply::with_status("no such page\n", warp::http::StatusCode::NOT_FOUND));
+    let ok = warp::get()
+        .or(warp::head())
+        .unify()
+        .and(warp::path!("ok" / String))
+        .map(|_| "hello from origin\n");
+    let post = warp::post()
+        .and(warp::path!("post" / String))
+        .map(|_| "posted\n");
+    let missing = warp::any()
+        .map(|| warp::reply::with_status("no such page\n", warp::http::StatusCode::NOT_FOUND));
     let routes = ok.or(post).or(missing);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -148,7 +186,9 @@ fn argon2_hash(password: &str) -> String {
     use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
     let params = argon2::Params::new(1024, 1, 1, None).unwrap();
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    a.hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng)).unwrap().to_string()
+    a.hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string()
 }
 
 async fn get_token(addr: SocketAddr, user: &str, pass: &str) -> String {
@@ -165,15 +205,22 @@ async fn get_token(addr: SocketAddr, user: &str, pass: &str) -> String {
     let mut resp = String::new();
     s.read_to_string(&mut resp).await.unwrap();
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_else(|_| panic!("token reply: {resp}"));
+    let v: serde_json::Value =
+        serde_json::from_str(body.trim()).unwrap_or_else(|_| panic!("token reply: {resp}"));
     v["token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_squid_logs_in_three_formats_are_streamed_exactly_once_across_a_rotation() {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
     if Command::new("squid").arg("-v").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "squid must be installed in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "squid must be installed in CI"
+        );
         eprintln!("skipping: squid is not installed (run scripts/test.sh)");
         return;
     }
@@ -203,9 +250,10 @@ async fn real_squid_logs_in_three_formats_are_streamed_exactly_once_across_a_rot
     let daemon = tokio::spawn(proxytail::app::run(config, listener, signals));
 
     let token = get_token(addr, "ops", "secret").await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/ws/logs?token={token}&since=0"))
-        .await
-        .unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/api/ws/logs?token={token}&since=0"))
+            .await
+            .unwrap();
 
     let mut sent = tokio::task::spawn_blocking(move || {
         let mut sent = send_mix(squid.port, origin, 1);
@@ -234,26 +282,48 @@ async fn real_squid_logs_in_three_formats_are_streamed_exactly_once_across_a_rot
         assert_eq!(id, last_id + 1, "ids are consecutive");
         last_id = id;
         let source = v["source"].as_str().unwrap().to_owned();
-        let file = Path::new(&source).file_name().unwrap().to_string_lossy().into_owned();
+        let file = Path::new(&source)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         got.entry(file).or_default().push(v);
         n += 1;
     }
     for file in sources {
-        let entries = got.get(file).unwrap_or_else(|| panic!("nothing from {file}: {got:#?}"));
+        let entries = got
+            .get(file)
+            .unwrap_or_else(|| panic!("nothing from {file}: {got:#?}"));
         assert_eq!(entries.len(), sent_list.len(), "{file}: {entries:#?}");
         for (method, dest, code, bytes) in &sent_list {
             let found = entries.iter().find(|e| {
-                e["method"] == method.as_str() && e["destination"] == dest.as_str() && e["code"] == *code
+                e["method"] == method.as_str()
+                    && e["destination"] == dest.as_str()
+                    && e["code"] == *code
             });
-            let e = found.unwrap_or_else(|| panic!("{file}: no {method} {dest} {code} in {entries:#?}"));
+            let e = found
+                .unwrap_or_else(|| panic!("{file}: no {method} {dest} {code} in {entries:#?}"));
             if let Some(b) = bytes {
-                assert_eq!(e["bytes"].as_u64(), Some(*b), "{file}: bytes of {method} {dest}");
+                assert_eq!(
+                    e["bytes"].as_u64(),
+                    Some(*b),
+                    "{file}: bytes of {method} {dest}"
+                );
             }
         }
     }
     // Nothing more arrives: each request once per log.
-    assert!(tokio::time::timeout(Duration::from_millis(500), ws.next()).await.is_err(), "an extra entry arrived");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), ws.next())
+            .await
+            .is_err(),
+        "an extra entry arrived"
+    );
     drop(sent);
     let _ = control.stop.send(());
-    tokio::time::timeout(BOUND, daemon).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(BOUND, daemon)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
