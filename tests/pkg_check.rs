@@ -50,7 +50,7 @@ fn every_problem_is_reported_with_its_file_and_line() {
         format!("ok: {c}:3: {d}/access.log is readable"),
         format!("error: {c}:3: {d}/no-such-dir/access.log does not exist and its directory cannot be read"),
         format!("error: {d}/users: mode 0644 is wider than 0640"),
-        format!("error: {d}/users:3: user \"bob\": not a PHC hash string"),
+        format!("error: {d}/users:3: user \"bob\": not an Argon2 PHC string"),
         format!("error: {d}/jwt: weak JWT secret: 9 bytes, at least 32 needed"),
         "6 error(s)".to_string(),
     ] {
@@ -65,7 +65,11 @@ fn every_problem_is_reported_with_its_file_and_line() {
 fn a_toml_error_is_reported_with_its_line_and_flags_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("proxytail.toml");
-    write(&config, "listen = \"127.0.0.1:5001\"\n\nno-such-key = 1\n", 0o644);
+    write(
+        &config,
+        "listen = \"127.0.0.1:5001\"\n\nno-such-key = 1\n",
+        0o644,
+    );
     let out = check_config(&[
         "--config",
         config.to_str().expect("utf-8"),
@@ -75,7 +79,10 @@ fn a_toml_error_is_reported_with_its_line_and_flags_are_named() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains(&format!("error: {}:3: unknown field `no-such-key`", config.display())),
+        stdout.contains(&format!(
+            "error: {}:3: unknown field `no-such-key`",
+            config.display()
+        )),
         "{stdout}"
     );
     assert!(
@@ -91,7 +98,11 @@ fn a_clean_configuration_passes() {
     let d = dir.path().display();
     write(&dir.path().join("access.log"), "", 0o640);
     write(&dir.path().join("users"), &format!("alice:{HASH}\n"), 0o640);
-    write(&dir.path().join("jwt"), &format!("{}\n", "k".repeat(32)), 0o640);
+    write(
+        &dir.path().join("jwt"),
+        &format!("{}\n", "k".repeat(32)),
+        0o640,
+    );
     let config = dir.path().join("proxytail.toml");
     write(
         &config,
@@ -127,6 +138,9 @@ fn the_shipped_configuration_parses_with_only_expected_findings() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("configuration file parsed"), "{stdout}");
-    assert!(stdout.contains("listening on loopback 127.0.0.1:5001"), "{stdout}");
+    assert!(
+        stdout.contains("listening on loopback 127.0.0.1:5001"),
+        "{stdout}"
+    );
     assert!(stdout.contains("no users yet"), "{stdout}");
 }

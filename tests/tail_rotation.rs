@@ -25,10 +25,12 @@ type Seen = Arc<(Mutex<u64>, Condvar)>;
 fn wait_seen(seen: &Seen, at_least: u64) {
     let (m, cv) = &**seen;
     let g = m.lock().unwrap();
-    let (g, timeout) = cv
-        .wait_timeout_while(g, BOUND, |s| *s < at_least)
-        .unwrap();
-    assert!(!timeout.timed_out(), "tailer never delivered seq {at_least} (seen {})", *g);
+    let (g, timeout) = cv.wait_timeout_while(g, BOUND, |s| *s < at_least).unwrap();
+    assert!(
+        !timeout.timed_out(),
+        "tailer never delivered seq {at_least} (seen {})",
+        *g
+    );
 }
 
 /// The Squid stand-in: writes generations of lines in small bursts, rotating between them. Each
@@ -36,7 +38,11 @@ fn wait_seen(seen: &Seen, at_least: u64) {
 /// generation's first burst), while the rest of the generation may still be unread.
 fn writer(log: PathBuf, kind: Kind, seen: Seen) {
     let mut seq = 1;
-    let mut f = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
     for g in 1..=GENERATIONS {
         let first = seq;
         let last = seq + PER_GEN - 1;
@@ -55,7 +61,11 @@ fn writer(log: PathBuf, kind: Kind, seen: Seen) {
             Kind::RenameCreate => {
                 fs::rename(&log, rotated(&log, g)).unwrap();
                 drop(f);
-                f = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+                f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap();
             }
             Kind::CopyTruncate => {
                 // The writer is paused across copy + truncate (logrotate's window closed).
@@ -65,7 +75,11 @@ fn writer(log: PathBuf, kind: Kind, seen: Seen) {
             Kind::DeleteRecreate => {
                 fs::remove_file(&log).unwrap();
                 drop(f);
-                f = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+                f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap();
             }
         }
     }
@@ -154,11 +168,7 @@ async fn poll_mode_delivers_lines() {
     File::create(&log).unwrap();
     let cfg = config(&[&log], &dir.path().join("state"), &["--poll"]);
     let mut run = start(&cfg);
-    assert_eq!(
-        run.hub.last_id(),
-        0,
-        "nothing before the first write"
-    );
+    assert_eq!(run.hub.last_id(), 0, "nothing before the first write");
     append(&log, lines(1..=3).as_bytes());
     assert_exact(&run.collect(3).await, 1, 1..=3);
     run.stop().await;
@@ -208,5 +218,34 @@ async fn unparseable_lines_take_no_id_and_are_counted() {
     assert_eq!(h["sources"][0]["parse_errors"], 1, "{h}");
     assert_eq!(h["sources"][0]["lines"], 2, "{h}");
     assert_eq!(h["sources"][0]["state"], "following", "{h}");
+    run.stop().await;
+}
+
+/// RELIABILITY 2 and 3: Squid keeps writing to the renamed file after the rename (it reopens
+/// the log late), and the new file appears only afterwards: every line from both is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_writes_to_the_renamed_file_and_a_late_new_file_are_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let mut squid_fd = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
+    let cfg = config(&[&log], &dir.path().join("state"), &[]);
+    let mut run = start(&cfg);
+    squid_fd.write_all(lines([1]).as_bytes()).unwrap();
+    assert_exact(&run.collect(1).await, 1, [1]);
+    fs::rename(&log, rotated(&log, 1)).unwrap();
+    // No new file yet: Squid still writes through its old descriptor.
+    squid_fd.write_all(lines([2]).as_bytes()).unwrap();
+    assert_exact(&run.collect(1).await, 2, [2]);
+    squid_fd.write_all(lines([3]).as_bytes()).unwrap();
+    assert_exact(&run.collect(1).await, 3, [3]);
+    assert_eq!(run.health.snapshot()["sources"][0]["state"], "waiting");
+    // Squid reopens: the new file is read from 0.
+    drop(squid_fd);
+    append(&log, lines([4, 5]).as_bytes());
+    assert_exact(&run.collect(2).await, 4, [4, 5]);
     run.stop().await;
 }

@@ -11,7 +11,7 @@
 //! batch of memory, never the tailer's time. A client that falls further behind than the broadcast
 //! buffer is caught up from the history, or closed with 4008 when the history no longer reaches back.
 use super::{AppState, Connections};
-use crate::hub::{Batch, Record, Replay, BROADCAST_BATCHES};
+use crate::hub::{Batch, Hub, Record, Replay, BROADCAST_BATCHES};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, StreamExt};
 use std::collections::VecDeque;
@@ -21,8 +21,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::watch;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, watch};
 use tokio::time::{sleep_until, Instant};
 use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::filters::BoxedFilter;
@@ -46,6 +46,8 @@ pub const SHUTDOWN_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pongs waiting behind a stalled write; a client that sends more pings than this without reading is
 /// closed (1008) rather than buffered for.
 const MAX_PENDING_CONTROL: usize = 64;
+/// Records gathered from batches already waiting in the receiver before one flush.
+const COALESCE: usize = 512;
 
 /// Close codes and reasons sent by this endpoint.
 pub mod close {
@@ -399,14 +401,11 @@ impl Conn {
                     }
                     self.dirty = false;
                 }
-                received = rx.recv(), if !self.dirty => match received {
-                    Ok(batch) => self.take(&batch, &mut last_sent),
-                    Err(RecvError::Lagged(_)) => match hub.since(last_sent) {
-                        Replay::Records(records) => self.push_records(records, &mut last_sent),
-                        Replay::TooOld { .. } => return self.close_end(close::TOO_SLOW).await,
-                    },
-                    Err(RecvError::Closed) => return self.close_end(close::GOING_AWAY).await,
-                },
+                received = rx.recv(), if !self.dirty => {
+                    if let Err(code) = self.take(received, &mut rx, hub, &mut last_sent) {
+                        return self.close_end(code).await;
+                    }
+                }
                 // While a write is stalled the receiver is not read: each publish checks whether
                 // the entries this client still needs are gone from both the broadcast and the history.
                 changed = last_id_watch.changed(), if self.dirty => {
@@ -430,8 +429,36 @@ impl Conn {
         }
     }
 
-    fn take(&mut self, batch: &Batch, last_sent: &mut u64) {
-        self.push_records(batch.iter().cloned(), last_sent);
+    /// Queues `received` and whatever else the receiver already holds (up to [`COALESCE`] records,
+    /// so several small batches share one flush). A lag is caught up from the history; `Err` is the
+    /// close to send when that is impossible.
+    fn take(
+        &mut self,
+        received: Result<Batch, RecvError>,
+        rx: &mut broadcast::Receiver<Batch>,
+        hub: &Hub,
+        last_sent: &mut u64,
+    ) -> Result<(), (u16, &'static str)> {
+        let mut received = received;
+        loop {
+            match received {
+                Ok(batch) => self.push_records(batch.iter().cloned(), last_sent),
+                Err(RecvError::Lagged(_)) => match hub.since(*last_sent) {
+                    Replay::Records(records) => self.push_records(records, last_sent),
+                    Replay::TooOld { .. } => return Err(close::TOO_SLOW),
+                },
+                Err(RecvError::Closed) => return Err(close::GOING_AWAY),
+            }
+            if self.outbox.len() >= COALESCE {
+                return Ok(());
+            }
+            received = match rx.try_recv() {
+                Ok(batch) => Ok(batch),
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+        }
     }
 
     /// Handles one client message.
@@ -455,13 +482,15 @@ impl Conn {
         Heard::Fine
     }
 
-    /// The client sent Close: tungstenite queued the reply; flush it and stop.
+    /// The client sent Close: tungstenite queued the reply behind what is already buffered; flush
+    /// it (bounded, and abandoned if the daemon stops) and stop.
     async fn finish_client_close(&mut self) -> End {
-        let _ = tokio::time::timeout(
-            SHUTDOWN_CLOSE_TIMEOUT,
-            futures_util::SinkExt::flush(&mut self.sink),
-        )
-        .await;
+        let shutdown = self.shutdown.clone();
+        let flush = futures_util::SinkExt::flush(&mut self.sink);
+        tokio::select! {
+            _ = tokio::time::timeout(CLOSE_TIMEOUT, flush) => {}
+            _ = shutdown.cancelled() => {}
+        }
         End::Client
     }
 
