@@ -51,7 +51,8 @@ export function backoffDelay(attempt, random = Math.random) {
 export async function fetchToken(authorization) {
   let res;
   try {
-    res = await fetch("/api/ws-token", {
+    // Relative to the page, so a reverse proxy may mount the dashboard under a path prefix.
+    res = await fetch("api/ws-token", {
       headers: { Authorization: authorization },
       cache: "no-store",
       // Never let the browser add (or prompt for) credentials of its own: we send them ourselves.
@@ -135,12 +136,15 @@ export class LogStream {
   }
 
   #url(token) {
-    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const url = new URL("api/ws/logs", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     let q = `token=${encodeURIComponent(token)}`;
     if (this.lastId > 0 && !this.sinceRefused) q += `&since=${this.lastId}`;
     // After a refused `since`, take whatever the daemon still holds: the first id shows the gap.
     else q += `&backlog=${this.lastId > 0 ? FALLBACK_BACKLOG : this.backlog}`;
-    return `${proto}//${location.host}/api/ws/logs?${q}`;
+    url.search = q;
+    url.hash = "";
+    return url.href;
   }
 
   #open(token) {
