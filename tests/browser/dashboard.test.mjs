@@ -15,7 +15,10 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const AXE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const BIN = process.env.PROXYTAIL_BIN || path.join(ROOT, "target/debug/proxytail");
@@ -148,6 +151,16 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.waitForFunction((want) => document.getElementById("last-id").textContent === String(want), id, { timeout });
   }
 
+  /** WCAG 2 A/AA problems axe-core finds on the page as it is now, as readable strings. */
+  async function accessibilityProblems() {
+    if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.evaluate(AXE);
+    const violations = await page.evaluate(async () => {
+      const r = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+      return r.violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+    });
+    return violations;
+  }
+
   /** Waits (bounded) until the rows in the DOM are exactly `ids`, top to bottom. */
   async function rowsAre(ids) {
     await page.waitForFunction((want) => {
@@ -223,6 +236,10 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.waitForSelector("#sign-in-form", { timeout: WAIT });
   });
 
+  it("sign-in form meets WCAG 2.1 A/AA (axe-core)", async () => {
+    assert.deepEqual(await accessibilityProblems(), []);
+  });
+
   it("says so when the password is wrong", async () => {
     await page.fill("#login-user", USER);
     await page.fill("#login-pass", "wrong password");
@@ -250,6 +267,13 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     assert.match(await klass(2), /st-3xx/);
     assert.match(await klass(6), /st-4xx/);
     assert.match(await klass(4), /st-5xx/);
+  });
+
+  it("dashboard meets WCAG 2.1 A/AA (axe-core), in light and dark schemes", async () => {
+    assert.deepEqual(await accessibilityProblems(), [], "light");
+    await page.emulateMedia({ colorScheme: "dark" });
+    assert.deepEqual(await accessibilityProblems(), [], "dark");
+    await page.emulateMedia({ colorScheme: "light" });
   });
 
   it("filters what is shown without reconnecting", async () => {
