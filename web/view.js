@@ -101,8 +101,9 @@ export class Table {
   push(e) {
     if (this.paused || this.dirty) return;
     this.pending.push(e);
-    if (this.pending.length > this.maxRows * 4) this.pending.splice(0, this.pending.length - this.maxRows);
-    this.#schedule();
+    // No frame for a while (a hidden tab): stop collecting and refill from the kept entries.
+    if (this.pending.length > this.maxRows * 4) this.rebuild();
+    else this.#schedule();
   }
 
   setFilter(filter) { this.filter = filter; this.rebuild(); }
