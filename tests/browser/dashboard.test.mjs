@@ -314,6 +314,11 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.keyboard.press("Escape");
     await page.waitForSelector("#detail:not([open])", { state: "attached", timeout: WAIT });
     assert.equal(await page.evaluate(() => document.activeElement.dataset.id), "15", "focus returns to the row");
+    await page.click('#rows .row[data-id="12"]');
+    await page.waitForSelector("#detail[open]", { timeout: WAIT });
+    assert.equal(await page.textContent("#detail-title"), "Entry 12");
+    await page.click("#detail-close");
+    await page.waitForSelector("#detail:not([open])", { state: "attached", timeout: WAIT });
   });
 
   it("keeps counting while paused and shows everything on resume", async () => {
