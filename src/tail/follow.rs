@@ -253,7 +253,7 @@ impl OpenFile {
     }
 
     fn reset_to_start(&mut self) -> io::Result<()> {
-        if !self.fp.is_empty() {
+        if strong(&self.fp) {
             if self.past_fps.len() >= 8 {
                 self.past_fps.remove(0);
             }
@@ -396,6 +396,19 @@ impl OpenFile {
     }
 }
 
+/// True when a content prefix is long enough to tell files apart: it holds a complete first line
+/// (Squid lines start with a millisecond timestamp) or 128 bytes. A few bytes of a partial first
+/// line would match every file written in the same second.
+fn strong(prefix: &[u8]) -> bool {
+    prefix.len() >= 128 || memchr(b'\n', prefix).is_some()
+}
+
+/// [`strong`] for a saved fingerprint (only its length and hash are kept): 128 bytes, or it covers
+/// the offset of a complete line.
+fn strong_saved(pos: &FilePosition) -> bool {
+    pos.fp_len >= 128 || (pos.offset > 0 && pos.fp_len >= pos.offset)
+}
+
 /// Hex of the SHA-256 of a fingerprint prefix.
 pub fn fingerprint_hex(prefix: &[u8]) -> String {
     let digest = Sha256::digest(prefix);
@@ -483,7 +496,7 @@ impl Follower {
                 }
                 None => {
                     let mut past = pos.past.clone();
-                    if pos.fp_len > 0 {
+                    if strong_saved(pos) {
                         past.push((pos.fp_len, pos.fp.clone()));
                     }
                     lost_fps.extend(past.iter().cloned());
@@ -765,7 +778,7 @@ impl Follower {
             }
         }
         let mut seen = file.past_fps.clone();
-        if !file.fp.is_empty() {
+        if strong(&file.fp) {
             seen.push((file.fp.len() as u64, fingerprint_hex(&file.fp)));
         }
         if cycles {
@@ -793,11 +806,19 @@ impl Follower {
         let mut known: Vec<FileId> = self.draining.iter().map(|f| f.id).collect();
         let retired: Vec<&FilePosition> = self.retired.iter().collect();
         known.extend(exclude);
-        let fps: Vec<&[u8]> = self
+        // Rotated files only grow: their prefix read now is at least as long as when opened.
+        let fresh: Vec<Vec<u8>> = self
             .draining
             .iter()
-            .map(|f| f.fp.as_slice())
-            .filter(|fp| !fp.is_empty())
+            .map(|f| {
+                let len = f.file.metadata().map_or(0, |m| m.len());
+                f.read_prefix(len).unwrap_or_else(|_| f.fp.clone())
+            })
+            .collect();
+        let fps: Vec<&[u8]> = fresh
+            .iter()
+            .map(Vec::as_slice)
+            .filter(|fp| strong(fp))
             .collect();
         let past: Vec<&(u64, String)> = self
             .draining
@@ -832,7 +853,7 @@ impl Follower {
                 let head = OpenFile::open(&p, 0, now).ok()?.fp;
                 let is_copy = fps.iter().any(|fp| {
                     let n = fp.len().min(head.len());
-                    n > 0 && fp[..n] == head[..n]
+                    strong(&head[..n]) && fp[..n] == head[..n]
                 }) || past.iter().any(|(len, hash)| {
                     let len = *len as usize;
                     head.len() >= len && fingerprint_hex(&head[..len]) == *hash
@@ -926,7 +947,7 @@ fn match_position(
 /// After a truncation while stopped: a sibling whose first `fp_len` bytes hash to the saved
 /// fingerprint and which reaches the saved offset, opened there.
 fn find_copy_by_hash(candidates: &[PathBuf], pos: &FilePosition, now: Instant) -> Option<OpenFile> {
-    if pos.fp_len == 0 {
+    if !strong_saved(pos) {
         return None;
     }
     for c in candidates {
@@ -953,7 +974,7 @@ fn find_copy_by_hash(candidates: &[PathBuf], pos: &FilePosition, now: Instant) -
 
 /// After a truncation: a sibling holding the old content (a `copytruncate` copy), opened at `offset`.
 fn find_copy(path: &Path, fp: &[u8], offset: u64, now: Instant) -> Option<OpenFile> {
-    if fp.is_empty() {
+    if !strong(fp) {
         return None;
     }
     for sib in rotated_siblings(path) {

@@ -78,6 +78,11 @@ pub struct Running {
 
 /// Builds a tailer on a fresh hub, subscribes, and runs it.
 pub fn start(config: &Config) -> Running {
+    // `RUST_LOG=proxytail=debug cargo test ...` shows the tailer's own logs.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let hub = Arc::new(Hub::new(config.history));
     let rx = hub.subscribe();
     let tailer = Tailer::new(config, hub.clone()).unwrap();
