@@ -87,7 +87,10 @@ async fn tokens_never_reach_the_logs() {
     assert!(logs.contains("Origin not allowed"), "{logs}");
     assert!(logs.contains("connection cap reached"), "{logs}");
     assert!(logs.contains("127.0.0.1"), "{logs}");
-    assert!(!logs.contains("token="), "a query string was logged:\n{logs}");
+    assert!(
+        !logs.contains("token="),
+        "a query string was logged:\n{logs}"
+    );
     for token in &tokens {
         assert!(
             !logs.contains(token.as_str()),
