@@ -408,3 +408,32 @@ async fn unmasked_client_frame_closes_1002() {
     assert_eq!(frame[0], 0x88, "a Close frame");
     assert_eq!(u16::from_be_bytes([frame[2], frame[3]]), 1002);
 }
+
+#[tokio::test]
+async fn a_subscriber_lagging_behind_the_broadcast_is_caught_up_from_the_history() {
+    // One thread: while the test publishes without yielding, the session cannot run, so its
+    // receiver falls more than the broadcast's 4096 batches behind (9000 single-record batches);
+    // the history (10 000) still holds them all.
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut ws = server.subscribe("").await;
+    assert_quiet(&mut ws).await;
+    server.publish(1..=9000, 1);
+    let ids = read_ids(&mut ws, 9000).await;
+    assert!(
+        ids.iter().copied().eq(1..=9000),
+        "gap or duplicate after the lag"
+    );
+    assert_quiet(&mut ws).await;
+}
+
+#[tokio::test]
+async fn a_subscriber_lagging_behind_the_history_too_is_closed_4008() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut ws = server.subscribe("").await;
+    assert_quiet(&mut ws).await;
+    server.publish(1..=12_000, 1);
+    assert_eq!(
+        expect_close(&mut ws).await,
+        (4008, "Subscriber too slow; reconnect with since".to_owned())
+    );
+}

@@ -308,6 +308,23 @@ pub async fn read_ids(ws: &mut Client, n: usize) -> Vec<u64> {
     ids
 }
 
+/// Reads exactly `n` entries and returns them parsed; panics on a Close, a non-JSON text or the bound.
+pub async fn read_entries(ws: &mut Client, n: usize) -> Vec<serde_json::Value> {
+    let mut entries = Vec::with_capacity(n);
+    while entries.len() < n {
+        match next_event(ws).await {
+            Event::Text(t) => entries.push(
+                serde_json::from_str(&t).unwrap_or_else(|e| panic!("entry is JSON ({e}): {t}")),
+            ),
+            other => panic!(
+                "after {} entries: expected an entry, got {other:?}",
+                entries.len()
+            ),
+        }
+    }
+    entries
+}
+
 /// The `id` field of an entry's JSON text.
 pub fn entry_id(text: &str) -> u64 {
     // Fast path for the daemon's own serialization (`id` is always the first key).
