@@ -234,4 +234,19 @@ mod tests {
         );
         assert_eq!(hub.last_id(), 5);
     }
+
+    #[test]
+    fn subscribe_at_names_the_last_id_before_the_first_live_batch() {
+        let hub = Hub::new(10);
+        let (mut early, none) = hub.subscribe_at();
+        assert_eq!(none, 0);
+        hub.publish((1..=3).map(rec).collect());
+        let (mut rx, last) = hub.subscribe_at();
+        assert_eq!(last, 3);
+        hub.publish(vec![rec(4)]);
+        assert_eq!(rx.try_recv().unwrap()[0].id, 4);
+        assert_eq!(early.try_recv().unwrap()[0].id, 1);
+        hub.preload(vec![rec(9)]);
+        assert_eq!(hub.subscribe_at().1, 9);
+    }
 }
