@@ -72,13 +72,14 @@ else
     rm -rf target/man target/debian
     cargo run --quiet --example man -- target/man >/dev/null
     gzip -9nf target/man/*.1
-    cargo deb --quiet --output target/debian/ >/dev/null
+    # --strip: the release profile keeps line tables (debug = 1); the package ships a stripped binary.
+    cargo deb --quiet --strip --output target/debian/ >/dev/null
     deb=$(ls target/debian/proxytail_*.deb)
 fi
 check "package built: $deb" test -s "$deb"
 
 # ---- lintian ---------------------------------------------------------------------------------
-lintian --no-tag-display-limit --info "$deb" >"$tmp/lintian.txt" 2>&1 || true
+lintian --tag-display-limit 0 "$deb" >"$tmp/lintian.txt" 2>&1 || true
 sed 's/^/  lintian: /' "$tmp/lintian.txt"
 same "lintian reports no errors" 0 "$(grep -c '^E:' "$tmp/lintian.txt" || true)"
 
@@ -97,13 +98,13 @@ check "config keeps Debian's Squid log path" grep -qx 'access-log = \["/var/log/
     /etc/proxytail/proxytail.toml
 check "config listens on 127.0.0.1:5001" grep -qx 'listen = "127.0.0.1:5001"' /etc/proxytail/proxytail.toml
 check "man page installed" test -s /usr/share/man/man1/proxytail.1.gz
-check "man finds the page" man -w proxytail
+check "man finds the page" bash -c "man -w proxytail >/dev/null"
 check "copyright installed" test -s /usr/share/doc/proxytail/copyright
 check "changelog installed" test -s /usr/share/doc/proxytail/changelog.Debian.gz
 check "nginx snippet installed" test -s /usr/share/doc/proxytail/examples/nginx/proxytail-locations.conf
 
 # The system user: its own group, group proxy for Squid's logs, no login shell, no real home.
-check "user proxytail exists" getent passwd proxytail
+check "user proxytail exists" bash -c "getent passwd proxytail >/dev/null"
 uid=$(id -u proxytail)
 check "proxytail is a system user (uid $uid < 1000)" test "$uid" -lt 1000
 same "primary group" proxytail "$(id -gn proxytail)"
@@ -162,8 +163,9 @@ same "users file mode and owner kept by user add" "640 root proxytail" "$(stat -
 "${as_daemon[@]}" /usr/bin/proxytail "${flags[@]}" --listen 127.0.0.1:0 2>"$tmp/daemon.log" &
 daemon_pid=$!
 # The daemon logs its bound address once it listens; wait for that line (bounded), never poll a port.
-addr=$(timeout 30 tail -n +1 -f "$tmp/daemon.log" | grep -m1 -o 'listening.*local=[0-9.:]*' \
-    | sed 's/.*local=//' || true)
+# (ANSI colour codes, if any, are stripped first.)
+addr=$(timeout 30 tail -n +1 -f "$tmp/daemon.log" | sed -u 's/\x1b\[[0-9;]*m//g' \
+    | grep -m1 -o 'listening.*local=[0-9.:]*' | sed 's/.*local=//' || true)
 if [ -n "$addr" ]; then
     ok "installed daemon listens on $addr as user proxytail"
     same "daemon runs as proxytail" proxytail "$(ps -o user= -p "$daemon_pid" | tr -d ' ')"
@@ -180,13 +182,16 @@ if [ -n "$addr" ]; then
     same "daemon exits 0 on SIGTERM" 0 "$rc"
 else
     fail "installed daemon did not report listening: $(cat "$tmp/daemon.log")"
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" || true
+    daemon_pid=
 fi
 
 # ---- remove, then purge ---------------------------------------------------------------------
 check "dpkg -r removes the package" dpkg -r proxytail
 check "binary removed" test ! -e /usr/bin/proxytail
 check "conffiles kept after remove" test -f /etc/proxytail/proxytail.toml
-check "user kept after remove" getent passwd proxytail
+check "user kept after remove" bash -c "getent passwd proxytail >/dev/null"
 check "dpkg -P purges the package" dpkg -P proxytail
 check "/etc/proxytail gone" test ! -e /etc/proxytail
 check "/etc/default/proxytail gone" test ! -e /etc/default/proxytail

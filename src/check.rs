@@ -1,9 +1,9 @@
 //! `proxytail check-config`: every problem in the configuration, its files and their permissions,
 //! found in one run and reported with the file and line (or the flag) it comes from. It works from the
 //! raw [`Settings`] rather than a [`Config`], so that one invalid setting does not hide the others.
+use crate::auth::users;
 use crate::auth::Authenticator;
 use crate::config::{self, Config, Settings, DEFAULT_LISTEN, DEFAULT_STATE_DIR};
-use crate::users_cmd::UsersFile;
 use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -195,9 +195,10 @@ pub fn check(cli: &Settings) -> Report {
     check_logs(&mut report, &origin, &s);
     check_users(&mut report, &origin, &s);
     check_jwt_secret(&mut report, &origin, &s);
+    check_public_key(&mut report, &origin, &s);
     check_state_dir(&mut report, &origin, &s);
     check_origins(&mut report, &origin, &s);
-    if s.users.is_none() && s.jwt_secret_file.is_none() {
+    if s.users.is_none() && s.jwt_secret_file.is_none() && s.jwt_public_key_file.is_none() {
         report.push(
             Severity::Warning,
             None,
@@ -404,26 +405,68 @@ fn check_users(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     let Some(text) = read_secret_file(report, loc, path) else {
         return;
     };
-    let (file, problems) = UsersFile::parse(&text);
-    for p in &problems {
-        report.push(
-            Severity::Error,
-            Some(format!("{}:{}", path.display(), p.line)),
-            p.why.clone(),
-        );
+    // Line by line with the daemon's own checks, so that every bad line is reported, not the first.
+    let mut seen = std::collections::HashMap::new();
+    let mut bad = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let loc = Some(format!("{}:{}", path.display(), i + 1));
+        let Some((name, hash)) = line.split_once(':') else {
+            report.push(Severity::Error, loc, "expected `name:HASH`");
+            bad += 1;
+            continue;
+        };
+        let mut problems = Vec::new();
+        if let Err(why) = users::check_name(name) {
+            problems.push(why);
+        }
+        if let Err(why) = users::check_hash(hash) {
+            problems.push(format!("user {name:?}: {why}"));
+        }
+        if let Some(first) = seen.insert(name.to_owned(), i + 1) {
+            problems.push(format!("user {name:?} already defined on line {first}"));
+        }
+        bad += usize::from(!problems.is_empty());
+        for why in problems {
+            report.push(Severity::Error, loc.clone(), why);
+        }
     }
-    let n = file.names().count();
+    let n = seen.len();
     if n == 0 {
         report.push(
             Severity::Warning,
             Some(path.display().to_string()),
             "no users yet: add one with `proxytail user add NAME`",
         );
-    } else if problems.is_empty() {
+    } else if bad == 0 {
         report.push(
             Severity::Ok,
             Some(path.display().to_string()),
             format!("{n} user(s)"),
+        );
+    }
+}
+
+fn check_public_key(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
+    let Some(path) = &s.jwt_public_key_file else {
+        return;
+    };
+    let loc = origin.of(
+        "jwt-public-key-file",
+        origin.cli.jwt_public_key_file.is_some(),
+    );
+    match std::fs::read_to_string(path) {
+        Ok(_) => report.push(Severity::Ok, loc, format!("{} is readable", path.display())),
+        Err(e) => report.push(Severity::Error, loc, format!("{}: {e}", path.display())),
+    }
+    if s.jwt_algorithm.is_none() {
+        report.push(
+            Severity::Error,
+            origin.of("jwt-algorithm", false),
+            "jwt-public-key-file needs jwt-algorithm (RS256, ES256, EdDSA, …): the algorithm is pinned, never taken from the token",
         );
     }
 }

@@ -103,6 +103,11 @@ async fn secrets_never_reach_the_logs() {
     let reload = srv.state.auth.reload().unwrap_err();
     tracing::error!(error = %reload, "reload failed; keeping the previous users and keys");
 
+    assert_eq!(
+        tokens.len(),
+        3,
+        "Basic, Bearer and cookie each minted a token"
+    );
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     // The capture works: failures were logged, with the peer address.
     assert!(logs.contains("authentication failed"), "{logs}");

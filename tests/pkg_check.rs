@@ -50,7 +50,7 @@ fn every_problem_is_reported_with_its_file_and_line() {
         format!("ok: {c}:3: {d}/access.log is readable"),
         format!("error: {c}:3: {d}/no-such-dir/access.log does not exist and its directory cannot be read"),
         format!("error: {d}/users: mode 0644 is wider than 0640"),
-        format!("error: {d}/users:3: user \"bob\": not a PHC hash string"),
+        format!("error: {d}/users:3: user \"bob\": not an Argon2 PHC string"),
         format!("error: {d}/jwt: weak JWT secret: 9 bytes, at least 32 needed"),
         "6 error(s)".to_string(),
     ] {

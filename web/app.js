@@ -87,6 +87,7 @@ function showSignIn(message = "") {
 }
 
 function showDashboard() {
+  $("login-pass").value = "";
   $("sign-in").hidden = true;
   $("dashboard").hidden = false;
   $("user-box").hidden = false;

@@ -202,7 +202,10 @@ export class LogStream {
       default:
         why = reason ? `Connection lost (${code} ${reason})` : `Connection lost${code ? ` (${code})` : ""}`;
     }
-    this.#schedule(immediate ? 0 : backoffDelay(this.attempt++), why);
+    // Only the first of a run of such closes is retried at once; repeats back off.
+    const delay = immediate ? 0 : backoffDelay(this.attempt);
+    this.attempt++;
+    this.#schedule(delay, why);
   }
 
   #schedule(delay, why) {

@@ -29,6 +29,8 @@ export class Table {
     /** "newest" (newest row on top) or "tail" (oldest on top, scrolled to the bottom). */
     this.order = "newest";
     this.paused = false;
+    /** Follow-tail only: the reader is at the bottom, so new rows scroll into view. */
+    this.follow = true;
     /** The entries the table holds, oldest first, at most `maxRows`. */
     this.items = [];
     /** Entries arrived since the last frame, oldest first. */
@@ -52,7 +54,10 @@ export class Table {
         this.focusIndex(this.#firstVisibleIndex());
       }
     });
-    scroller.addEventListener("scroll", () => this.#schedule(), { passive: true });
+    scroller.addEventListener("scroll", () => {
+      this.follow = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - ROW_PX / 2;
+      this.#schedule();
+    }, { passive: true });
     addEventListener("resize", () => this.#schedule());
   }
 
@@ -84,7 +89,7 @@ export class Table {
     c[3].textContent = e.method ?? "—";
     c[4].textContent = e.destination ?? "—";
     c[4].title = e.destination ?? "";
-    c[5].textContent = klass === "denied" ? `${e.status ?? ""} · ${e.result}` : (e.status ?? "—");
+    c[5].textContent = klass === "denied" ? `${e.status ?? ""} (denied)` : (e.status ?? "—");
     c[6].textContent = formatBytes(e.bytes);
     if (typeof e.bytes === "number") c[6].title = `${e.bytes} bytes`;
     c[7].textContent = formatElapsed(e.elapsed_ms);
@@ -100,7 +105,12 @@ export class Table {
   }
 
   setFilter(filter) { this.filter = filter; this.rebuild(); }
-  setOrder(order) { this.order = order; this.scroller.scrollTop = 0; this.rebuild(); }
+  setOrder(order) {
+    this.order = order;
+    this.follow = true;
+    this.scroller.scrollTop = 0;
+    this.rebuild();
+  }
   setPaused(paused) { this.paused = paused; if (!paused) this.rebuild(); }
 
   /** Refills from the kept entries at the next frame. */
@@ -141,7 +151,6 @@ export class Table {
   /** Takes in what arrived (unless paused), keeps the reader's place, draws the rows in view. */
   render() {
     const s = this.scroller;
-    const wasAtBottom = s.scrollTop + s.clientHeight >= s.scrollHeight - 4;
     if (this.dirty) {
       this.items = this.#select();
       this.dirty = false;
@@ -157,13 +166,13 @@ export class Table {
       // Keep what the reader is looking at in place: rows are added above it (newest first)
       // or removed above it (follow tail, unless stuck to the bottom).
       if (this.order === "newest" && s.scrollTop > 0 && added) s.scrollTop += added * ROW_PX;
-      if (this.order === "tail" && !wasAtBottom && removed) s.scrollTop -= removed * ROW_PX;
+      if (this.order === "tail" && !this.follow && removed) s.scrollTop -= removed * ROW_PX;
     }
     const n = this.items.length;
     if (!this.paused) this.shownUpTo = n ? this.items[n - 1].id : this.shownUpTo;
     this.body.style.height = `${n * ROW_PX}px`;
     this.body.parentElement.setAttribute("aria-rowcount", String(n + 1));
-    if (this.order === "tail" && wasAtBottom) s.scrollTop = s.scrollHeight;
+    if (this.order === "tail" && this.follow) s.scrollTop = s.scrollHeight;
     this.#paint();
   }
 

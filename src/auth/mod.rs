@@ -2,6 +2,16 @@
 //! throttling and a cap on concurrent Argon2 work; reloadable on SIGHUP. No warp types here: the
 //! checks return domain errors that `http::token` turns into responses.
 //!
+//! Policies (where the contract leaves a number open):
+//! - Argon2 runs on the blocking pool under a cap of one permit per core (at most 8) with a queue of
+//!   twice that; beyond it the answer is 503 with `Retry-After: 1` ([`verify`]).
+//! - 10 failures from one address (an IPv6 /64) within 60 s lock it out for 300 s: 429 with
+//!   `Retry-After` ([`throttle`]); a success clears the count; "busy" and "no credentials" do not count.
+//! - Credentials over [`MAX_HEADER_BYTES`], user names over 256 bytes and passwords over 1 KiB are
+//!   refused (401) without hashing; unknown users verify against a dummy hash made at load with the
+//!   first user's parameters.
+//! - JWT leeway is 1 s ([`jwt::LEEWAY_SECS`]), so a token expired 2 s ago is refused.
+//!
 //! Secrets never reach the logs: neither passwords, hashes, JWTs nor attempted user names (people
 //! type passwords into the user field) are ever given to `tracing`.
 pub mod jwt;

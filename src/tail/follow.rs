@@ -10,6 +10,13 @@
 //! - when the current file shrinks below the read offset, or its first bytes change (truncate and
 //!   refill, NUL-filled hole), it is read again from 0; a copy of the old content placed beside it
 //!   (`copytruncate`) is found by its first bytes and drained from the old offset first.
+//!
+//! Known limits: a truncate-and-refill whose new first bytes equal the old ones is not seen until
+//! the file shrinks below the offset (content fingerprints cannot tell such files apart; Squid
+//! lines start with a millisecond timestamp, so this needs a refill within the same millisecond);
+//! two rotations between two looks are recovered only where the file system reports creation
+//! times (ext4, xfs, btrfs, tmpfs on recent kernels); a file deleted before it was ever opened is
+//! lost (nothing can read it).
 use memchr::memchr;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
@@ -23,8 +30,10 @@ use std::time::{Duration, Instant};
 pub const FINGERPRINT_BYTES: usize = 1024;
 /// Default bytes read per [`Follower::read_available`] call before returning (bounded batches).
 pub const DEFAULT_BATCH_BYTES: usize = 1 << 20;
-/// Default time a rotated-away file must stay unchanged before it is closed.
-pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Default time a rotated-away file must stay unchanged before it is closed (and a trailing
+/// fragment without newline emitted): Squid may keep writing to the renamed file for a few
+/// seconds before it reopens the log.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// A file's identity on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +66,30 @@ pub struct FilePosition {
     pub fp: String,
     /// Offset just after the last line taken (or skipped).
     pub offset: u64,
+    /// `(fp_len, fp)` of content this file held before it was truncated: copies of it
+    /// (`copytruncate`) are never taken for new generations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub past: Vec<(u64, String)>,
+    /// Creation time `(secs, nanos)` since the epoch, where the file system reports it: after a
+    /// restart, generations created after it and rotated away meanwhile are read too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<(u64, u32)>,
+    /// A file read to its end and closed, remembered (bounded) so that it is never taken for a
+    /// new generation later; not reopened on resume.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
+}
+
+/// How many closed files are remembered as already read.
+const RETIRED_KEPT: usize = 16;
+
+fn to_pair(t: std::time::SystemTime) -> Option<(u64, u32)> {
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some((d.as_secs(), d.subsec_nanos()))
+}
+
+fn from_pair((secs, nanos): (u64, u32)) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::new(secs, nanos)
 }
 
 /// What the follower is doing, for health reporting.
@@ -150,6 +183,9 @@ struct OpenFile {
     discarding: bool,
     /// Last time this (rotated-away) file grew; it is closed `drain_grace` after.
     last_growth: Instant,
+    /// Fingerprints this file had before it was truncated (bounded): a copy of old content made by
+    /// `copytruncate` is recognised by them and never taken for a new generation.
+    past_fps: Vec<(u64, String)>,
     /// Creation time (statx btime) where the file system reports it: a generation created after
     /// this file and rotated away before we looked is found by it (two rotations in one batch).
     born: Option<std::time::SystemTime>,
@@ -161,6 +197,7 @@ impl OpenFile {
         let meta = file.metadata()?;
         let mut f = OpenFile {
             born: meta.created().ok(),
+            past_fps: Vec::new(),
             id: FileId::of(&meta),
             file,
             fp: Vec::new(),
@@ -212,6 +249,13 @@ impl OpenFile {
     }
 
     fn reset_to_start(&mut self) -> io::Result<()> {
+        if !self.fp.is_empty() {
+            if self.past_fps.len() >= 8 {
+                self.past_fps.remove(0);
+            }
+            let fp = std::mem::take(&mut self.fp);
+            self.past_fps.push((fp.len() as u64, fingerprint_hex(&fp)));
+        }
         self.read_pos = 0;
         self.committed = 0;
         self.partial.clear();
@@ -228,6 +272,9 @@ impl OpenFile {
             fp_len: self.fp.len() as u64,
             fp: fingerprint_hex(&self.fp),
             offset: self.committed,
+            past: self.past_fps.clone(),
+            born: self.born.and_then(to_pair),
+            retired: false,
         }
     }
 
@@ -366,6 +413,8 @@ pub struct Follower {
     current: Option<OpenFile>,
     /// Rotated-away files still being read to their end, oldest first.
     draining: VecDeque<OpenFile>,
+    /// Files already read to their end and closed (bounded), never to be read again.
+    retired: VecDeque<FilePosition>,
     /// Lifetime counters.
     stats: FollowStats,
     /// Current condition, for health.
@@ -408,7 +457,19 @@ impl Follower {
         let mut candidates = vec![f.path.clone()];
         candidates.extend(rotated_siblings(&f.path));
         let mut found: Vec<(PathBuf, OpenFile)> = Vec::new();
-        for pos in saved {
+        // Fingerprints of content that is gone from where it was (truncated while stopped).
+        let mut lost_fps: Vec<(u64, String)> = Vec::new();
+        for pos in saved.iter().filter(|p| p.retired) {
+            // Remembered while the file still exists beside the log.
+            let exists = candidates.iter().any(|c| {
+                std::fs::metadata(c).is_ok_and(|m| m.dev() == pos.dev && m.ino() == pos.ino)
+            });
+            if exists {
+                f.retired.push_back(pos.clone());
+            }
+        }
+        let saved: Vec<&FilePosition> = saved.iter().filter(|p| !p.retired).collect();
+        for &pos in &saved {
             let hit = candidates.iter().find_map(|c| match_position(c, pos, now));
             match hit {
                 Some((p, file)) => {
@@ -416,14 +477,43 @@ impl Follower {
                         found.push((p, file));
                     }
                 }
-                None => tracing::info!(
-                    path = %f.path.display(),
-                    ino = pos.ino,
-                    "checkpointed file no longer found; its entry expires"
-                ),
+                None => {
+                    let mut past = pos.past.clone();
+                    if pos.fp_len > 0 {
+                        past.push((pos.fp_len, pos.fp.clone()));
+                    }
+                    lost_fps.extend(past.iter().cloned());
+                    // Truncated (copytruncate) while stopped: drain the copy from the offset.
+                    if let Some(copy) = find_copy_by_hash(&candidates, pos, now) {
+                        tracing::info!(path = %f.path.display(), "log truncated while stopped; reading the rest from its copy");
+                        if !found.iter().any(|(_, o)| o.id == copy.id) {
+                            found.push((PathBuf::new(), copy));
+                        }
+                    }
+                    // The same inode with other content (refilled after a truncation, or the
+                    // inode number reused): read it from 0.
+                    let same_inode = candidates.iter().find_map(|c| {
+                        let m = std::fs::metadata(c).ok()?;
+                        (m.dev() == pos.dev && m.ino() == pos.ino).then_some(c)
+                    });
+                    match same_inode.and_then(|c| OpenFile::open(c, 0, now).ok()) {
+                        Some(mut file) => {
+                            file.past_fps = past;
+                            if !found.iter().any(|(_, o)| o.id == file.id) {
+                                found.push((PathBuf::new(), file));
+                            }
+                        }
+                        None => tracing::info!(
+                            path = %f.path.display(),
+                            ino = pos.ino,
+                            "checkpointed file no longer found; its entry expires"
+                        ),
+                    }
+                }
             }
         }
-        let path_id = std::fs::metadata(&f.path).ok().map(|m| FileId::of(&m));
+        let path_meta = std::fs::metadata(&f.path).ok();
+        let path_id = path_meta.as_ref().map(FileId::of);
         for (_, file) in found {
             if Some(file.id) == path_id {
                 f.current = Some(file);
@@ -432,8 +522,13 @@ impl Follower {
             }
         }
         if f.current.is_none() {
+            // Rotated while stopped: generations created after the newest saved file, other than
+            // the one the path names now, are read too (from 0).
+            let newest = saved.iter().filter_map(|p| p.born).max().map(from_pair);
+            f.find_skipped_generations(newest, path_meta.as_ref(), &lost_fps, now);
             match OpenFile::open(&f.path, 0, now) {
-                Ok(file) => {
+                Ok(mut file) => {
+                    file.past_fps = lost_fps;
                     f.current = Some(file);
                     f.state = FollowState::Following;
                 }
@@ -451,6 +546,7 @@ impl Follower {
             opts,
             current: None,
             draining: VecDeque::new(),
+            retired: VecDeque::new(),
             stats: FollowStats::default(),
             state: FollowState::Waiting,
             more: false,
@@ -491,11 +587,25 @@ impl Follower {
 
     /// Positions to checkpoint: draining files (oldest first), then the current file.
     pub fn positions(&self) -> Vec<FilePosition> {
-        self.draining
+        self.retired
             .iter()
-            .chain(self.current.iter())
-            .map(OpenFile::position)
+            .cloned()
+            .chain(
+                self.draining
+                    .iter()
+                    .chain(self.current.iter())
+                    .map(OpenFile::position),
+            )
             .collect()
+    }
+
+    fn retire(&mut self, file: OpenFile) {
+        let mut pos = file.position();
+        pos.retired = true;
+        if self.retired.len() >= RETIRED_KEPT {
+            self.retired.pop_front();
+        }
+        self.retired.push_back(pos);
     }
 
     /// Reads every complete line available now (up to the byte budget).
@@ -525,13 +635,17 @@ impl Follower {
                     }
                     if now.saturating_duration_since(file.last_growth) >= self.opts.drain_grace {
                         file.finish(&mut out, &mut self.stats);
-                        self.draining.remove(i);
+                        if let Some(done) = self.draining.remove(i) {
+                            self.retire(done);
+                        }
                         continue;
                     }
                 }
                 Err(e) => {
                     tracing::warn!(path = %self.path.display(), error = %e, "reading a rotated file failed; closing it");
-                    self.draining.remove(i);
+                    if let Some(done) = self.draining.remove(i) {
+                        self.retire(done);
+                    }
                     continue;
                 }
             }
@@ -575,9 +689,19 @@ impl Follower {
             self.stats.rotations += 1;
             if let Some(mut old) = self.current.take() {
                 old.last_growth = now;
+                // It may also have been truncated before it was moved away.
+                if let Err(e) = Follower::check_truncation(
+                    &self.path,
+                    &mut old,
+                    &mut self.draining,
+                    &mut self.stats,
+                    now,
+                ) {
+                    tracing::warn!(path = %self.path.display(), error = %e, "checking a rotated file failed");
+                }
                 let born = old.born;
                 self.draining.push_back(old);
-                self.find_skipped_generations(born, path_meta.as_ref().ok(), now);
+                self.find_skipped_generations(born, path_meta.as_ref().ok(), &[], now);
             }
             if path_meta.is_ok() {
                 match OpenFile::open(&self.path, 0, now) {
@@ -592,31 +716,42 @@ impl Follower {
             }
             return;
         }
-        match cur.check_truncated() {
-            Ok(false) => {}
-            Ok(true) => {
-                self.stats.truncations += 1;
-                let copy = find_copy(&self.path, &cur.fp, cur.committed, now);
-                tracing::info!(
-                    path = %self.path.display(),
-                    offset = cur.committed,
-                    copy_found = copy.is_some(),
-                    "log truncated; reading it again from the start"
-                );
-                match copy {
-                    Some(copy) => self.draining.push_back(copy),
-                    None => {
-                        if cur.committed > 0 {
-                            self.stats.unrecovered_truncations += 1;
-                        }
-                    }
-                }
-                if let Err(e) = cur.reset_to_start() {
-                    self.state = FollowState::Error(format!("{}: {e}", self.path.display()));
+        if let Err(e) =
+            Follower::check_truncation(&self.path, cur, &mut self.draining, &mut self.stats, now)
+        {
+            self.state = FollowState::Error(format!("{}: {e}", self.path.display()));
+        }
+    }
+
+    /// Detects a truncation of `file`; if so, queues a copy of the old content found beside it
+    /// (read from the old offset) and rewinds `file` to 0.
+    fn check_truncation(
+        path: &Path,
+        file: &mut OpenFile,
+        draining: &mut VecDeque<OpenFile>,
+        stats: &mut FollowStats,
+        now: Instant,
+    ) -> io::Result<()> {
+        if !file.check_truncated()? {
+            return Ok(());
+        }
+        stats.truncations += 1;
+        let copy = find_copy(path, &file.fp, file.committed, now);
+        tracing::info!(
+            path = %path.display(),
+            offset = file.committed,
+            copy_found = copy.is_some(),
+            "log truncated; reading it again from the start"
+        );
+        match copy {
+            Some(copy) => draining.push_back(copy),
+            None => {
+                if file.committed > 0 {
+                    stats.unrecovered_truncations += 1;
                 }
             }
-            Err(e) => self.state = FollowState::Error(format!("{}: {e}", self.path.display())),
         }
+        file.reset_to_start()
     }
 }
 
@@ -629,13 +764,27 @@ impl Follower {
         &mut self,
         born: Option<std::time::SystemTime>,
         path_meta: Option<&Metadata>,
+        extra_past: &[(u64, String)],
         now: Instant,
     ) {
         let Some(born) = born else {
             return;
         };
         let mut known: Vec<FileId> = self.draining.iter().map(|f| f.id).collect();
+        let retired: Vec<&FilePosition> = self.retired.iter().collect();
         known.extend(path_meta.map(FileId::of));
+        let fps: Vec<&[u8]> = self
+            .draining
+            .iter()
+            .map(|f| f.fp.as_slice())
+            .filter(|fp| !fp.is_empty())
+            .collect();
+        let past: Vec<&(u64, String)> = self
+            .draining
+            .iter()
+            .flat_map(|f| f.past_fps.iter())
+            .chain(extra_past)
+            .collect();
         let mut missed: Vec<(std::time::SystemTime, PathBuf)> = rotated_siblings(&self.path)
             .into_iter()
             .filter(|p| {
@@ -649,7 +798,26 @@ impl Follower {
                     return None;
                 }
                 let b = m.created().ok()?;
-                (b > born).then_some((b, p))
+                if b <= born {
+                    return None;
+                }
+                // Already read and closed (the same inode *and* creation time: numbers get reused).
+                if retired
+                    .iter()
+                    .any(|r| r.dev == m.dev() && r.ino == m.ino() && r.born == to_pair(b))
+                {
+                    return None;
+                }
+                // A copy of content already seen (copytruncate) is not a generation.
+                let head = OpenFile::open(&p, 0, now).ok()?.fp;
+                let is_copy = fps.iter().any(|fp| {
+                    let n = fp.len().min(head.len());
+                    n > 0 && fp[..n] == head[..n]
+                }) || past.iter().any(|(len, hash)| {
+                    let len = *len as usize;
+                    head.len() >= len && fingerprint_hex(&head[..len]) == *hash
+                });
+                (!is_copy).then_some((b, p))
             })
             .collect();
         missed.sort();
@@ -731,12 +899,41 @@ fn match_position(
     let offset = if pos.offset > len { 0 } else { pos.offset };
     file.read_pos = offset;
     file.committed = offset;
+    file.past_fps = pos.past.clone();
     Some((candidate.to_owned(), file))
+}
+
+/// After a truncation while stopped: a sibling whose first `fp_len` bytes hash to the saved
+/// fingerprint and which reaches the saved offset, opened there.
+fn find_copy_by_hash(candidates: &[PathBuf], pos: &FilePosition, now: Instant) -> Option<OpenFile> {
+    if pos.fp_len == 0 {
+        return None;
+    }
+    for c in candidates {
+        let Ok(meta) = std::fs::metadata(c) else {
+            continue;
+        };
+        if meta.len() < pos.offset || meta.len() < pos.fp_len {
+            continue;
+        }
+        let Ok(mut file) = OpenFile::open(c, 0, now) else {
+            continue;
+        };
+        let Ok(prefix) = file.read_prefix(pos.fp_len) else {
+            continue;
+        };
+        if fingerprint_hex(&prefix) == pos.fp {
+            file.read_pos = pos.offset;
+            file.committed = pos.offset;
+            return Some(file);
+        }
+    }
+    None
 }
 
 /// After a truncation: a sibling holding the old content (a `copytruncate` copy), opened at `offset`.
 fn find_copy(path: &Path, fp: &[u8], offset: u64, now: Instant) -> Option<OpenFile> {
-    if fp.is_empty() || offset == 0 {
+    if fp.is_empty() {
         return None;
     }
     for sib in rotated_siblings(path) {

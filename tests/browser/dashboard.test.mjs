@@ -129,6 +129,11 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
   let written = 0;
   const pageErrors = [];
   const consoleErrors = [];
+  /** URLs of the WebSockets the page opened, in order. */
+  const sockets = [];
+  /** The page's `ping` messages and the daemon's `pong` answer. */
+  const pings = { sent: 0 };
+  pings.pong = new Promise((resolve) => { pings.answered = resolve; });
 
   /** Appends lines numbered written+1 … written+count to the log. */
   function append(count) {
@@ -140,6 +145,17 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
   /** Waits (bounded) until the header's last id reads `id`. */
   async function lastIdIs(id, timeout = WAIT) {
     await page.waitForFunction((want) => document.getElementById("last-id").textContent === String(want), id, { timeout });
+  }
+
+  /** Waits (bounded) until the rows in the DOM are exactly `ids`, top to bottom. */
+  async function rowsAre(ids) {
+    await page.waitForFunction((want) => {
+      const got = [...document.querySelectorAll("#rows .row")]
+        .sort((a, b) => Number(a.dataset.idx) - Number(b.dataset.idx)).map((r) => Number(r.dataset.id));
+      return JSON.stringify(got) === JSON.stringify(want);
+    }, ids, { timeout: WAIT }).catch(async (e) => {
+      assert.deepEqual(await rowIds(), ids, e.message);
+    });
   }
 
   /** Ids of the rows in the DOM, top to bottom. */
@@ -168,6 +184,11 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     });
     page = context.pages()[0] ?? await context.newPage();
     page.on("pageerror", (e) => pageErrors.push(e.message));
+    page.on("websocket", (ws) => {
+      sockets.push(ws.url());
+      ws.on("framesent", (f) => { if (f.payload === "ping") pings.sent++; });
+      ws.on("framereceived", (f) => { if (f.payload === "pong" && pings.sent > 0) pings.answered(); });
+    });
     page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
     // Every CSP violation the page meets is recorded (our own scripts, styles, the WebSocket).
     await page.addInitScript(() => {
@@ -233,27 +254,23 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
   it("filters what is shown without reconnecting", async () => {
     const connects = Array.from({ length: 16 }, (_, i) => 16 - i).filter(isConnect);
     await page.selectOption("#f-method", "CONNECT");
-    await page.waitForFunction((n) => document.querySelectorAll("#rows .row").length === n, connects.length, { timeout: WAIT });
-    assert.deepEqual(await rowIds(), connects);
+    await rowsAre(connects);
     await page.selectOption("#f-method", "");
     await page.selectOption("#f-class", "denied");
     const denied = Array.from({ length: 16 }, (_, i) => 16 - i).filter(isDenied);
-    await page.waitForFunction((n) => document.querySelectorAll("#rows .row").length === n, denied.length, { timeout: WAIT });
-    assert.deepEqual(await rowIds(), denied);
+    await rowsAre(denied);
     await page.selectOption("#f-class", "");
     await page.fill("#f-dest", "intranet.local");
     await page.fill("#f-client", "10.0.0.");
     const both = Array.from({ length: 16 }, (_, i) => 16 - i).filter((n) => [2, 6].includes(n % 8) && [2, 4].includes(n % 5));
-    await page.waitForFunction((n) => document.querySelectorAll("#rows .row").length === n, both.length, { timeout: WAIT });
-    assert.deepEqual(await rowIds(), both);
+    await rowsAre(both);
     await page.fill("#f-dest", "");
     await page.fill("#f-client", "");
     await page.fill("#f-text", "api.github");
     const text = Array.from({ length: 16 }, (_, i) => 16 - i).filter((n) => n % 8 === 3);
-    await page.waitForFunction((n) => document.querySelectorAll("#rows .row").length === n, text.length, { timeout: WAIT });
-    assert.deepEqual(await rowIds(), text);
+    await rowsAre(text);
     await page.fill("#f-text", "");
-    await page.waitForFunction(() => document.querySelectorAll("#rows .row").length === 16, null, { timeout: WAIT });
+    await rowsAre(Array.from({ length: 16 }, (_, i) => 16 - i));
     assert.equal(await page.textContent('#state[data-state="live"]'), "Live", "no reconnection happened");
   });
 
@@ -298,6 +315,12 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     append(50); // after it is back
     const last = written;
     await lastIdIs(last, 60_000);
+    const query = (url) => Object.fromEntries(new URL(url).searchParams);
+    assert.ok(sockets.length >= 2, `reconnected: ${sockets.length} sockets`);
+    assert.ok(query(sockets[0]).backlog, "the first connection asks for a backlog");
+    const resumed = query(sockets.at(-1));
+    assert.ok(Number(resumed.since) >= 21 && Number(resumed.since) < last, `resumed with since (${resumed.since})`);
+    assert.notEqual(query(sockets[0]).token, resumed.token, "a fresh token for each connection");
     assert.equal(await page.isVisible("#gaps"), false, "no gap was reported");
     assert.equal(await page.textContent("#missed"), "0");
     const ids = await rowIds();
@@ -322,14 +345,61 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.selectOption("#f-method", "");
   });
 
+  it("follows the tail when asked, oldest on top and scrolled to the newest", async () => {
+    await page.selectOption("#order", "tail");
+    await page.waitForFunction((last) => {
+      const rows = [...document.querySelectorAll("#rows .row")].sort((a, b) => Number(a.dataset.idx) - Number(b.dataset.idx));
+      const box = document.getElementById("entries");
+      return rows.length > 0 && Number(rows.at(-1).dataset.id) === last
+        && box.scrollTop + box.clientHeight >= box.scrollHeight - 2;
+    }, written, { timeout: WAIT });
+    const ids = await rowIds();
+    assert.deepEqual(ids, Array.from({ length: ids.length }, (_, i) => written - ids.length + 1 + i), "ascending, contiguous");
+    append(3);
+    await page.waitForFunction((last) => {
+      const rows = [...document.querySelectorAll("#rows .row")].sort((a, b) => Number(a.dataset.idx) - Number(b.dataset.idx));
+      const box = document.getElementById("entries");
+      return Number(rows.at(-1)?.dataset.id) === last && box.scrollTop + box.clientHeight >= box.scrollHeight - 2;
+    }, written, { timeout: WAIT });
+    await page.selectOption("#order", "newest");
+    await page.waitForSelector(`#rows .row[data-idx="0"][data-id="${written}"]`, { timeout: WAIT });
+  });
+
+  it("clears the table and counters, then keeps showing new entries", async () => {
+    await page.click("#clear");
+    await page.waitForFunction(() => document.querySelectorAll("#rows .row").length === 0
+      && document.getElementById("total").textContent === "0", null, { timeout: WAIT });
+    append(2);
+    await rowsAre([written, written - 1]);
+    // The figures refresh four times a second.
+    await page.waitForFunction(() => document.getElementById("total").textContent === "2", null, { timeout: WAIT });
+  });
+
   it("renders the dashboard for the README and fits a phone", async () => {
-    await page.waitForFunction(() => document.querySelectorAll("#top-dest li:not(.none)").length >= 5, null, { timeout: WAIT });
+    // Traffic over a few seconds, so the rate chart has a shape: each burst waits for the chart's
+    // next once-a-second redraw (an event of the page, not a sleep).
+    for (const burst of [40, 90, 60, 140, 110, 70, 160, 120]) {
+      const drawn = await page.getAttribute("#chart", "data-drawn");
+      append(burst);
+      await page.waitForFunction((d) => document.getElementById("chart").dataset.drawn !== d, drawn, { timeout: WAIT });
+    }
+    await lastIdIs(written);
+    // The top lists are refreshed once a second too: wait until they count the bursts.
+    await page.waitForFunction(() => Number(document.querySelector("#top-dest li .count")?.textContent.replace(/\D/g, "")) >= 150, null, { timeout: WAIT });
     fs.mkdirSync(path.join(ROOT, "docs"), { recursive: true });
     await page.screenshot({ path: path.join(ROOT, "docs/dashboard.png") });
     await page.setViewportSize({ width: 390, height: 844 });
     await page.waitForFunction(() => document.documentElement.scrollWidth <= window.innerWidth, null, { timeout: WAIT });
     assert.ok(await page.isVisible("#rows .row"));
     await page.setViewportSize({ width: 1400, height: 900 });
+  });
+
+  it("sends `ping` every 30 s and the daemon answers `pong`", async () => {
+    // The interval is the contract's 30 s: this waits for the real one (bounded at 45 s).
+    let timer;
+    const bound = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no ping/pong within 45 s (pings sent: ${pings.sent})`)), 45_000); });
+    await Promise.race([pings.pong, bound]).finally(() => clearTimeout(timer));
+    assert.ok(pings.sent >= 1);
   });
 
   it("signs out", async () => {
@@ -339,11 +409,31 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     assert.equal(await page.evaluate(() => sessionStorage.length), 0, "nothing kept in storage");
   });
 
+  it("shows the Retry-After when sign-ins are throttled", async () => {
+    // The daemon locks an address out after repeated failures (429 with Retry-After). This runs
+    // last: from here on 127.0.0.1 is locked out of this daemon.
+    let message = "";
+    for (let attempt = 1; attempt <= 30 && !message.includes("Too many"); attempt++) {
+      await page.fill("#login-user", USER);
+      await page.fill("#login-pass", `wrong ${attempt}`);
+      await page.click("#login-submit");
+      await page.waitForFunction(() => {
+        const b = document.getElementById("login-submit");
+        return !b.disabled && document.getElementById("login-error").textContent !== "";
+      }, null, { timeout: WAIT });
+      message = await page.textContent("#login-error");
+      assert.match(message, /Wrong user name or password|Too many failed sign-ins/);
+      await page.evaluate(() => { document.getElementById("login-error").textContent = ""; });
+    }
+    assert.match(message, /Too many failed sign-ins from this address\. Try again in \d+ s\./);
+    assert.equal(await page.isVisible("#dashboard"), false);
+  });
+
   it("met no CSP violation, page error or unexpected console error", async () => {
     assert.deepEqual(await page.evaluate(() => window.__csp), []);
     assert.deepEqual(pageErrors, []);
-    // The browser itself logs the failed resource of the wrong-password attempt (401).
-    const unexpected = consoleErrors.filter((t) => !/status of 401/.test(t));
+    // The browser itself logs the failed resource of each wrong-password attempt (401, 429).
+    const unexpected = consoleErrors.filter((t) => !/status of (401|429)/.test(t));
     assert.deepEqual(unexpected, []);
   });
 });

@@ -1,0 +1,324 @@
+//! Shared by the reverse proxy tests (`pkg_nginx`, `pkg_apache`, `pkg_caddy`): a real daemon on
+//! 127.0.0.1:0 with a users file and a temporary log, a minimal HTTP/1.1 client, WebSocket helpers,
+//! and the token + WebSocket flow run through a front end, close codes included.
+#![allow(dead_code)]
+use futures_util::{SinkExt, StreamExt};
+use proxytail::config::Config;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "correct horse battery staple";
+/// Upper bound for any single step; a failure bound, not a delay.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// A minimal HTTP/1.1 GET (Connection: close); returns the status, the header block and the body.
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    auth: Option<(&str, &str)>,
+) -> (u16, String, String) {
+    use base64::Engine as _;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some((u, p)) = auth {
+        let cred = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        req.push_str(&format!("Authorization: Basic {cred}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.expect("send");
+    let mut buf = Vec::new();
+    tokio::time::timeout(STEP, stream.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    (status, head.to_owned(), body.to_owned())
+}
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect(addr: SocketAddr, query: &str, origin: &str) -> Ws {
+    let mut req = format!("ws://{addr}/api/ws/logs{query}")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("Origin", origin.parse().expect("origin header"));
+    let (ws, resp) = tokio::time::timeout(STEP, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+/// The next text message, skipping Ping/Pong control frames.
+pub async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match tokio::time::timeout(STEP, ws.next())
+            .await
+            .expect("message in time")
+        {
+            Some(Ok(Message::Text(t))) => return t.as_str().to_owned(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// The close code the server sends next (no data may come first).
+pub async fn close_code(ws: &mut Ws) -> u16 {
+    loop {
+        match tokio::time::timeout(STEP, ws.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+pub async fn token(addr: SocketAddr) -> String {
+    let (status, _, body) = get(addr, "/api/ws-token", Some((USER, PASSWORD))).await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(json["status"], "success");
+    json["token"].as_str().expect("token").to_owned()
+}
+
+/// True if the front end binary exists. Absent outside CI: skip with a message; absent in CI
+/// (`CI` set): a failure, since the test would otherwise prove nothing there.
+pub fn available(bin: &str, package: &str) -> bool {
+    if Path::new(bin).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{bin} is missing in CI: install Debian's {package} (scripts/nginx-test.sh does)"
+    );
+    eprintln!("skipping: {bin} is absent (apt-get install {package}); CI treats this as a failure");
+    false
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (front ends need a number in their config).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A temporary directory that front-end workers running as `nobody` (when the test is root) can enter.
+pub fn prefix() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// A shipped file of `packaging/`, by path relative to it.
+pub fn shipped(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging")
+        .join(rel)
+}
+
+/// Runs `cmd` to completion and panics with its output (and `log`, the front end's error log) on failure.
+pub fn run_ok(cmd: &mut Command, log: &Path) {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// A daemon running in-process on 127.0.0.1:0 with one user and an empty log.
+pub struct Daemon {
+    /// Where the daemon listens; the front end's backend.
+    pub addr: SocketAddr,
+    /// The access log it follows; the flow appends a line to it.
+    pub log: PathBuf,
+    /// Stops the daemon.
+    control: proxytail::shutdown::Control,
+    /// The daemon's task, awaited to prove a clean exit.
+    task: tokio::task::JoinHandle<Result<(), proxytail::error::StartupError>>,
+    /// Holds the log, users file and state directory.
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts the daemon (reading the log from its start, trusting X-Forwarded-For from loopback).
+    pub async fn start() -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log: PathBuf = dir.path().join("access.log");
+        std::fs::write(&log, "").expect("log");
+        let users = dir.path().join("users");
+        let hash = proxytail::auth::hash_password(PASSWORD).expect("hash");
+        std::fs::write(&users, format!("{USER}:{hash}\n")).expect("users");
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("state dir");
+        let (_, config) = Config::from_args([
+            "proxytail".as_ref(),
+            "--access-log".as_ref(),
+            log.as_os_str(),
+            "--users".as_ref(),
+            users.as_os_str(),
+            "--state-dir".as_ref(),
+            state.as_os_str(),
+            "--from-start".as_ref(),
+            "--trust-forwarded-for".as_ref(),
+        ])
+        .expect("config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (control, signals) = proxytail::shutdown::channel();
+        let task = tokio::spawn(proxytail::app::run(config, listener, signals));
+        Daemon {
+            addr,
+            log,
+            control,
+            task,
+            _dir: dir,
+        }
+    }
+}
+
+/// The whole flow through the front end at `front`: 401 with a Basic challenge, a token, an entry
+/// streamed for a line appended to the log, ping/pong, close codes 4003 (reused or unknown token)
+/// and 4001 (none), 403 for a foreign Origin, and 1001 to the subscriber when the daemon stops.
+/// Returns the first token, so the caller can check the front end's access log does not hold it.
+pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
+    let origin = format!("http://{front}");
+
+    let (status, head, _) = get(front, "/api/ws-token", None).await;
+    assert_eq!(status, 401);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
+        "{head}"
+    );
+    let (status, _, _) = get(front, "/api/ws-token", Some((USER, "wrong"))).await;
+    assert_eq!(status, 401);
+    let first = token(front).await;
+
+    // The stream: a line written to the log arrives as an entry; ping gets pong.
+    let mut ws = connect(front, &format!("?token={first}"), &origin).await;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&daemon.log)
+        .expect("open log");
+    writeln!(
+        f,
+        "1774449130.123     85 192.168.1.10 TCP_TUNNEL/200 4096 CONNECT example.com:443 - HIER_DIRECT/93.184.216.34 -"
+    )
+    .expect("append");
+    let entry: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).expect("json");
+    assert_eq!(entry["id"], 1, "{entry}");
+    assert_eq!(entry["destination"], "example.com:443");
+    assert_eq!(entry["status"], "200 Connection established");
+    ws.send(Message::Text("ping".into())).await.expect("ping");
+    assert_eq!(next_text(&mut ws).await, "pong");
+
+    // Close codes through the proxy: reused token 4003, no token 4001, unknown token 4003.
+    let mut again = connect(front, &format!("?token={first}"), &origin).await;
+    assert_eq!(close_code(&mut again).await, 4003);
+    let mut none = connect(front, "", &origin).await;
+    assert_eq!(close_code(&mut none).await, 4001);
+    let mut bogus = connect(front, "?token=AAAA", &origin).await;
+    assert_eq!(close_code(&mut bogus).await, 4003);
+
+    // A foreign Origin is refused at the upgrade, through the proxy too.
+    let second = token(front).await;
+    let mut req = format!("ws://{front}/api/ws/logs?token={second}")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("Origin", "http://evil.example".parse().expect("origin"));
+    match tokio::time::timeout(STEP, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("answer in time")
+    {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 403)
+        }
+        Ok((mut ws, _)) => panic!(
+            "foreign origin accepted; first frame: {:?}",
+            ws.next().await
+        ),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+
+    // Shutdown: the subscriber behind the proxy gets 1001, the daemon returns Ok.
+    let Daemon { control, task, .. } = daemon;
+    control.stop.send(()).expect("stop");
+    assert_eq!(close_code(&mut ws).await, 1001);
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("daemon stops in time")
+        .expect("join")
+        .expect("clean exit");
+    first
+}
+
+/// Copies the shipped file `rel` into `dir`, pointing its backend `127.0.0.1:5001` at `backend`
+/// (the only change), and returns the copy's path.
+pub fn shipped_with_backend(rel: &str, dir: &Path, backend: SocketAddr) -> PathBuf {
+    let text = std::fs::read_to_string(shipped(rel)).expect("read shipped snippet");
+    assert!(
+        text.contains("127.0.0.1:5001"),
+        "{rel} does not name the default backend"
+    );
+    let copy = dir.join(Path::new(rel).file_name().expect("file name"));
+    std::fs::write(&copy, text.replace("127.0.0.1:5001", &backend.to_string())).expect("write");
+    copy
+}
+
+/// Runs `start`, then waits (at most `bound`) until `path` exists and is not empty, driven by
+/// inotify events on its directory rather than by polling.
+pub fn wait_for_file(path: &Path, bound: Duration, start: impl FnOnce()) {
+    use notify::Watcher;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(tx).expect("watcher");
+    watcher
+        .watch(
+            path.parent().expect("parent"),
+            notify::RecursiveMode::NonRecursive,
+        )
+        .expect("watch");
+    start();
+    let deadline = std::time::Instant::now() + bound;
+    while !std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(_) => {}
+            Err(_) => panic!("{} did not appear within {bound:?}", path.display()),
+        }
+    }
+}
+
+/// True when this process runs as root (front ends then drop their workers to `nobody`).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
