@@ -309,7 +309,8 @@ async fn shutdown_closes_every_subscriber_with_1001_and_every_task_ends() {
 #[tokio::test]
 async fn whole_daemon_refuses_tokenless_clients_and_stops_cleanly() {
     // The whole daemon through app::run (its token store is its own, so no token from here).
-    let daemon = Daemon::start(TestConfig::new(&[])).await;
+    let files = TestConfig::new(&[]);
+    let daemon = Daemon::start(&files).await;
     let mut ws = connect(&format!("ws://{}/api/ws/logs", daemon.addr)).await;
     assert_eq!(expect_close(&mut ws).await.0, 4001);
     daemon.stop().await.expect("clean stop");

@@ -75,7 +75,8 @@ pub fn bind_loopback() -> TcpListener {
         .expect("bind 127.0.0.1:0")
 }
 
-/// The whole daemon (`app::run`) on 127.0.0.1:0 in this runtime.
+/// The whole daemon (`app::run`) on 127.0.0.1:0 in this runtime. The test keeps the
+/// [`TestConfig`], so a second daemon can start on the same state directory after a stop.
 pub struct Daemon {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -83,23 +84,19 @@ pub struct Daemon {
     pub control: Option<Control>,
     /// `app::run`'s task.
     pub task: JoinHandle<Result<(), proxytail::error::StartupError>>,
-    /// Keeps the temp files alive.
-    pub files: TestConfig,
 }
 
 impl Daemon {
-    /// Binds 127.0.0.1:0 and runs `app::run` on it.
-    pub async fn start(files: TestConfig) -> Daemon {
+    /// Binds 127.0.0.1:0 and runs `app::run` with `files.config` on it.
+    pub async fn start(files: &TestConfig) -> Daemon {
         let listener = bind_loopback();
         let addr = listener.local_addr().expect("local addr");
         let (control, signals) = shutdown::channel();
-        let config = files.config.clone();
-        let task = tokio::spawn(proxytail::app::run(config, listener, signals));
+        let task = tokio::spawn(proxytail::app::run(files.config.clone(), listener, signals));
         Daemon {
             addr,
             control: Some(control),
             task,
-            files,
         }
     }
 
