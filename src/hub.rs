@@ -159,10 +159,12 @@ impl Hub {
         let Some(first) = h.front().map(|r| r.id) else {
             return Replay::Records(Vec::new());
         };
-        if after + 1 < first {
+        // `after` comes from a client (`since`): saturate rather than overflow at u64::MAX.
+        let next = after.saturating_add(1);
+        if next < first {
             return Replay::TooOld { oldest: first };
         }
-        let skip = (after + 1 - first) as usize;
+        let skip = usize::try_from(next - first).unwrap_or(usize::MAX);
         Replay::Records(h.iter().skip(skip).cloned().collect())
     }
 
@@ -228,6 +230,7 @@ mod tests {
         assert!(matches!(hub.since(1), Replay::TooOld { oldest: 3 }));
         assert!(matches!(hub.since(2), Replay::Records(ref r) if r.len() == 3));
         assert!(matches!(hub.since(9), Replay::Records(ref r) if r.is_empty()));
+        assert!(matches!(hub.since(u64::MAX), Replay::Records(ref r) if r.is_empty()));
         assert_eq!(
             hub.backlog(2).iter().map(|r| r.id).collect::<Vec<_>>(),
             vec![4, 5]

@@ -85,6 +85,12 @@ async fn since_ahead_of_the_last_id_waits_for_those_ids() {
     server.publish(11..=20, 3);
     assert_eq!(read_ids(&mut ws, 5).await, vec![16, 17, 18, 19, 20]);
     assert_quiet(&mut ws).await;
+    // The largest id a client can name: it waits (forever), nothing overflows.
+    let mut far = server.subscribe(&format!("&since={}", u64::MAX)).await;
+    assert_quiet(&mut far).await;
+    server.publish(21..=22, 2);
+    assert_quiet(&mut far).await;
+    assert_eq!(read_ids(&mut ws, 2).await, vec![21, 22]);
 }
 
 #[tokio::test]

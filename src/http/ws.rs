@@ -331,6 +331,7 @@ impl Conn {
         }
     }
 
+    /// Queues the records newer than `last_sent` (ids only grow) and advances it.
     fn push_records(&mut self, records: impl IntoIterator<Item = Record>, last_sent: &mut u64) {
         for r in records {
             if r.id > *last_sent {
@@ -419,7 +420,8 @@ impl Conn {
                     if changed.is_err() {
                         return self.close_end(close::GOING_AWAY).await;
                     }
-                    let history_lost = hub.oldest_id().is_some_and(|oldest| oldest > last_sent + 1);
+                    let needed = last_sent.saturating_add(1);
+                    let history_lost = hub.oldest_id().is_some_and(|oldest| oldest > needed);
                     if history_lost && rx.len() > BROADCAST_BATCHES {
                         return self.close_end(close::TOO_SLOW).await;
                     }
