@@ -63,6 +63,7 @@ LoadModule proxy_http_module {MODULES}/mod_proxy_http.so
 LoadModule headers_module {MODULES}/mod_headers.so
 LoadModule setenvif_module {MODULES}/mod_setenvif.so
 Define APACHE_LOG_DIR {p}
+LogFormat "%h %l %u %t \"%r\" %>s %O \"%{{Referer}}i\" \"%{{User-Agent}}i\"" combined
 <VirtualHost {addr}>
     Include {snippet}
 </VirtualHost>
@@ -97,6 +98,9 @@ async fn token_and_websocket_flow_through_the_shipped_apache_snippet() {
     let token = flow(apache.addr, daemon).await;
     // The single-use token travels in the query string: the snippet keeps it out of the access log.
     let access = std::fs::read_to_string(apache.path("access.log")).unwrap_or_default();
-    assert!(access.contains("/api/ws-token"), "httpd logged nothing?\n{access}");
+    assert!(
+        access.contains("/api/ws-token"),
+        "httpd logged nothing?\n{access}"
+    );
     assert!(!access.contains(&token), "token logged by httpd:\n{access}");
 }

@@ -92,6 +92,9 @@ async fn token_and_websocket_flow_through_the_shipped_nginx_snippet() {
     let token = flow(nginx.addr, daemon).await;
     // The single-use token travels in the query string: the snippet keeps it out of nginx's log.
     let access = std::fs::read_to_string(nginx.path("access.log")).unwrap_or_default();
-    assert!(access.contains("/api/ws-token"), "nginx logged nothing?\n{access}");
+    assert!(
+        access.contains("/api/ws-token"),
+        "nginx logged nothing?\n{access}"
+    );
     assert!(!access.contains(&token), "token logged by nginx:\n{access}");
 }

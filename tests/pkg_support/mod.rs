@@ -6,9 +6,9 @@ use futures_util::{SinkExt, StreamExt};
 use proxytail::config::Config;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -20,7 +20,11 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub const STEP: Duration = Duration::from_secs(10);
 
 /// A minimal HTTP/1.1 GET (Connection: close); returns the status, the header block and the body.
-pub async fn get(addr: SocketAddr, path: &str, auth: Option<(&str, &str)>) -> (u16, String, String) {
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    auth: Option<(&str, &str)>,
+) -> (u16, String, String) {
     use base64::Engine as _;
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -98,7 +102,6 @@ pub async fn token(addr: SocketAddr) -> String {
     json["token"].as_str().expect("token").to_owned()
 }
 
-
 /// True if the front end binary exists. Absent outside CI: skip with a message; absent in CI
 /// (`CI` set): a failure, since the test would otherwise prove nothing there.
 pub fn available(bin: &str, package: &str) -> bool {
@@ -130,7 +133,9 @@ pub fn prefix() -> tempfile::TempDir {
 
 /// A shipped file of `packaging/`, by path relative to it.
 pub fn shipped(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging")
+        .join(rel)
 }
 
 /// Runs `cmd` to completion and panics with its output (and `log`, the front end's error log) on failure.
@@ -209,7 +214,8 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
     let (status, head, _) = get(front, "/api/ws-token", None).await;
     assert_eq!(status, 401);
     assert!(
-        head.to_ascii_lowercase().contains("www-authenticate: basic"),
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
         "{head}"
     );
     let (status, _, _) = get(front, "/api/ws-token", Some((USER, "wrong"))).await;
@@ -279,7 +285,10 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
 /// (the only change), and returns the copy's path.
 pub fn shipped_with_backend(rel: &str, dir: &Path, backend: SocketAddr) -> PathBuf {
     let text = std::fs::read_to_string(shipped(rel)).expect("read shipped snippet");
-    assert!(text.contains("127.0.0.1:5001"), "{rel} does not name the default backend");
+    assert!(
+        text.contains("127.0.0.1:5001"),
+        "{rel} does not name the default backend"
+    );
     let copy = dir.join(Path::new(rel).file_name().expect("file name"));
     std::fs::write(&copy, text.replace("127.0.0.1:5001", &backend.to_string())).expect("write");
     copy
