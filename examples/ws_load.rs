@@ -40,6 +40,8 @@ struct Args {
     seconds: u64,
     /// Hard bound on each phase, seconds.
     limit: u64,
+    /// Bind like the daemon (TCP_NODELAY); `--nodelay 0` binds a plain listener for comparison.
+    nodelay: bool,
 }
 
 fn parse_args() -> Args {
@@ -50,12 +52,13 @@ fn parse_args() -> Args {
         rate: 10_000,
         seconds: 5,
         limit: 120,
+        nodelay: true,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
         let value = pair.get(1).and_then(|v| v.parse::<u64>().ok());
         let Some(v) = value else {
-            eprintln!("usage: ws_load [--count N] [--batch N] [--window N] [--rate N/s] [--seconds S] [--limit S]");
+            eprintln!("usage: ws_load [--count N] [--batch N] [--window N] [--rate N/s] [--seconds S] [--limit S] [--nodelay 0|1]");
             std::process::exit(2);
         };
         match pair[0].as_str() {
@@ -65,6 +68,7 @@ fn parse_args() -> Args {
             "--rate" => a.rate = v.max(1),
             "--seconds" => a.seconds = v,
             "--limit" => a.limit = v.max(1),
+            "--nodelay" => a.nodelay = v != 0,
             other => {
                 eprintln!("unknown option {other}");
                 std::process::exit(2);
@@ -119,7 +123,12 @@ async fn main() {
         "100000",
     ])
     .expect("config");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    // `--nodelay 0` shows what Nagle's algorithm costs (the daemon always sets TCP_NODELAY).
+    let listener = if args.nodelay {
+        proxytail::app::bind_listener("127.0.0.1:0".parse().expect("addr")).expect("bind")
+    } else {
+        TcpListener::bind("127.0.0.1:0").await.expect("bind")
+    };
     let addr = listener.local_addr().expect("addr");
     let state = AppState {
         hub: Arc::new(Hub::new(config.history)),

@@ -142,7 +142,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let t0 = Instant::now();
     let mut now = t0;
     let mut delivered: Vec<u64> = Vec::new();
-    let mut read = |f: &mut Follower, now: Instant, delivered: &mut Vec<u64>| {
+    let read = |f: &mut Follower, now: Instant, delivered: &mut Vec<u64>| {
         for l in f.read_available_at(now) {
             prop_assert!(
                 !l.fragment,

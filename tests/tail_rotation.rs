@@ -220,3 +220,32 @@ async fn unparseable_lines_take_no_id_and_are_counted() {
     assert_eq!(h["sources"][0]["state"], "following", "{h}");
     run.stop().await;
 }
+
+/// RELIABILITY 2 and 3: Squid keeps writing to the renamed file after the rename (it reopens
+/// the log late), and the new file appears only afterwards: every line from both is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_writes_to_the_renamed_file_and_a_late_new_file_are_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let mut squid_fd = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
+    let cfg = config(&[&log], &dir.path().join("state"), &[]);
+    let mut run = start(&cfg);
+    squid_fd.write_all(lines([1]).as_bytes()).unwrap();
+    assert_exact(&run.collect(1).await, 1, [1]);
+    fs::rename(&log, rotated(&log, 1)).unwrap();
+    // No new file yet: Squid still writes through its old descriptor.
+    squid_fd.write_all(lines([2]).as_bytes()).unwrap();
+    assert_exact(&run.collect(1).await, 2, [2]);
+    squid_fd.write_all(lines([3]).as_bytes()).unwrap();
+    assert_exact(&run.collect(1).await, 3, [3]);
+    assert_eq!(run.health.snapshot()["sources"][0]["state"], "waiting");
+    // Squid reopens: the new file is read from 0.
+    drop(squid_fd);
+    append(&log, lines([4, 5]).as_bytes());
+    assert_exact(&run.collect(2).await, 4, [4, 5]);
+    run.stop().await;
+}

@@ -307,9 +307,8 @@ async fn shutdown_closes_every_subscriber_with_1001_and_every_task_ends() {
 }
 
 #[tokio::test]
-async fn daemon_stop_signal_closes_subscribers_with_1001() {
-    // The whole daemon through app::run: no token can be minted from outside yet, so this checks
-    // that the stop path completes and refuses tokenless clients properly while running.
+async fn whole_daemon_refuses_tokenless_clients_and_stops_cleanly() {
+    // The whole daemon through app::run (its token store is its own, so no token from here).
     let daemon = Daemon::start(TestConfig::new(&[])).await;
     let mut ws = connect(&format!("ws://{}/api/ws/logs", daemon.addr)).await;
     assert_eq!(expect_close(&mut ws).await.0, 4001);
@@ -331,4 +330,81 @@ async fn health_reports_ids_subscribers_and_sources_without_caching() {
     assert_eq!(body["oldest_id"], 16);
     assert_eq!(body["subscribers"], 1);
     assert!(body.get("sources").is_some());
+}
+
+#[tokio::test]
+async fn client_close_is_acknowledged_while_entries_are_pending() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut ws = server.subscribe("").await;
+    assert_quiet(&mut ws).await;
+    // More than the socket buffers hold, so the server is mid-write when the Close arrives.
+    for first in (1..=20_000u64).step_by(100) {
+        server.state.hub.publish(
+            (first..first + 100)
+                .map(|id| record_padded(id, 500))
+                .collect(),
+        );
+    }
+    let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "bye".into(),
+    };
+    ws.send(Message::Close(Some(frame)))
+        .await
+        .expect("send Close");
+    let mut entries = 0u64;
+    let end = loop {
+        match next_event(&mut ws).await {
+            Event::Text(t) => {
+                entries += 1;
+                assert_eq!(entry_id(&t), entries);
+            }
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(end, Event::Close(1000, _)),
+        "after {entries}: {end:?}"
+    );
+}
+
+#[tokio::test]
+async fn unmasked_client_frame_closes_1002() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(TestConfig::new(&[])).await;
+    let token = server.token();
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /api/ws/logs?token={token} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        server.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+    })
+    .await
+    .expect("101 within the bound");
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // FIN + text, payload length 4, no mask bit: a client must mask every frame.
+    tcp.write_all(&[0x81, 0x04, b'p', b'i', b'n', b'g'])
+        .await
+        .unwrap();
+    let mut frame = [0u8; 4];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut frame))
+        .await
+        .expect("Close within the bound")
+        .unwrap();
+    assert_eq!(frame[0], 0x88, "a Close frame");
+    assert_eq!(u16::from_be_bytes([frame[2], frame[3]]), 1002);
 }

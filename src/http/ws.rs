@@ -482,13 +482,15 @@ impl Conn {
         Heard::Fine
     }
 
-    /// The client sent Close: tungstenite queued the reply; flush it and stop.
+    /// The client sent Close: tungstenite queued the reply behind what is already buffered; flush
+    /// it (bounded, and abandoned if the daemon stops) and stop.
     async fn finish_client_close(&mut self) -> End {
-        let _ = tokio::time::timeout(
-            SHUTDOWN_CLOSE_TIMEOUT,
-            futures_util::SinkExt::flush(&mut self.sink),
-        )
-        .await;
+        let shutdown = self.shutdown.clone();
+        let flush = futures_util::SinkExt::flush(&mut self.sink);
+        tokio::select! {
+            _ = tokio::time::timeout(CLOSE_TIMEOUT, flush) => {}
+            _ = shutdown.cancelled() => {}
+        }
         End::Client
     }
 

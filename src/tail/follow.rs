@@ -10,6 +10,13 @@
 //! - when the current file shrinks below the read offset, or its first bytes change (truncate and
 //!   refill, NUL-filled hole), it is read again from 0; a copy of the old content placed beside it
 //!   (`copytruncate`) is found by its first bytes and drained from the old offset first.
+//!
+//! Known limits: a truncate-and-refill whose new first bytes equal the old ones is not seen until
+//! the file shrinks below the offset (content fingerprints cannot tell such files apart; Squid
+//! lines start with a millisecond timestamp, so this needs a refill within the same millisecond);
+//! two rotations between two looks are recovered only where the file system reports creation
+//! times (ext4, xfs, btrfs, tmpfs on recent kernels); a file deleted before it was ever opened is
+//! lost (nothing can read it).
 use memchr::memchr;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
@@ -23,8 +30,10 @@ use std::time::{Duration, Instant};
 pub const FINGERPRINT_BYTES: usize = 1024;
 /// Default bytes read per [`Follower::read_available`] call before returning (bounded batches).
 pub const DEFAULT_BATCH_BYTES: usize = 1 << 20;
-/// Default time a rotated-away file must stay unchanged before it is closed.
-pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Default time a rotated-away file must stay unchanged before it is closed (and a trailing
+/// fragment without newline emitted): Squid may keep writing to the renamed file for a few
+/// seconds before it reopens the log.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// A file's identity on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

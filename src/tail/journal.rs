@@ -25,6 +25,8 @@ pub struct Journal {
     active_records: usize,
     /// Records per segment before rotating.
     segment_records: usize,
+    /// Records were appended since the last `sync` (an idle journal is not synced again).
+    unsynced: bool,
 }
 
 /// What [`Journal::open`] found.
@@ -146,6 +148,7 @@ impl Journal {
             active_seq,
             active_records,
             segment_records: segment_records.max(1),
+            unsynced: false,
         };
         Ok((journal, Recovered { records, last_id }))
     }
@@ -165,12 +168,17 @@ impl Journal {
         }
         self.active.write_all(&buf)?;
         self.active_records += records.len();
+        self.unsynced = true;
         Ok(())
     }
 
     /// Makes appended records durable.
-    pub fn sync(&self) -> io::Result<()> {
-        self.active.sync_data()
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.active.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
     fn rotate(&mut self) -> io::Result<()> {

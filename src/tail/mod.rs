@@ -6,6 +6,21 @@
 //! covers it is on disk (renamed into place), so an id never names two different lines whatever
 //! moment the process is killed. Reads are plain blocking `std::io` on local files, in bounded
 //! chunks (about 1 MiB per source per step), yielding to the runtime between chunks.
+//!
+//! Start-up, in order: lock the state directory (a second instance fails here, touching nothing);
+//! load the checkpoint; open the journal, cutting records the checkpoint does not cover, and
+//! preload the hub's history from it; place every source:
+//! - in the checkpoint: resume each of its files by identity + fingerprint (a file rotated while
+//!   stopped is found beside the log and drained first; one truncated while stopped is read from 0,
+//!   its copy drained from the old offset);
+//! - not in it (fresh state): from the start with `from_start`, else from the end;
+//! - checkpoint corrupt (empty, NULs, bad JSON): `tracing::error!`, ids continue after the
+//!   journal's last record, files are read from their end (nothing sent twice; lines written while
+//!   the daemon was down are skipped). Never a crash loop.
+//!
+//! Sources: every `--access-log` with `--format`, plus each log a `--squid-conf` writes, with the
+//! format its `access_log` line names. They share one id sequence; with more than one source each
+//! entry carries an extra `source` field (the path).
 pub mod checkpoint;
 pub mod follow;
 pub mod journal;
@@ -17,9 +32,9 @@ use crate::hub::{Hub, Record};
 use checkpoint::{Checkpoint, Loaded, SourceCheckpoint, StateDir};
 use follow::{FollowOptions, FollowState, Follower, StartAt};
 use journal::Journal;
-use parsers::{Entry, ParseError};
+use parsers::{Format, ParseError};
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -90,29 +105,74 @@ impl TailHealth {
     }
 }
 
-/// The line format: turns one line into an entry.
-#[derive(Debug, Clone, Copy)]
-enum LineFormat {
-    /// Squid's native format.
-    SquidNative,
+/// The configured sources: each path with its format (`--access-log` with `--format`, then the
+/// logs a `squid.conf` writes, each in its own format; a path is taken once).
+fn sources_of(config: &Config) -> Result<Vec<(PathBuf, Format)>, StartupError> {
+    let invalid = |why: String| {
+        StartupError::Config(crate::error::ConfigError::Invalid {
+            field: "format",
+            why,
+        })
+    };
+    let format = Format::builtin(&config.format).ok_or_else(|| {
+        invalid(format!(
+            "unknown format {:?} (known: {})",
+            config.format,
+            parsers::BUILTIN_NAMES.join(", ")
+        ))
+    })?;
+    let mut out: Vec<(PathBuf, Format)> = config
+        .access_logs
+        .iter()
+        .map(|p| (p.clone(), format.clone()))
+        .collect();
+    if let Some(conf) = &config.squid_conf {
+        let text = std::fs::read_to_string(conf).map_err(|source| {
+            StartupError::Config(crate::error::ConfigError::Read {
+                path: conf.clone(),
+                source,
+            })
+        })?;
+        let found = parsers::discover_with_notes(&text, conf, &mut read_include)
+            .map_err(|e| StartupError::Other(format!("{}: {e}", conf.display())))?;
+        for note in &found.notes {
+            tracing::info!(squid_conf = %conf.display(), "{note}");
+        }
+        for src in found.sources {
+            if !out.iter().any(|(p, _)| p == &src.path) {
+                tracing::info!(path = %src.path.display(), format = %src.format_name, "log found in squid.conf");
+                out.push((src.path, src.format));
+            }
+        }
+    }
+    Ok(out)
 }
 
-impl LineFormat {
-    fn from_name(name: &str) -> Result<LineFormat, StartupError> {
-        match name {
-            "squid" => Ok(LineFormat::SquidNative),
-            other => Err(StartupError::Config(crate::error::ConfigError::Invalid {
-                field: "format",
-                why: format!("unknown format {other:?}"),
-            })),
-        }
+/// `include` of a squid.conf: the files matching the (absolute) pattern, with their text.
+fn read_include(pattern: &Path) -> Result<Vec<(PathBuf, String)>, String> {
+    let text = pattern.to_string_lossy();
+    if !text.contains(['*', '?', '[']) {
+        return std::fs::read_to_string(pattern)
+            .map(|t| vec![(pattern.to_owned(), t)])
+            .map_err(|e| format!("{}: {e}", pattern.display()));
     }
-
-    fn parse<'a>(&self, line: &'a [u8]) -> Result<Entry<'a>, ParseError> {
-        match self {
-            LineFormat::SquidNative => parsers::parse_native(line),
-        }
-    }
+    // Globs in the file name only (the common `include /etc/squid/conf.d/*.conf`).
+    let dir = pattern.parent().unwrap_or(Path::new("/"));
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| parsers::glob_match(&text, &p.to_string_lossy()))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            std::fs::read_to_string(&p)
+                .map(|t| (p.clone(), t))
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
 }
 
 /// One followed log.
@@ -120,6 +180,8 @@ impl LineFormat {
 struct Source {
     /// Reads its lines across rotations.
     follower: Follower,
+    /// How its lines are parsed.
+    format: Format,
     /// The path as text, for the `source` field and logs.
     label: String,
     /// Lines that failed to parse.
@@ -128,6 +190,31 @@ struct Source {
     last_warn: Option<Instant>,
     /// Parse errors not logged since the last warning.
     suppressed: u64,
+}
+
+impl Source {
+    /// Counts a line that did not parse and warns at a bounded rate (path and byte offset of
+    /// the line, never its content).
+    fn parse_failed(&mut self, e: &ParseError, offset: u64) {
+        self.parse_errors += 1;
+        let now = Instant::now();
+        if self
+            .last_warn
+            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
+        {
+            tracing::warn!(
+                path = %self.label,
+                offset,
+                error = %e,
+                suppressed = self.suppressed,
+                "unparseable line skipped"
+            );
+            self.last_warn = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+    }
 }
 
 /// Follows the configured sources and feeds the hub.
@@ -139,8 +226,6 @@ pub struct Tailer {
     health: Arc<TailHealth>,
     /// The logs, sharing one id sequence.
     sources: Vec<Source>,
-    /// How lines are parsed.
-    format: LineFormat,
     /// The next id to assign.
     next_id: u64,
     /// Locked state directory (checkpoint); the lock lives as long as the tailer.
@@ -171,7 +256,7 @@ impl Tailer {
             path: config.state_dir.clone(),
             message,
         };
-        let format = LineFormat::from_name(&config.format)?;
+        let configured = sources_of(config)?;
         let state = StateDir::open(&config.state_dir).map_err(|e| state_err(e.to_string()))?;
         let loaded = state.load();
         let (checkpoint, corrupt) = match loaded {
@@ -208,19 +293,20 @@ impl Tailer {
         } else {
             StartAt::End
         };
-        let sources = config
-            .access_logs
-            .iter()
-            .map(|path| {
+        let paths: Vec<PathBuf> = configured.iter().map(|(p, _)| p.clone()).collect();
+        let sources = configured
+            .into_iter()
+            .map(|(path, format)| {
                 let saved = checkpoint
                     .as_ref()
-                    .and_then(|c| c.sources.iter().find(|s| &s.path == path));
+                    .and_then(|c| c.sources.iter().find(|s| s.path == path));
                 let follower = match saved {
                     Some(s) => Follower::resume(path.clone(), opts.clone(), &s.files),
                     None => Follower::new(path.clone(), opts.clone(), first_start),
                 };
                 Source {
                     follower,
+                    format,
                     label: path.to_string_lossy().into_owned(),
                     parse_errors: 0,
                     last_warn: None,
@@ -228,12 +314,11 @@ impl Tailer {
                 }
             })
             .collect();
-        let (watch, wakes) = Watch::new(&config.access_logs, config.poll);
+        let (watch, wakes) = Watch::new(&paths, config.poll);
         let mut tailer = Tailer {
             hub,
             health: Arc::default(),
             sources,
-            format,
             next_id,
             state,
             journal,
@@ -308,41 +393,33 @@ impl Tailer {
             let lines = src.follower.read_available();
             more |= src.follower.has_more();
             for line in lines {
-                match self.format.parse(&line.bytes) {
-                    Ok(mut entry) => {
-                        if multi {
-                            entry
-                                .extra
-                                .push((Cow::Borrowed("source"), Some(Cow::Borrowed(&src.label))));
+                // A Squid <= 5 line may hold a second record glued to the first (cut at 8191
+                // bytes): each record is an entry of its own.
+                let mut next: Option<&[u8]> = Some(&line.bytes);
+                while let Some(text) = next {
+                    next = src.format.glued_record(text);
+                    match src.format.parse(text) {
+                        Ok(mut entry) => {
+                            if multi {
+                                entry.extra.push((
+                                    Cow::Borrowed("source"),
+                                    Some(Cow::Borrowed(&src.label)),
+                                ));
+                            }
+                            records.push(Record::new(self.next_id, &mut entry));
+                            self.next_id += 1;
                         }
-                        records.push(Record::new(self.next_id, &mut entry));
-                        self.next_id += 1;
-                    }
-                    Err(e) => {
-                        src.parse_errors += 1;
-                        let now = Instant::now();
-                        if src
-                            .last_warn
-                            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
-                        {
-                            tracing::warn!(
-                                path = %src.label,
-                                offset = line.end_offset - line.bytes.len() as u64 - 1,
-                                error = %e,
-                                suppressed = src.suppressed,
-                                "unparseable line skipped"
-                            );
-                            src.last_warn = Some(now);
-                            src.suppressed = 0;
-                        } else {
-                            src.suppressed += 1;
-                        }
+                        Err(e) => src.parse_failed(
+                            &e,
+                            line.end_offset.saturating_sub(line.bytes.len() as u64 + 1),
+                        ),
                     }
                 }
             }
         }
-        let committed = self.commit(records, false);
+        // Health first: whoever sees the batch published sees counters that include it.
         self.update_health();
+        let committed = self.commit(records, false);
         more || !committed
     }
 

@@ -69,6 +69,12 @@ impl TestConfig {
     }
 }
 
+/// A listener on 127.0.0.1:0 bound the way the daemon binds its own.
+pub fn bind_loopback() -> TcpListener {
+    proxytail::app::bind_listener("127.0.0.1:0".parse().expect("address"))
+        .expect("bind 127.0.0.1:0")
+}
+
 /// The whole daemon (`app::run`) on 127.0.0.1:0 in this runtime.
 pub struct Daemon {
     /// Where it listens.
@@ -84,7 +90,7 @@ pub struct Daemon {
 impl Daemon {
     /// Binds 127.0.0.1:0 and runs `app::run` on it.
     pub async fn start(files: TestConfig) -> Daemon {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = bind_loopback();
         let addr = listener.local_addr().expect("local addr");
         let (control, signals) = shutdown::channel();
         let config = files.config.clone();
@@ -122,7 +128,7 @@ pub struct Server {
 impl Server {
     /// Serves `http::routes` for a state built from `files.config` on 127.0.0.1:0.
     pub async fn start(files: TestConfig) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = bind_loopback();
         let addr = listener.local_addr().expect("local addr");
         let config = files.config.clone();
         let state = AppState {
@@ -258,12 +264,15 @@ pub async fn next_event_within(ws: &mut Client, bound: Duration) -> Event {
             Some(Err(e)) => return Event::Gone(e.to_string()),
             Some(Ok(Message::Text(t))) => return Event::Text(t.to_string()),
             Some(Ok(Message::Close(frame))) => {
+                // Poll once more so the client sends its answering Close, as a browser does, and
+                // the server's closing handshake completes; this ends when the server hangs up.
+                let _ = tokio::time::timeout_at(deadline, ws.next()).await;
                 return match frame {
                     Some(CloseFrame { code, reason }) => {
                         Event::Close(u16::from(code), reason.to_string())
                     }
                     None => Event::Close(1005, String::new()),
-                }
+                };
             }
             Some(Ok(_)) => continue,
         }

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs the whole proxytail test suite on a Debian machine with the Rust toolchain, installing what the
+# tests need when it is missing (Squid, nginx, Chromium, curl, lintian, systemd tools, cargo-deb,
+# playwright-core). Needs root for apt-get/dpkg (CI runs as root). Nothing here starts a system service:
+# the tests start their own private Squid, nginx and daemon on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+# --- Debian packages -------------------------------------------------------------------------------
+declare -A want=(
+  [squid]=/usr/sbin/squid
+  [nginx]=/usr/sbin/nginx
+  [chromium]=/usr/bin/chromium
+  [curl]=/usr/bin/curl
+  [lintian]=/usr/bin/lintian
+  [systemd]=/usr/bin/systemd-analyze
+  [dpkg-dev]=/usr/bin/dpkg-shlibdeps
+)
+missing=()
+for pkg in "${!want[@]}"; do
+  [ -x "${want[$pkg]}" ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "apt-get install ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages (${missing[*]}) and not root: install them first" >&2
+    exit 1
+  fi
+  # Keep package installs from starting system services (Squid on 3128, nginx on 80).
+  policy=/usr/sbin/policy-rc.d
+  had_policy=0; [ -e "$policy" ] && had_policy=1
+  if [ "$had_policy" -eq 0 ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; fi
+  apt-get -o DPkg::Lock::Timeout=600 update -q
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+  if [ "$had_policy" -eq 0 ]; then rm -f "$policy"; fi
+fi
+
+# --- Node packages for the browser test --------------------------------------------------------------
+if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules/playwright-core ]; then
+  step "npm ci (tests/browser)"
+  (cd tests/browser && npm ci --no-audit --no-fund)
+fi
+
+# --- cargo tools ------------------------------------------------------------------------------------
+if ! cargo deb --version >/dev/null 2>&1; then
+  step "cargo install cargo-deb"
+  cargo install cargo-deb --locked
+fi
+
+# --- Rust tests --------------------------------------------------------------------------------------
+step "cargo build"
+cargo build --workspace --all-targets
+step "cargo test"
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee target/cargo-test.log
+cargo_status=${PIPESTATUS[0]}
+set -e
+
+# --- Debian package ----------------------------------------------------------------------------------
+deb_status=0
+if [ -f scripts/deb-test.sh ]; then
+  step "Debian package"
+  bash scripts/deb-test.sh || deb_status=$?
+fi
+
+# --- Browser ----------------------------------------------------------------------------------------
+browser_status=0
+if [ -f tests/browser/package.json ]; then
+  step "browser (chromium + playwright-core)"
+  PROXYTAIL_BIN="$PWD/target/debug/proxytail" node --test tests/browser/ || browser_status=$?
+fi
+
+step "summary"
+echo "cargo test: exit $cargo_status; deb: exit $deb_status; browser: exit $browser_status"
+passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' target/cargo-test.log | awk '{s+=$1} END {print s+0}')
+echo "cargo: $passed passed, $failed failed"
+if [ "$cargo_status" -ne 0 ] || [ "$deb_status" -ne 0 ] || [ "$browser_status" -ne 0 ]; then
+  exit 1
+fi

@@ -1,0 +1,439 @@
+// End-to-end test of the dashboard in a real browser (Debian's chromium through playwright-core)
+// against the real daemon binary: sign-in (wrong and right), live entries, filters, the entry
+// dialog, pause/resume, a daemon restart while lines are appended (ids stay contiguous in the
+// export), CSV export, a phone-sized layout, sign-out; no CSP violation or page error throughout.
+// Saves docs/dashboard.png. Installs nothing: `.ci/run` provides chromium and `npm ci`.
+//
+// Run: cargo build && (cd tests/browser && npm ci) && node --test tests/browser/
+// Env: PROXYTAIL_BIN (default target/debug/proxytail), CHROMIUM (default /usr/bin/chromium).
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { once } from "node:events";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const BIN = process.env.PROXYTAIL_BIN || path.join(ROOT, "target/debug/proxytail");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const USER = "admin";
+const PASS = "correct horse battery staple";
+/** Upper bound of any single wait for the UI or the daemon (a failure bound, not a delay). */
+const WAIT = 20_000;
+
+/** A port free on 127.0.0.1 right now (the daemon binds it a moment later). */
+async function freePort() {
+  const srv = net.createServer();
+  srv.listen(0, "127.0.0.1");
+  await once(srv, "listening");
+  const { port } = srv.address();
+  srv.close();
+  await once(srv, "close");
+  return port;
+}
+
+/** Resolves when `child` exits, or rejects after `ms`. */
+function exited(child, ms) {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`daemon did not exit within ${ms} ms`)), ms);
+    child.once("exit", (code, signal) => { clearTimeout(timer); resolve({ code, signal }); });
+  });
+}
+
+/** The real daemon on a temp log, users file and state dir. */
+class Daemon {
+  constructor(dir, port) {
+    this.dir = dir;
+    this.port = port;
+    this.log = path.join(dir, "access.log");
+    this.users = path.join(dir, "users");
+    this.state = path.join(dir, "state");
+    this.stderr = "";
+    this.child = null;
+  }
+
+  /** Starts the binary and resolves once it says it listens (its own log line, not a port poll). */
+  async start() {
+    const args = [
+      "--listen", `127.0.0.1:${this.port}`,
+      "--access-log", this.log,
+      "--format", "squid",
+      "--users", this.users,
+      "--state-dir", this.state,
+      "--from-start",
+    ];
+    const child = spawn(BIN, args, {
+      env: { ...process.env, PROXYTAIL_LOG: "info", NO_COLOR: "1" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    this.child = child;
+    let seen = "";
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`daemon not listening after ${WAIT} ms:\n${seen}`)), WAIT);
+      child.stderr.setEncoding("utf8");
+      child.stderr.on("data", (chunk) => {
+        seen += chunk;
+        this.stderr += chunk;
+        if (seen.includes("proxytail listening")) { clearTimeout(timer); resolve(); }
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`daemon exited (${code}) before listening:\n${seen}`));
+      });
+    });
+  }
+
+  /** SIGTERM, then the exit status (CONTRACT.md §5: 0 after a signal). */
+  async stop() {
+    const child = this.child;
+    this.child = null;
+    if (!child) return null;
+    child.kill("SIGTERM");
+    return exited(child, WAIT);
+  }
+}
+
+/** One line of Squid's native format (CONTRACT.md §4), `n` picks varied but fixed values. */
+function squidLine(n, base = Date.now() / 1000) {
+  const clients = ["192.168.1.10", "192.168.1.23", "10.0.0.7", "192.168.1.42", "10.0.0.15"];
+  const kinds = [
+    ["CONNECT", "www.example.com:443", "TCP_TUNNEL/200", "HIER_DIRECT/93.184.216.34", "-"],
+    ["GET", "http://deb.debian.org/debian/dists/bookworm/InRelease", "TCP_MISS/200", "HIER_DIRECT/151.101.2.132", "text/plain"],
+    ["GET", "http://intranet.local/wiki/Start", "TCP_MEM_HIT/304", "HIER_NONE/-", "text/html"],
+    ["CONNECT", "api.github.com:443", "TCP_TUNNEL/200", "HIER_DIRECT/140.82.121.6", "-"],
+    ["POST", "http://telemetry.example.net/v1/collect", "TCP_MISS/503", "HIER_DIRECT/203.0.113.9", "text/html"],
+    ["GET", "http://ads.example.org/banner.gif", "TCP_DENIED/403", "HIER_NONE/-", "text/html"],
+    ["GET", "http://intranet.local/missing", "TCP_MISS/404", "HIER_DIRECT/10.0.0.2", "text/html"],
+    ["CONNECT", "fonts.gstatic.com:443", "TCP_TUNNEL/200", "HIER_DIRECT/142.250.185.99", "-"],
+  ];
+  const [method, url, status, hier, type] = kinds[n % kinds.length];
+  const ts = (base + n / 1000).toFixed(3);
+  const elapsed = String((n * 37) % 2400 + 3).padStart(6);
+  const bytes = (n * 7919) % 180_000 + 320;
+  return `${ts} ${elapsed} ${clients[n % clients.length]} ${status} ${bytes} ${method} ${url} - ${hier} ${type}\n`;
+}
+
+/** Which of squidLine(n)'s kinds are CONNECT (indices 0, 3, 7 of 8). */
+const isConnect = (n) => [0, 3, 7].includes(n % 8);
+const isDenied = (n) => n % 8 === 5;
+
+describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, () => {
+  let dir, daemon, context, page, base;
+  let written = 0;
+  const pageErrors = [];
+  const consoleErrors = [];
+  /** URLs of the WebSockets the page opened, in order. */
+  const sockets = [];
+  /** The page's `ping` messages and the daemon's `pong` answer. */
+  const pings = { sent: 0 };
+  pings.pong = new Promise((resolve) => { pings.answered = resolve; });
+
+  /** Appends lines numbered written+1 … written+count to the log. */
+  function append(count) {
+    let text = "";
+    for (let i = 0; i < count; i++) text += squidLine(++written);
+    fs.appendFileSync(daemon.log, text);
+  }
+
+  /** Waits (bounded) until the header's last id reads `id`. */
+  async function lastIdIs(id, timeout = WAIT) {
+    await page.waitForFunction((want) => document.getElementById("last-id").textContent === String(want), id, { timeout });
+  }
+
+  /** Waits (bounded) until the rows in the DOM are exactly `ids`, top to bottom. */
+  async function rowsAre(ids) {
+    await page.waitForFunction((want) => {
+      const got = [...document.querySelectorAll("#rows .row")]
+        .sort((a, b) => Number(a.dataset.idx) - Number(b.dataset.idx)).map((r) => Number(r.dataset.id));
+      return JSON.stringify(got) === JSON.stringify(want);
+    }, ids, { timeout: WAIT }).catch(async (e) => {
+      assert.deepEqual(await rowIds(), ids, e.message);
+    });
+  }
+
+  /** Ids of the rows in the DOM, top to bottom. */
+  async function rowIds() {
+    return page.$$eval("#rows .row", (rows) =>
+      rows.sort((a, b) => Number(a.dataset.idx) - Number(b.dataset.idx)).map((r) => Number(r.dataset.id)));
+  }
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "proxytail-browser-"));
+    daemon = new Daemon(dir, await freePort());
+    fs.mkdirSync(daemon.state);
+    fs.writeFileSync(daemon.log, "");
+    const hash = execFileSync(BIN, ["hash-password"], { input: `${PASS}\n`, encoding: "utf8" }).trim();
+    assert.match(hash, /^\$argon2id\$/);
+    fs.writeFileSync(daemon.users, `# test user\n${USER}:${hash}\n`);
+    await daemon.start();
+    base = `http://127.0.0.1:${daemon.port}`;
+    context = await chromium.launchPersistentContext(path.join(dir, "profile"), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      viewport: { width: 1400, height: 900 },
+      acceptDownloads: true,
+    });
+    page = context.pages()[0] ?? await context.newPage();
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    page.on("websocket", (ws) => {
+      sockets.push(ws.url());
+      ws.on("framesent", (f) => { if (f.payload === "ping") pings.sent++; });
+      ws.on("framereceived", (f) => { if (f.payload === "pong" && pings.sent > 0) pings.answered(); });
+    });
+    page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+    // Every CSP violation the page meets is recorded (our own scripts, styles, the WebSocket).
+    await page.addInitScript(() => {
+      window.__csp = [];
+      document.addEventListener("securitypolicyviolation", (e) =>
+        window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+    });
+  });
+
+  after(async () => {
+    await context?.close().catch(() => {});
+    if (daemon?.child) {
+      const child = daemon.child;
+      await daemon.stop().catch(() => child.kill("SIGKILL"));
+    }
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("serves the page with a strict CSP and security headers", async () => {
+    const res = await page.goto(base + "/");
+    assert.equal(res.status(), 200);
+    const h = res.headers();
+    assert.match(h["content-type"], /^text\/html/);
+    assert.equal(h["cache-control"], "no-cache");
+    assert.equal(h["x-content-type-options"], "nosniff");
+    assert.equal(h["referrer-policy"], "no-referrer");
+    for (const d of ["default-src 'self'", "script-src 'self'", "style-src 'self'", "connect-src 'self'",
+      "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'"]) {
+      assert.ok(h["content-security-policy"].includes(d), d);
+    }
+    await page.waitForSelector("#sign-in-form", { timeout: WAIT });
+  });
+
+  it("says so when the password is wrong", async () => {
+    await page.fill("#login-user", USER);
+    await page.fill("#login-pass", "wrong password");
+    await page.click("#login-submit");
+    await page.waitForFunction(() => document.getElementById("login-error").textContent.includes("Wrong user name or password"), null, { timeout: WAIT });
+    assert.equal(await page.isVisible("#dashboard"), false);
+  });
+
+  it("signs in and shows appended lines live", async () => {
+    await page.fill("#login-user", USER);
+    await page.fill("#login-pass", PASS);
+    await page.click("#login-submit");
+    await page.waitForSelector('#state[data-state="live"]', { timeout: WAIT });
+    assert.equal(await page.isVisible("#sign-in"), false);
+    assert.equal(await page.inputValue("#login-pass"), "", "the password is not left in the form");
+    append(16);
+    await page.waitForSelector('#rows .row[data-id="16"]', { timeout: WAIT });
+    await lastIdIs(16);
+    assert.deepEqual(await rowIds(), Array.from({ length: 16 }, (_, i) => 16 - i), "newest first, ids 16…1");
+    const row = page.locator('#rows .row[data-id="5"]');
+    assert.match(await row.locator(".c-status").textContent(), /403 Forbidden/);
+    assert.match(await row.getAttribute("class"), /st-denied/);
+    const klass = (id) => page.locator(`#rows .row[data-id="${id}"]`).getAttribute("class");
+    assert.match(await klass(3), /st-2xx/);
+    assert.match(await klass(2), /st-3xx/);
+    assert.match(await klass(6), /st-4xx/);
+    assert.match(await klass(4), /st-5xx/);
+  });
+
+  it("filters what is shown without reconnecting", async () => {
+    const connects = Array.from({ length: 16 }, (_, i) => 16 - i).filter(isConnect);
+    await page.selectOption("#f-method", "CONNECT");
+    await rowsAre(connects);
+    await page.selectOption("#f-method", "");
+    await page.selectOption("#f-class", "denied");
+    const denied = Array.from({ length: 16 }, (_, i) => 16 - i).filter(isDenied);
+    await rowsAre(denied);
+    await page.selectOption("#f-class", "");
+    await page.fill("#f-dest", "intranet.local");
+    await page.fill("#f-client", "10.0.0.");
+    const both = Array.from({ length: 16 }, (_, i) => 16 - i).filter((n) => [2, 6].includes(n % 8) && [2, 4].includes(n % 5));
+    await rowsAre(both);
+    await page.fill("#f-dest", "");
+    await page.fill("#f-client", "");
+    await page.fill("#f-text", "api.github");
+    const text = Array.from({ length: 16 }, (_, i) => 16 - i).filter((n) => n % 8 === 3);
+    await rowsAre(text);
+    await page.fill("#f-text", "");
+    await rowsAre(Array.from({ length: 16 }, (_, i) => 16 - i));
+    assert.equal(await page.textContent('#state[data-state="live"]'), "Live", "no reconnection happened");
+  });
+
+  it("opens an entry's every field from the keyboard", async () => {
+    await page.focus("#entries");
+    await page.keyboard.press("ArrowDown");
+    await page.keyboard.press("ArrowDown");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#detail[open]", { timeout: WAIT });
+    assert.equal(await page.textContent("#detail-title"), "Entry 15");
+    const keys = await page.$$eval("#detail-fields dt", (dts) => dts.map((d) => d.textContent));
+    for (const k of ["id", "timestamp", "client_ip", "method", "destination", "status", "bytes", "ts",
+      "elapsed_ms", "result", "code", "user", "hierarchy", "peer", "content_type"]) {
+      assert.ok(keys.includes(k), `dialog shows ${k}`);
+    }
+    await page.keyboard.press("Escape");
+    await page.waitForSelector("#detail:not([open])", { state: "attached", timeout: WAIT });
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.id), "15", "focus returns to the row");
+  });
+
+  it("keeps counting while paused and shows everything on resume", async () => {
+    await page.click("#pause");
+    assert.equal(await page.getAttribute("#pause", "aria-pressed"), "true");
+    append(5);
+    await page.waitForFunction(() => document.getElementById("total").textContent === "21", null, { timeout: WAIT });
+    await page.waitForFunction(() => document.getElementById("paused-note").textContent.includes("5 new"), null, { timeout: WAIT });
+    assert.equal(await page.$('#rows .row[data-id="21"]'), null, "paused: new rows are not shown");
+    assert.equal((await rowIds())[0], 16);
+    await page.click("#pause");
+    await page.waitForSelector('#rows .row[data-id="21"]', { timeout: WAIT });
+    assert.deepEqual((await rowIds()).slice(0, 6), [21, 20, 19, 18, 17, 16]);
+  });
+
+  it("loses nothing across a daemon restart while lines are appended", async () => {
+    append(100); // read (or not yet) by the running daemon
+    const stopping = daemon.stop();
+    append(100); // while it shuts down
+    const { code, signal } = await stopping;
+    assert.equal(code, 0, `clean exit after SIGTERM (signal ${signal})\n${daemon.stderr.slice(-2000)}`);
+    append(50); // while it is down
+    await daemon.start();
+    append(50); // after it is back
+    const last = written;
+    await lastIdIs(last, 60_000);
+    const query = (url) => Object.fromEntries(new URL(url).searchParams);
+    assert.ok(sockets.length >= 2, `reconnected: ${sockets.length} sockets`);
+    assert.ok(query(sockets[0]).backlog, "the first connection asks for a backlog");
+    const resumed = query(sockets.at(-1));
+    assert.ok(Number(resumed.since) >= 21 && Number(resumed.since) < last, `resumed with since (${resumed.since})`);
+    assert.notEqual(query(sockets[0]).token, resumed.token, "a fresh token for each connection");
+    assert.equal(await page.isVisible("#gaps"), false, "no gap was reported");
+    assert.equal(await page.textContent("#missed"), "0");
+    const ids = await rowIds();
+    assert.deepEqual(ids, Array.from({ length: ids.length }, (_, i) => last - i), "rows are contiguous");
+
+    const [download] = await Promise.all([page.waitForEvent("download", { timeout: WAIT }), page.click("#export-ndjson")]);
+    const exported = fs.readFileSync(await download.path(), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(exported.map((e) => e.id), Array.from({ length: last }, (_, i) => i + 1), "every id once, in order");
+    assert.equal(exported[4].result, "TCP_DENIED");
+    assert.equal(exported[0].method, "GET");
+    assert.equal(exported[0].client_ip, "192.168.1.23");
+  });
+
+  it("exports what is shown as CSV", async () => {
+    await page.selectOption("#f-method", "CONNECT");
+    const [download] = await Promise.all([page.waitForEvent("download", { timeout: WAIT }), page.click("#export-csv")]);
+    const lines = fs.readFileSync(await download.path(), "utf8").trim().split("\r\n");
+    assert.match(lines[0], /^id,timestamp,client_ip,method,destination,status,bytes,ts,elapsed_ms,result,code,user,hierarchy,peer,content_type/);
+    const want = Array.from({ length: written }, (_, i) => i + 1).filter(isConnect);
+    assert.equal(lines.length - 1, want.length);
+    assert.ok(lines.slice(1).every((l) => l.split(",")[3] === "CONNECT"));
+    await page.selectOption("#f-method", "");
+  });
+
+  it("follows the tail when asked, oldest on top and scrolled to the newest", async () => {
+    await page.selectOption("#order", "tail");
+    await page.waitForFunction((last) => {
+      const rows = [...document.querySelectorAll("#rows .row")].sort((a, b) => Number(a.dataset.idx) - Number(b.dataset.idx));
+      const box = document.getElementById("entries");
+      return rows.length > 0 && Number(rows.at(-1).dataset.id) === last
+        && box.scrollTop + box.clientHeight >= box.scrollHeight - 2;
+    }, written, { timeout: WAIT });
+    const ids = await rowIds();
+    assert.deepEqual(ids, Array.from({ length: ids.length }, (_, i) => written - ids.length + 1 + i), "ascending, contiguous");
+    append(3);
+    await page.waitForFunction((last) => {
+      const rows = [...document.querySelectorAll("#rows .row")].sort((a, b) => Number(a.dataset.idx) - Number(b.dataset.idx));
+      const box = document.getElementById("entries");
+      return Number(rows.at(-1)?.dataset.id) === last && box.scrollTop + box.clientHeight >= box.scrollHeight - 2;
+    }, written, { timeout: WAIT });
+    await page.selectOption("#order", "newest");
+    await page.waitForSelector(`#rows .row[data-idx="0"][data-id="${written}"]`, { timeout: WAIT });
+  });
+
+  it("clears the table and counters, then keeps showing new entries", async () => {
+    await page.click("#clear");
+    await page.waitForFunction(() => document.querySelectorAll("#rows .row").length === 0
+      && document.getElementById("total").textContent === "0", null, { timeout: WAIT });
+    append(2);
+    await rowsAre([written, written - 1]);
+    // The figures refresh four times a second.
+    await page.waitForFunction(() => document.getElementById("total").textContent === "2", null, { timeout: WAIT });
+  });
+
+  it("renders the dashboard for the README and fits a phone", async () => {
+    // Traffic over a few seconds, so the rate chart has a shape: each burst waits for the chart's
+    // next once-a-second redraw (an event of the page, not a sleep).
+    for (const burst of [40, 90, 60, 140, 110, 70, 160, 120]) {
+      const drawn = await page.getAttribute("#chart", "data-drawn");
+      append(burst);
+      await page.waitForFunction((d) => document.getElementById("chart").dataset.drawn !== d, drawn, { timeout: WAIT });
+    }
+    await lastIdIs(written);
+    // The top lists are refreshed once a second too: wait until they count the bursts.
+    await page.waitForFunction(() => Number(document.querySelector("#top-dest li .count")?.textContent.replace(/\D/g, "")) >= 150, null, { timeout: WAIT });
+    fs.mkdirSync(path.join(ROOT, "docs"), { recursive: true });
+    await page.screenshot({ path: path.join(ROOT, "docs/dashboard.png") });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForFunction(() => document.documentElement.scrollWidth <= window.innerWidth, null, { timeout: WAIT });
+    assert.ok(await page.isVisible("#rows .row"));
+    await page.setViewportSize({ width: 1400, height: 900 });
+  });
+
+  it("sends `ping` every 30 s and the daemon answers `pong`", async () => {
+    // The interval is the contract's 30 s: this waits for the real one (bounded at 45 s).
+    let timer;
+    const bound = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`no ping/pong within 45 s (pings sent: ${pings.sent})`)), 45_000); });
+    await Promise.race([pings.pong, bound]).finally(() => clearTimeout(timer));
+    assert.ok(pings.sent >= 1);
+  });
+
+  it("signs out", async () => {
+    await page.click("#sign-out");
+    await page.waitForSelector("#sign-in-form", { state: "visible", timeout: WAIT });
+    assert.equal(await page.getAttribute("#state", "data-state"), "signed-out");
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0, "nothing kept in storage");
+  });
+
+  it("shows the Retry-After when sign-ins are throttled", async () => {
+    // The daemon locks an address out after repeated failures (429 with Retry-After). This runs
+    // last: from here on 127.0.0.1 is locked out of this daemon.
+    let message = "";
+    for (let attempt = 1; attempt <= 30 && !message.includes("Too many"); attempt++) {
+      await page.fill("#login-user", USER);
+      await page.fill("#login-pass", `wrong ${attempt}`);
+      await page.click("#login-submit");
+      await page.waitForFunction(() => {
+        const b = document.getElementById("login-submit");
+        return !b.disabled && document.getElementById("login-error").textContent !== "";
+      }, null, { timeout: WAIT });
+      message = await page.textContent("#login-error");
+      assert.match(message, /Wrong user name or password|Too many failed sign-ins/);
+      await page.evaluate(() => { document.getElementById("login-error").textContent = ""; });
+    }
+    assert.match(message, /Too many failed sign-ins from this address\. Try again in \d+ s\./);
+    assert.equal(await page.isVisible("#dashboard"), false);
+  });
+
+  it("met no CSP violation, page error or unexpected console error", async () => {
+    assert.deepEqual(await page.evaluate(() => window.__csp), []);
+    assert.deepEqual(pageErrors, []);
+    // The browser itself logs the failed resource of each wrong-password attempt (401, 429).
+    const unexpected = consoleErrors.filter((t) => !/status of (401|429)/.test(t));
+    assert.deepEqual(unexpected, []);
+  });
+});

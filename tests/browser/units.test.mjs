@@ -1,0 +1,130 @@
+// Unit tests of the dashboard's pure functions (web/*.js are ES modules that import nothing from
+// the browser at load time): status classes, hosts, filters, CSV/NDJSON export, Retry-After,
+// Basic credentials, the reconnection backoff, and the header's counters.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import {
+  statusClass, destinationHost, makeFilter, toCsv, toNdjson, formatBytes, FIELDS,
+} from "../../web/entry.js";
+import { backoffDelay, parseRetryAfter, basicAuth } from "../../web/stream.js";
+import { Stats, RATE_WINDOW } from "../../web/stats.js";
+
+const entry = (over = {}) => ({
+  id: 1, timestamp: "2026-03-25 14:32:10", client_ip: "192.168.1.10", method: "CONNECT",
+  destination: "example.com:443", status: "200 Connection established", bytes: 4096,
+  ts: 1774449130.123, elapsed_ms: 85, result: "TCP_TUNNEL", code: 200, user: null,
+  hierarchy: "HIER_DIRECT", peer: "93.184.216.34", content_type: null, ...over,
+});
+
+describe("entry", () => {
+  it("classes statuses, TCP_DENIED first", () => {
+    assert.equal(statusClass(entry()), "2xx");
+    assert.equal(statusClass(entry({ code: 304, status: "304 Not Modified" })), "3xx");
+    assert.equal(statusClass(entry({ code: 404 })), "4xx");
+    assert.equal(statusClass(entry({ code: 503 })), "5xx");
+    assert.equal(statusClass(entry({ code: 403, result: "TCP_DENIED" })), "denied");
+    assert.equal(statusClass(entry({ code: 0, status: "000" })), "other");
+    assert.equal(statusClass(entry({ code: null, status: "302 Found" })), "3xx");
+  });
+
+  it("takes the host of a destination", () => {
+    assert.equal(destinationHost("example.com:443"), "example.com:443");
+    assert.equal(destinationHost("http://deb.debian.org/debian/x?y"), "deb.debian.org");
+    assert.equal(destinationHost("https://user:pw@host.example:8443/p"), "host.example:8443");
+    assert.equal(destinationHost("http://a.b?q"), "a.b");
+    assert.equal(destinationHost(null), "");
+  });
+
+  it("formats bytes", () => {
+    assert.equal(formatBytes(999), "999 B");
+    assert.equal(formatBytes(1536), "1.5 KiB");
+    assert.equal(formatBytes(5 * 1024 * 1024), "5.0 MiB");
+    assert.equal(formatBytes(null), "—");
+  });
+
+  it("filters on every criterion, case-insensitively, and none means everything", () => {
+    assert.equal(makeFilter({}), null);
+    const e = entry({ user: "Alice" });
+    assert.ok(makeFilter({ text: "alice" })(e));
+    assert.ok(makeFilter({ text: "EXAMPLE.COM" })(e));
+    assert.ok(!makeFilter({ text: "nothing-like-it" })(e));
+    assert.ok(makeFilter({ method: "connect" })(e));
+    assert.ok(!makeFilter({ method: "GET" })(e));
+    assert.ok(makeFilter({ klass: "2xx" })(e));
+    assert.ok(!makeFilter({ klass: "denied" })(e));
+    assert.ok(makeFilter({ client: "192.168.1." })(e));
+    assert.ok(!makeFilter({ client: "10." })(e));
+    assert.ok(makeFilter({ dest: "Example" })(e));
+    assert.ok(!makeFilter({ dest: "example", method: "GET" })(e));
+  });
+
+  it("exports NDJSON one object per line and CSV with escaping and defused formulas", () => {
+    const a = entry({ id: 1 });
+    const b = entry({ id: 2, destination: 'http://x/"a",b', user: "=cmd()", referer: "r" });
+    const nd = toNdjson([a, b]).split("\n");
+    assert.equal(nd.length, 3);
+    assert.deepEqual(JSON.parse(nd[1]), b);
+    const csv = toCsv([a, b]).split("\r\n");
+    assert.equal(csv[0], [...FIELDS, "referer"].join(","));
+    assert.ok(csv[2].includes('"http://x/""a"",b"'));
+    assert.ok(csv[2].includes(",'=cmd(),"));
+    assert.ok(csv[1].startsWith("1,2026-03-25 14:32:10,192.168.1.10,CONNECT,example.com:443,"));
+    assert.equal(csv[3], "");
+  });
+});
+
+describe("stream helpers", () => {
+  it("reads Retry-After as seconds or as a date", () => {
+    assert.equal(parseRetryAfter("120"), 120);
+    const now = Date.parse("2026-01-01T00:00:00Z");
+    assert.equal(parseRetryAfter("Thu, 01 Jan 2026 00:00:30 GMT", now), 30);
+    assert.equal(parseRetryAfter(null), null);
+    assert.equal(parseRetryAfter("soon"), null);
+  });
+
+  it("encodes Basic credentials as UTF-8", () => {
+    assert.equal(basicAuth("admin", "secret"), "Basic YWRtaW46c2VjcmV0");
+    const decoded = Buffer.from(basicAuth("jörg", "pässwörd").slice(6), "base64").toString("utf8");
+    assert.equal(decoded, "jörg:pässwörd");
+  });
+
+  it("backs off exponentially, with jitter, under a cap", () => {
+    assert.equal(backoffDelay(0, () => 0), 250);
+    assert.equal(backoffDelay(0, () => 1), 500);
+    assert.equal(backoffDelay(3, () => 0), 2000);
+    assert.equal(backoffDelay(3, () => 1), 4000);
+    for (const attempt of [7, 20, 1000]) {
+      assert.equal(backoffDelay(attempt, () => 1), 30_000);
+      assert.equal(backoffDelay(attempt, () => 0), 15_000);
+    }
+  });
+});
+
+describe("stats", () => {
+  it("counts entries per second over a sliding minute", () => {
+    const s = new Stats();
+    const t0 = 1_800_000_000_000;
+    for (let i = 0; i < 5; i++) s.add(entry(), t0);
+    for (let i = 0; i < 3; i++) s.add(entry(), t0 + 1000);
+    const series = s.series(t0 + 2000);
+    assert.equal(series.length, RATE_WINDOW);
+    assert.deepEqual(series.slice(-2), [5, 3]);
+    assert.equal(s.currentRate(t0 + 2000), 3, "the last complete second");
+    assert.ok(s.series(t0 + 120_000).every((v) => v === 0), "old seconds fall out");
+    assert.equal(s.total, 8);
+  });
+
+  it("ranks destinations and clients over the last five minutes", () => {
+    const s = new Stats();
+    const t0 = 1_800_000_000_000;
+    for (let i = 0; i < 3; i++) s.add(entry({ destination: "http://a.example/x", client_ip: "10.0.0.1" }), t0);
+    s.add(entry({ destination: "b.example:443", client_ip: "10.0.0.2" }), t0 + 20_000);
+    const top = s.top(5, t0 + 20_000);
+    assert.deepEqual(top.dest, [["a.example", 3], ["b.example:443", 1]]);
+    assert.deepEqual(top.client, [["10.0.0.1", 3], ["10.0.0.2", 1]]);
+    assert.deepEqual(s.top(5, t0 + 20_000 + 301_000).dest, [], "older than five minutes");
+    s.reset();
+    assert.equal(s.total, 0);
+    assert.deepEqual(s.top(5, t0).dest, []);
+  });
+});

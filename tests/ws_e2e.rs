@@ -1,0 +1,124 @@
+//! End to end through the whole daemon (`app::run`): lines appended to a real access log reach a
+//! WebSocket client that got its token from `/api/ws-token` with Basic credentials; `since` after a
+//! reconnect replays exactly what was missed; the stop signal closes the subscriber with 1001.
+mod common;
+
+use base64::Engine;
+use common::*;
+use std::io::Write;
+use std::path::Path;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A Squid native line whose URL ends in `seq`.
+fn squid_line(seq: u64) -> String {
+    format!(
+        "1795835993.{:03}     85 192.168.1.10 TCP_MISS/200 4096 GET http://example.com/{seq} - HIER_DIRECT/93.184.216.34 text/html\n",
+        seq % 1000
+    )
+}
+
+fn append(path: &Path, seqs: std::ops::RangeInclusive<u64>) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open access log");
+    for seq in seqs {
+        f.write_all(squid_line(seq).as_bytes()).expect("append");
+    }
+}
+
+/// A users file with `alice` and a cheap Argon2id hash of [`PASSWORD`].
+fn write_users(dir: &Path) -> String {
+    let params = proxytail::auth::users::HashParams {
+        algorithm: argon2::Algorithm::Argon2id,
+        version: argon2::Version::V0x13,
+        params: argon2::Params::new(1024, 1, 1, None).expect("params"),
+    };
+    let hash = proxytail::auth::users::hash_password_with(PASSWORD, &params).expect("hash");
+    let path = dir.join("users");
+    std::fs::write(&path, format!("alice:{hash}\n")).expect("users file");
+    path.display().to_string()
+}
+
+async fn fetch_token(daemon: &Daemon) -> String {
+    let credentials = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("alice:{PASSWORD}"))
+    );
+    let response = http_get(
+        daemon.addr,
+        "/api/ws-token",
+        &[("authorization", credentials.as_str())],
+    )
+    .await;
+    assert_eq!(
+        response.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&response.body)
+    );
+    let body = response.json();
+    assert_eq!(body["status"], "success");
+    body["token"].as_str().expect("token").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_reach_a_token_holder_and_since_resumes_exactly() {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let users = write_users(scratch.path());
+    let files = TestConfig::new(&["--users", &users, "--from-start"]);
+    let log = files.access_log();
+    append(&log, 1..=3);
+    let daemon = Daemon::start(files).await;
+
+    let mut ws = connect(&format!(
+        "ws://{}/api/ws/logs?token={}&since=0",
+        daemon.addr,
+        fetch_token(&daemon).await
+    ))
+    .await;
+    assert_eq!(read_ids(&mut ws, 3).await, vec![1, 2, 3]);
+    append(&log, 4..=6);
+    let texts: Vec<String> = {
+        let mut v = Vec::new();
+        while v.len() < 3 {
+            match next_event(&mut ws).await {
+                Event::Text(t) => v.push(t),
+                other => panic!("{other:?}"),
+            }
+        }
+        v
+    };
+    let entry: serde_json::Value = serde_json::from_str(&texts[0]).expect("JSON entry");
+    assert_eq!(entry["id"], 4);
+    assert_eq!(entry["client_ip"], "192.168.1.10");
+    assert_eq!(entry["method"], "GET");
+    assert_eq!(entry["destination"], "http://example.com/4");
+    assert_eq!(entry["status"], "200 OK");
+    assert_eq!(entry["bytes"], 4096);
+    assert_eq!(entry_id(&texts[2]), 6);
+
+    // The client drops; lines keep coming; a new token with since=6 gets exactly the missed ones.
+    drop(ws);
+    append(&log, 7..=10);
+    let mut again = connect(&format!(
+        "ws://{}/api/ws/logs?token={}&since=6",
+        daemon.addr,
+        fetch_token(&daemon).await
+    ))
+    .await;
+    assert_eq!(read_ids(&mut again, 4).await, vec![7, 8, 9, 10]);
+
+    let health = http_get(daemon.addr, "/api/health", &[]).await;
+    assert_eq!(health.json()["last_id"], 10);
+
+    // Stop while the client reads, so it answers the server's Close.
+    let stop = tokio::spawn(daemon.stop());
+    assert_eq!(
+        expect_close(&mut again).await,
+        (1001, "going away".to_owned())
+    );
+    stop.await.expect("stop task").expect("clean stop");
+}
