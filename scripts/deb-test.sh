@@ -154,32 +154,53 @@ else
     check "check-config names the unreadable log" grep -q "error: .*$tmp/secret.log is not readable" "$tmp/check2.txt"
 fi
 
-# A user added with the installed binary, the users file keeping root:proxytail 0640.
-printf 'correct horse battery staple\n' | /usr/bin/proxytail user add alice \
-    --config /etc/proxytail/proxytail.toml >/dev/null
-same "user list" alice "$(/usr/bin/proxytail user list --config /etc/proxytail/proxytail.toml)"
-same "users file mode and owner kept by user add" "640 root proxytail" "$(stat -c '%a %U %G' /etc/proxytail/users)"
-
 "${as_daemon[@]}" /usr/bin/proxytail "${flags[@]}" --listen 127.0.0.1:0 2>"$tmp/daemon.log" &
 daemon_pid=$!
-# The daemon logs its bound address once it listens; wait for that line (bounded), never poll a port.
-# (ANSI colour codes, if any, are stripped first.)
-addr=$(timeout 30 tail -n +1 -f "$tmp/daemon.log" | sed -u 's/\x1b\[[0-9;]*m//g' \
-    | grep -m1 -o 'listening.*local=[0-9.:]*' | sed 's/.*local=//' || true)
+# wait_log TEXT: prints the first line of the daemon's log containing TEXT (ANSI colour codes
+# stripped), read as the log is written, at most 30 s; never polls a port. Exit 1 if none came.
+wait_log() {
+    local line rc=1 pid
+    exec 3< <(exec timeout 30 tail -n +1 -f "$tmp/daemon.log")
+    pid=$!
+    while IFS= read -r -u 3 line; do
+        line=$(printf '%s' "$line" | sed 's/\x1b\[[0-9;]*m//g')
+        case "$line" in *"$1"*) printf '%s\n' "$line"; rc=0; break ;; esac
+    done
+    kill "$pid" 2>/dev/null || true
+    exec 3<&-
+    return "$rc"
+}
+addr=$(wait_log 'proxytail listening' | grep -o 'local=[0-9.:]*' | sed 's/local=//' || true)
 if [ -n "$addr" ]; then
     ok "installed daemon listens on $addr as user proxytail"
     same "daemon runs as proxytail" proxytail "$(ps -o user= -p "$daemon_pid" | tr -d ' ')"
     same "GET /api/health" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/api/health")"
+    same "GET / (dashboard)" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/")"
     same "GET /api/ws-token without credentials" 401 \
         "$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/api/ws-token")"
-    same "GET /api/ws-token as alice" 200 "$(curl -s -o "$tmp/token.json" -w '%{http_code}' \
+    same "GET /api/ws-token for a user not yet added" 401 "$(curl -s -o /dev/null -w '%{http_code}' \
+        -u 'alice:correct horse battery staple' "http://$addr/api/ws-token")"
+
+    # A user added with the installed binary, the users file keeping root:proxytail 0640, then
+    # applied by SIGHUP (the unit's ExecReload) without a restart.
+    printf 'correct horse battery staple\n' | /usr/bin/proxytail user add alice \
+        --config /etc/proxytail/proxytail.toml >/dev/null
+    same "user list" alice "$(/usr/bin/proxytail user list --config /etc/proxytail/proxytail.toml)"
+    same "users file mode and owner kept by user add" "640 root proxytail" \
+        "$(stat -c '%a %U %G' /etc/proxytail/users)"
+    kill -HUP "$daemon_pid"
+    check "SIGHUP reloads the users" wait_log 'reloaded users and keys'
+    same "GET /api/ws-token as alice after the reload" 200 "$(curl -s -o "$tmp/token.json" -w '%{http_code}' \
         -u 'alice:correct horse battery staple' "http://$addr/api/ws-token")"
     check "token response is a success" grep -q '"status":"success"' "$tmp/token.json"
+    check "same daemon process after the reload" kill -0 "$daemon_pid"
+
     kill -TERM "$daemon_pid"
     rc=0
     wait "$daemon_pid" || rc=$?
     daemon_pid=
     same "daemon exits 0 on SIGTERM" 0 "$rc"
+    check "the daemon keeps its state in the state directory" test -n "$(ls -A "$tmp/state")"
 else
     fail "installed daemon did not report listening: $(cat "$tmp/daemon.log")"
     kill -TERM "$daemon_pid" 2>/dev/null || true

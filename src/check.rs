@@ -324,7 +324,8 @@ fn check_readable_log(report: &mut Report, loc: Option<String>, path: &Path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
             match parent.map(std::fs::read_dir) {
-                Some(Err(e)) => report.push(
+                // A directory that is not there yet (Squid not installed yet) is waited for too.
+                Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => report.push(
                     Severity::Error,
                     loc,
                     format!(

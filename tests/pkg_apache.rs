@@ -63,6 +63,7 @@ LoadModule proxy_http_module {MODULES}/mod_proxy_http.so
 LoadModule headers_module {MODULES}/mod_headers.so
 LoadModule setenvif_module {MODULES}/mod_setenvif.so
 Define APACHE_LOG_DIR {p}
+LogFormat "%h %l %u %t \"%r\" %>s %O \"%{{Referer}}i\" \"%{{User-Agent}}i\"" combined
 <VirtualHost {addr}>
     Include {snippet}
 </VirtualHost>

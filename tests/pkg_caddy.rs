@@ -5,10 +5,10 @@
 //! a message when `/usr/bin/caddy` is absent and `CI` is unset; in CI its absence is a failure.
 mod pkg_support;
 
-use pkg_support::{available, flow, free_port, prefix, run_ok, shipped_with_backend, Daemon};
+use pkg_support::{available, flow, free_port, prefix, shipped_with_backend, Daemon};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 const CADDY: &str = "/usr/bin/caddy";
 
@@ -30,23 +30,35 @@ impl Caddy {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let snippet = shipped_with_backend("caddy/proxytail.caddy", dir.path(), backend);
         let conf = format!(
-            "{{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}}\n\
+            "{{\n\tadmin off\n\tauto_https off\n}}\n\
              http://{addr} {{\n\timport {}\n}}\n",
             snippet.display()
         );
         std::fs::write(dir.path().join("Caddyfile"), conf).expect("write Caddyfile");
         let caddy = Caddy { dir, addr };
-        // `caddy start` returns once the new process has loaded its config and is serving.
-        run_ok(
-            Command::new(CADDY)
-                .args(["start", "--adapter", "caddyfile", "--config"])
-                .arg(caddy.path("Caddyfile"))
-                .arg("--pidfile")
-                .arg(caddy.path("caddy.pid"))
-                .env("HOME", caddy.dir.path())
-                .env("XDG_DATA_HOME", caddy.path("data"))
-                .env("XDG_CONFIG_HOME", caddy.path("config")),
-            &caddy.path("Caddyfile"),
+        // `caddy start` returns once the new process has loaded its config and is serving. The
+        // background process inherits stdout/stderr: a file, not a pipe that would never close.
+        // `timeout` bounds the wait.
+        let out = std::fs::File::create(caddy.path("caddy.log")).expect("log file");
+        let status = Command::new("timeout")
+            .arg("30")
+            .arg(CADDY)
+            .args(["start", "--adapter", "caddyfile", "--config"])
+            .arg(caddy.path("Caddyfile"))
+            .arg("--pidfile")
+            .arg(caddy.path("caddy.pid"))
+            .env("HOME", caddy.dir.path())
+            .env("XDG_DATA_HOME", caddy.path("data"))
+            .env("XDG_CONFIG_HOME", caddy.path("config"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone"))
+            .stderr(out)
+            .status()
+            .expect("spawn caddy");
+        assert!(
+            status.success(),
+            "caddy start failed ({status}):\n{}",
+            std::fs::read_to_string(caddy.path("caddy.log")).unwrap_or_default()
         );
         caddy
     }

@@ -204,12 +204,24 @@ impl Daemon {
     }
 }
 
-/// The whole flow through the front end at `front`: 401 with a Basic challenge, a token, an entry
+/// The whole flow through the front end at `front`: the dashboard page and health, 401 with a Basic challenge, a token, an entry
 /// streamed for a line appended to the log, ping/pong, close codes 4003 (reused or unknown token)
 /// and 4001 (none), 403 for a foreign Origin, and 1001 to the subscriber when the daemon stops.
 /// Returns the first token, so the caller can check the front end's access log does not hold it.
 pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
     let origin = format!("http://{front}");
+
+    // The dashboard and the API on the same origin.
+    let (status, head, body) = get(front, "/", None).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
+    assert!(body.to_ascii_lowercase().contains("<html"), "{body}");
+    let (status, _, body) = get(front, "/api/health", None).await;
+    assert_eq!(status, 200, "{body}");
 
     let (status, head, _) = get(front, "/api/ws-token", None).await;
     assert_eq!(status, 401);
