@@ -109,10 +109,10 @@ fn run(plan: Plan) {
     let mut behind_at_kill = Vec::new();
     let mut subscribers = Some((fast, slow));
     let mut wait_for = |rx: &mut watch::Receiver<u64>, n: u64, what: &str| {
-        let reached = rt.block_on(async { tokio::time::timeout(BOUND, rx.wait_for(|v| *v >= n)).await });
+        let reached = rt.block_on(async { tokio::time::timeout(BOUND, rx.wait_for(|v| *v >= n)).await.map(|r| r.is_ok()) });
         match reached {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => {
+            Ok(true) => {}
+            Ok(false) => {
                 // The subscriber returned early: it found a violation. Say which.
                 let (fast, slow) = subscribers.take().expect("subscribers");
                 let fast = rt.block_on(fast).unwrap();
