@@ -94,13 +94,22 @@ fn run(plan: Plan) {
     .map(|s| s.to_string())
     .collect();
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut daemon = Daemon::start(&args);
     let (addr_tx, addr_rx) = watch::channel(Some(daemon.addr));
     let (fast_tx, mut fast_rx) = watch::channel(0u64);
     let (slow_tx, mut slow_rx) = watch::channel(0u64);
     let fast = rt.spawn(subscribe(addr_rx.clone(), plan.lines, None, fast_tx));
-    let slow = rt.spawn(subscribe(addr_rx, plan.lines, Some(plan.slow_pause), slow_tx));
+    let slow = rt.spawn(subscribe(
+        addr_rx,
+        plan.lines,
+        Some(plan.slow_pause),
+        slow_tx,
+    ));
 
     let started = Instant::now();
     let mut writer = Writer::open(&log);
@@ -109,10 +118,14 @@ fn run(plan: Plan) {
     let mut behind_at_kill = Vec::new();
     let mut subscribers = Some((fast, slow));
     let mut wait_for = |rx: &mut watch::Receiver<u64>, n: u64, what: &str| {
-        let reached = rt.block_on(async { tokio::time::timeout(BOUND, rx.wait_for(|v| *v >= n)).await });
+        let reached = rt.block_on(async {
+            tokio::time::timeout(BOUND, rx.wait_for(|v| *v >= n))
+                .await
+                .map(|r| r.is_ok())
+        });
         match reached {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => {
+            Ok(true) => {}
+            Ok(false) => {
                 // The subscriber returned early: it found a violation. Say which.
                 let (fast, slow) = subscribers.take().expect("subscribers");
                 let fast = rt.block_on(fast).unwrap();
@@ -126,8 +139,16 @@ fn run(plan: Plan) {
     while seq < plan.lines {
         let next_event = [
             (seq / plan.rotate_every + 1) * plan.rotate_every,
-            plan.kills.iter().copied().find(|k| *k > seq).unwrap_or(u64::MAX),
-            if plan.term_at > seq { plan.term_at } else { u64::MAX },
+            plan.kills
+                .iter()
+                .copied()
+                .find(|k| *k > seq)
+                .unwrap_or(u64::MAX),
+            if plan.term_at > seq {
+                plan.term_at
+            } else {
+                u64::MAX
+            },
             plan.lines,
         ]
         .into_iter()
@@ -156,7 +177,10 @@ fn run(plan: Plan) {
             addr_tx.send_replace(Some(daemon.addr));
         } else if seq == plan.term_at {
             let status = daemon.terminate();
-            assert!(status.success(), "SIGTERM must end the daemon with exit 0, got {status}");
+            assert!(
+                status.success(),
+                "SIGTERM must end the daemon with exit 0, got {status}"
+            );
             restarts += 1;
             daemon = Daemon::start(&args);
             addr_tx.send_replace(Some(daemon.addr));
@@ -199,7 +223,10 @@ fn run(plan: Plan) {
         fast.reconnects,
         slow.reconnects,
     );
-    assert!(behind_at_kill.iter().any(|b| *b >= 1_000), "the slow subscriber was never far behind: {behind_at_kill:?}");
+    assert!(
+        behind_at_kill.iter().any(|b| *b >= 1_000),
+        "the slow subscriber was never far behind: {behind_at_kill:?}"
+    );
 }
 
 /// The real daemon binary, its address read from its own start-up log line.
@@ -228,7 +255,11 @@ impl Daemon {
         std::thread::spawn(move || {
             // Keeps draining so the daemon never blocks on a full pipe.
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("local=").nth(1).and_then(|r| r.split_whitespace().next()) {
+                if let Some(addr) = line
+                    .split("local=")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                {
                     let _ = tx.send(addr.parse::<SocketAddr>());
                 }
                 let mut keep = keep.lock().unwrap();
@@ -240,9 +271,16 @@ impl Daemon {
         });
         let addr = match rx.recv_timeout(BOUND) {
             Ok(Ok(addr)) => addr,
-            other => panic!("daemon did not report its address ({other:?}): {:?}", stderr.lock().unwrap()),
+            other => panic!(
+                "daemon did not report its address ({other:?}): {:?}",
+                stderr.lock().unwrap()
+            ),
         };
-        Daemon { child, addr, stderr }
+        Daemon {
+            child,
+            addr,
+            stderr,
+        }
     }
 
     fn kill(&mut self) {
@@ -251,7 +289,10 @@ impl Daemon {
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(sent.success());
         // `Child::wait` has no bound: wait on a thread and bound the wait for its answer.
         let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
@@ -261,7 +302,10 @@ impl Daemon {
         });
         match rx.recv_timeout(BOUND) {
             Ok(status) => status.unwrap(),
-            Err(_) => panic!("daemon still running after SIGTERM: {:?}", self.stderr.lock().unwrap()),
+            Err(_) => panic!(
+                "daemon still running after SIGTERM: {:?}",
+                self.stderr.lock().unwrap()
+            ),
         }
     }
 }
@@ -289,8 +333,16 @@ struct Writer {
 
 impl Writer {
     fn open(path: &Path) -> Writer {
-        let file = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
-        Writer { path: path.to_owned(), file, buf: Vec::with_capacity(1 << 16) }
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap();
+        Writer {
+            path: path.to_owned(),
+            file,
+            buf: Vec::with_capacity(1 << 16),
+        }
     }
 
     fn write_range(&mut self, seqs: std::ops::RangeInclusive<u64>) {
@@ -356,7 +408,10 @@ async fn subscribe(
         let session = async {
             let token = token(addr).await.ok()?;
             let url = format!("ws://{addr}/api/ws/logs?token={token}&since={last}");
-            tokio_tungstenite::connect_async(url).await.ok().map(|(ws, _)| ws)
+            tokio_tungstenite::connect_async(url)
+                .await
+                .ok()
+                .map(|(ws, _)| ws)
         };
         if let Some(mut ws) = session.await {
             while let Some(Ok(msg)) = ws.next().await {
@@ -365,11 +420,14 @@ async fn subscribe(
                     Message::Close(_) => break,
                     _ => continue,
                 };
-                let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
                 let id = v["id"].as_u64().unwrap_or(0);
                 let seq = v["bytes"].as_u64().unwrap_or(0);
                 if id != last + 1 {
-                    return Err(format!("after id {last} came {text} (gap, duplicate or disorder)"));
+                    return Err(format!(
+                        "after id {last} came {text} (gap, duplicate or disorder)"
+                    ));
                 }
                 if seq != id || v["destination"] != format!("http://torture.test/seq/{seq}") {
                     return Err(format!("line {seq} got id {id}: {text}"));
@@ -412,5 +470,8 @@ async fn token(addr: SocketAddr) -> std::io::Result<String> {
     tokio::time::timeout(BOUND, s.read_to_string(&mut resp)).await??;
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(body.trim()).map_err(std::io::Error::other)?;
-    v["token"].as_str().map(str::to_owned).ok_or_else(|| std::io::Error::other(resp.clone()))
+    v["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| std::io::Error::other(resp.clone()))
 }

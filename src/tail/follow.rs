@@ -438,6 +438,10 @@ pub struct Follower {
     state: FollowState,
     /// True when the last call stopped at its byte budget: more data is ready now.
     more: bool,
+    /// Creation time of the file that was open when the path vanished (deleted or renamed with
+    /// nothing in its place yet): generations created after it and rotated away before the path
+    /// is seen again are found by it when the path reappears.
+    vanished_born: Option<std::time::SystemTime>,
 }
 
 impl Follower {
@@ -567,6 +571,7 @@ impl Follower {
             stats: FollowStats::default(),
             state: FollowState::Waiting,
             more: false,
+            vanished_born: None,
         }
     }
 
@@ -690,6 +695,11 @@ impl Follower {
         let Some(cur) = &mut self.current else {
             match OpenFile::open(&self.path, 0, now) {
                 Ok(file) => {
+                    if let Some(born) = self.vanished_born.take() {
+                        // Delete + recreate, then a rename before we looked: the generation in
+                        // between sits beside the path now and is read first.
+                        self.find_skipped_generations(Some(born), Some(file.id), &[], now);
+                    }
                     self.current = Some(file);
                     self.state = FollowState::Following;
                 }
@@ -725,6 +735,7 @@ impl Follower {
                     Err(e) => self.note_open_error(e),
                 }
             } else {
+                self.vanished_born = self.draining.back().and_then(|f| f.born);
                 self.state = FollowState::Waiting;
             }
             return;
