@@ -335,6 +335,13 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
   });
 
   it("loses nothing across a daemon restart while lines are appended", async () => {
+    // Every connection state the page shows from here on, as the user (and a screen reader) gets it.
+    await page.evaluate(() => {
+      window.__states = [];
+      const el = document.getElementById("state");
+      new MutationObserver(() => window.__states.push(`${el.dataset.state}: ${el.textContent}`))
+        .observe(el, { childList: true, characterData: true, subtree: true, attributes: true });
+    });
     append(100); // read (or not yet) by the running daemon
     const stopping = daemon.stop();
     append(100); // while it shuts down
@@ -345,6 +352,9 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     append(50); // after it is back
     const last = written;
     await lastIdIs(last, 60_000);
+    const states = await page.evaluate(() => window.__states);
+    assert.ok(states.includes("waiting: The daemon is restarting; reconnecting…"), states.join("\n"));
+    assert.equal(states.at(-1), "live: Live — reconnected", states.join("\n"));
     const query = (url) => Object.fromEntries(new URL(url).searchParams);
     assert.ok(sockets.length >= 2, `reconnected: ${sockets.length} sockets`);
     assert.ok(query(sockets[0]).backlog, "the first connection asks for a backlog");
