@@ -176,7 +176,8 @@ $("pause").addEventListener("click", () => {
 function clearAll() {
   kept = [];
   stats.reset();
-  table.shownUpTo = 0;
+  // A paused view stays empty until resumed; a live one fills again as entries arrive.
+  table.shownUpTo = stream.lastId;
   table.rebuild();
   const gaps = $("gaps");
   gaps.textContent = "";

@@ -151,7 +151,7 @@ export class Table {
     const all = this.source();
     const out = [];
     // A paused view keeps showing what it showed, whatever arrived since.
-    const limit = this.paused && this.shownUpTo ? this.shownUpTo : Infinity;
+    const limit = this.paused ? this.shownUpTo : Infinity;
     for (let i = all.length - 1; i >= 0 && out.length < this.maxRows; i--) {
       if (all[i].id <= limit && (!this.filter || this.filter(all[i]))) out.push(all[i]);
     }
