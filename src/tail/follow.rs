@@ -640,8 +640,15 @@ impl Follower {
         let mut i = 0;
         while i < self.draining.len() {
             let file = &mut self.draining[i];
+            let before = out.len();
             match file.read_lines(&self.opts, budget, &mut out, &mut self.stats) {
                 Ok(n) => {
+                    tracing::trace!(
+                        ino = file.id.ino,
+                        lines = out.len() - before,
+                        bytes = n,
+                        "read rotated file"
+                    );
                     budget = budget.saturating_sub(n);
                     if n > 0 {
                         file.last_growth = now;
@@ -669,8 +676,41 @@ impl Follower {
             i += 1;
         }
         if let Some(file) = &mut self.current {
+            let before = out.len();
+            // A truncation while reading would splice old and new content into one read: the
+            // lines are kept only if the first bytes are unchanged afterwards, else rolled back
+            // and the truncation handled on the next call (at once: `more`).
+            let snapshot = (
+                file.read_pos,
+                file.committed,
+                file.partial.clone(),
+                file.discarding,
+                self.stats.clone(),
+            );
             match file.read_lines(&self.opts, budget, &mut out, &mut self.stats) {
+                Ok(n) if n > 0 && file.check_truncated().unwrap_or(false) => {
+                    tracing::debug!(
+                        ino = file.id.ino,
+                        "truncated while being read; reading again"
+                    );
+                    out.truncate(before);
+                    (
+                        file.read_pos,
+                        file.committed,
+                        file.partial,
+                        file.discarding,
+                        self.stats,
+                    ) = snapshot;
+                    self.more = true;
+                }
                 Ok(n) => {
+                    tracing::trace!(
+                        ino = file.id.ino,
+                        lines = out.len() - before,
+                        bytes = n,
+                        from = file.read_pos - n as u64,
+                        "read current file"
+                    );
                     if n >= budget {
                         self.more = true;
                     }
@@ -762,7 +802,13 @@ impl Follower {
             return Ok(());
         }
         self.stats.truncations += 1;
-        let copy = find_copy(&self.path, &file.fp, file.committed, now);
+        // Files already open or read to their end are never a copy to read again.
+        let mut known: Vec<FileId> = self.draining.iter().map(|f| f.id).collect();
+        known.extend(self.retired.iter().map(|p| FileId {
+            dev: p.dev,
+            ino: p.ino,
+        }));
+        let copy = find_copy(&self.path, &file.fp, file.committed, &known, now);
         tracing::info!(
             path = %self.path.display(),
             offset = file.committed,
@@ -865,7 +911,7 @@ impl Follower {
         for (_, p) in missed {
             match OpenFile::open(&p, 0, now) {
                 Ok(f) => {
-                    tracing::info!(path = %p.display(), "reading a generation rotated away before it was seen");
+                    tracing::info!(path = %p.display(), ino = f.id.ino, "reading a generation rotated away before it was seen");
                     self.stats.rotations += 1;
                     self.draining.push_back(f);
                 }
@@ -973,7 +1019,13 @@ fn find_copy_by_hash(candidates: &[PathBuf], pos: &FilePosition, now: Instant) -
 }
 
 /// After a truncation: a sibling holding the old content (a `copytruncate` copy), opened at `offset`.
-fn find_copy(path: &Path, fp: &[u8], offset: u64, now: Instant) -> Option<OpenFile> {
+fn find_copy(
+    path: &Path,
+    fp: &[u8],
+    offset: u64,
+    known: &[FileId],
+    now: Instant,
+) -> Option<OpenFile> {
     if !strong(fp) {
         return None;
     }
@@ -981,7 +1033,7 @@ fn find_copy(path: &Path, fp: &[u8], offset: u64, now: Instant) -> Option<OpenFi
         let Ok(meta) = std::fs::metadata(&sib) else {
             continue;
         };
-        if meta.len() < offset {
+        if meta.len() < offset || known.contains(&FileId::of(&meta)) {
             continue;
         }
         let Ok(mut file) = OpenFile::open(&sib, 0, now) else {
