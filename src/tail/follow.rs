@@ -744,6 +744,15 @@ impl Follower {
         };
         if moved {
             self.stats.rotations += 1;
+            // Open what the path names now *before* listing skipped generations: one rotated away
+            // between the listing and the open would be missed otherwise.
+            let new = match OpenFile::open(&self.path, 0, now) {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    self.note_open_error(e);
+                    None
+                }
+            };
             if let Some(mut old) = self.current.take() {
                 old.last_growth = now;
                 // It may also have been truncated before it was moved away.
@@ -753,19 +762,12 @@ impl Follower {
                 }
                 let born = old.born;
                 self.draining.push_back(old);
-                let exclude = path_meta.as_ref().ok().map(FileId::of);
+                let exclude = new.as_ref().map(|f| f.id);
                 self.find_skipped_generations(born, exclude, &[], now);
             }
-            if path_meta.is_ok() {
-                match OpenFile::open(&self.path, 0, now) {
-                    Ok(file) => {
-                        self.current = Some(file);
-                        self.state = FollowState::Following;
-                    }
-                    Err(e) => self.note_open_error(e),
-                }
-            } else {
-                self.state = FollowState::Waiting;
+            if let Some(file) = new {
+                self.current = Some(file);
+                self.state = FollowState::Following;
             }
             return;
         }
@@ -802,11 +804,18 @@ impl Follower {
             return Ok(());
         }
         self.stats.truncations += 1;
-        // Files already open or read to their end are never a copy to read again.
-        let mut known: Vec<FileId> = self.draining.iter().map(|f| f.id).collect();
-        known.extend(self.retired.iter().map(|p| FileId {
-            dev: p.dev,
-            ino: p.ino,
+        // Files already open or read to their end are never a copy to read again (a closed
+        // file's inode number may be reused: it is matched with its creation time).
+        let mut known: Vec<(FileId, Option<(u64, u32)>)> =
+            self.draining.iter().map(|f| (f.id, None)).collect();
+        known.extend(self.retired.iter().map(|p| {
+            (
+                FileId {
+                    dev: p.dev,
+                    ino: p.ino,
+                },
+                Some(p.born.unwrap_or_default()),
+            )
         }));
         let copy = find_copy(&self.path, &file.fp, file.committed, &known, now);
         tracing::info!(
@@ -1023,7 +1032,7 @@ fn find_copy(
     path: &Path,
     fp: &[u8],
     offset: u64,
-    known: &[FileId],
+    known: &[(FileId, Option<(u64, u32)>)],
     now: Instant,
 ) -> Option<OpenFile> {
     if !strong(fp) {
@@ -1033,7 +1042,13 @@ fn find_copy(
         let Ok(meta) = std::fs::metadata(&sib) else {
             continue;
         };
-        if meta.len() < offset || known.contains(&FileId::of(&meta)) {
+        let id = FileId::of(&meta);
+        let born = meta.created().ok().and_then(to_pair).unwrap_or_default();
+        if meta.len() < offset
+            || known
+                .iter()
+                .any(|(k, b)| *k == id && b.is_none_or(|b| b == born))
+        {
             continue;
         }
         let Ok(mut file) = OpenFile::open(&sib, 0, now) else {
