@@ -542,7 +542,7 @@ impl Follower {
             // Rotated while stopped: generations created after the newest saved file, other than
             // the one the path names now, are read too (from 0).
             let newest = saved.iter().filter_map(|p| p.born).max().map(from_pair);
-            f.find_skipped_generations(newest, path_id, &lost_fps, now);
+            f.find_skipped_generations(newest, path_id, &lost_fps, &[], now);
             match OpenFile::open(&f.path, 0, now) {
                 Ok(mut file) => {
                     file.past_fps = lost_fps;
@@ -763,7 +763,8 @@ impl Follower {
                 let born = old.born;
                 self.draining.push_back(old);
                 let exclude = new.as_ref().map(|f| f.id);
-                self.find_skipped_generations(born, exclude, &[], now);
+                let prefix = new.as_ref().map(|f| f.fp.clone()).unwrap_or_default();
+                self.find_skipped_generations(born, exclude, &[], &prefix, now);
             }
             if let Some(file) = new {
                 self.current = Some(file);
@@ -799,7 +800,8 @@ impl Follower {
                 // Seen empty last time, content now: copies made meanwhile (copytruncate of
                 // content never seen) hold lines that are nowhere else.
                 let past = file.past_fps.clone();
-                self.find_skipped_generations(Some(since), Some(file.id), &past, now);
+                let prefix = file.fp.clone();
+                self.find_skipped_generations(Some(since), Some(file.id), &past, &prefix, now);
             }
             return Ok(());
         }
@@ -837,7 +839,8 @@ impl Follower {
             seen.push((file.fp.len() as u64, fingerprint_hex(&file.fp)));
         }
         if cycles {
-            self.find_skipped_generations(Some(since), Some(file.id), &seen, now);
+            // (The log's content before the truncation is in `seen`; it holds new content now.)
+            self.find_skipped_generations(Some(since), Some(file.id), &seen, &[], now);
         }
         file.reset_to_start()
     }
@@ -853,6 +856,7 @@ impl Follower {
         born: Option<std::time::SystemTime>,
         exclude: Option<FileId>,
         extra_past: &[(u64, String)],
+        current_prefix: &[u8],
         now: Instant,
     ) {
         let Some(born) = born else {
@@ -870,9 +874,11 @@ impl Follower {
                 f.read_prefix(len).unwrap_or_else(|_| f.fp.clone())
             })
             .collect();
+        // A copy of what the log holds now (a copytruncate in progress) is read from the log.
         let fps: Vec<&[u8]> = fresh
             .iter()
             .map(Vec::as_slice)
+            .chain(std::iter::once(current_prefix))
             .filter(|fp| strong(fp))
             .collect();
         let past: Vec<&(u64, String)> = self
@@ -906,6 +912,10 @@ impl Follower {
                 }
                 // A copy of content already seen (copytruncate) is not a generation.
                 let head = OpenFile::open(&p, 0, now).ok()?.fp;
+                if head.is_empty() {
+                    // Nothing to read (or a copy still being written: the log still has it).
+                    return None;
+                }
                 let is_copy = fps.iter().any(|fp| {
                     let n = fp.len().min(head.len());
                     strong(&head[..n]) && fp[..n] == head[..n]
