@@ -159,10 +159,12 @@ impl Hub {
         let Some(first) = h.front().map(|r| r.id) else {
             return Replay::Records(Vec::new());
         };
-        if after + 1 < first {
+        // `after` comes from a client (`since`): saturate rather than overflow at u64::MAX.
+        let next = after.saturating_add(1);
+        if next < first {
             return Replay::TooOld { oldest: first };
         }
-        let skip = (after + 1 - first) as usize;
+        let skip = usize::try_from(next - first).unwrap_or(usize::MAX);
         Replay::Records(h.iter().skip(skip).cloned().collect())
     }
 
@@ -228,10 +230,26 @@ mod tests {
         assert!(matches!(hub.since(1), Replay::TooOld { oldest: 3 }));
         assert!(matches!(hub.since(2), Replay::Records(ref r) if r.len() == 3));
         assert!(matches!(hub.since(9), Replay::Records(ref r) if r.is_empty()));
+        assert!(matches!(hub.since(u64::MAX), Replay::Records(ref r) if r.is_empty()));
         assert_eq!(
             hub.backlog(2).iter().map(|r| r.id).collect::<Vec<_>>(),
             vec![4, 5]
         );
         assert_eq!(hub.last_id(), 5);
+    }
+
+    #[test]
+    fn subscribe_at_names_the_last_id_before_the_first_live_batch() {
+        let hub = Hub::new(10);
+        let (mut early, none) = hub.subscribe_at();
+        assert_eq!(none, 0);
+        hub.publish((1..=3).map(rec).collect());
+        let (mut rx, last) = hub.subscribe_at();
+        assert_eq!(last, 3);
+        hub.publish(vec![rec(4)]);
+        assert_eq!(rx.try_recv().unwrap()[0].id, 4);
+        assert_eq!(early.try_recv().unwrap()[0].id, 1);
+        hub.preload(vec![rec(9)]);
+        assert_eq!(hub.subscribe_at().1, 9);
     }
 }

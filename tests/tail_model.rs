@@ -82,8 +82,11 @@ struct World {
     deleted_unread: BTreeSet<u64>,
     /// Bytes in the current file (since its creation or last truncation).
     cur_len: usize,
-    /// A read happened while the current file held bytes: the follower has its fingerprint, so a
-    /// copy made by copytruncate is recognised.
+    /// The current file holds a complete line (or 128 bytes): a fingerprint taken now is strong.
+    cur_strong: bool,
+    /// A read happened while the current file's prefix was strong: the follower has its
+    /// fingerprint, so a copy made by copytruncate is recognised (a few bytes of a partial first
+    /// line are not enough to tell files apart).
     fingerprinted: bool,
 }
 
@@ -96,10 +99,12 @@ impl World {
             .unwrap();
         f.write_all(data).unwrap();
         self.cur_len += data.len();
+        self.cur_strong |= self.cur_len >= 128 || data.contains(&b'\n');
     }
 
     fn new_file(&mut self) {
         self.cur_len = 0;
+        self.cur_strong = false;
         self.fingerprinted = false;
         self.unread.clear();
     }
@@ -134,6 +139,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         lossy: BTreeSet::new(),
         unseen_file: false,
         cur_len: 0,
+        cur_strong: false,
         fingerprinted: false,
         deleted_unread: BTreeSet::new(),
     };
@@ -222,7 +228,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 w.unread.clear();
                 w.deleted_unread.clear();
                 w.unseen_file = false;
-                w.fingerprinted |= w.cur_len > 0;
+                w.fingerprinted |= w.cur_strong;
             }
             Op::Restart => {
                 w.lossy.append(&mut w.deleted_unread);

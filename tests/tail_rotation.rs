@@ -36,7 +36,7 @@ fn wait_seen(seen: &Seen, at_least: u64) {
 /// The Squid stand-in: writes generations of lines in small bursts, rotating between them. Each
 /// rotation happens once the tailer has shown it follows the current generation (it delivered the
 /// generation's first burst), while the rest of the generation may still be unread.
-fn writer(log: PathBuf, kind: Kind, seen: Seen) {
+fn writer(log: PathBuf, kind: Kind, seen: Option<Seen>) {
     let mut seq = 1;
     let mut f = OpenOptions::new()
         .create(true)
@@ -51,7 +51,9 @@ fn writer(log: PathBuf, kind: Kind, seen: Seen) {
             f.write_all(lines(seq..=end).as_bytes()).unwrap();
             seq = end + 1;
             if seq > first + 49 && seq <= first + 100 {
-                wait_seen(&seen, first);
+                if let Some(seen) = &seen {
+                    wait_seen(seen, first);
+                }
             }
         }
         if g == GENERATIONS {
@@ -85,7 +87,7 @@ fn writer(log: PathBuf, kind: Kind, seen: Seen) {
     }
 }
 
-async fn rotation_case(kind: Kind) {
+async fn rotation_case(kind: Kind, paced: bool) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
     let state = dir.path().join("state");
@@ -95,12 +97,26 @@ async fn rotation_case(kind: Kind) {
     let seen: Seen = Arc::new((Mutex::new(0), Condvar::new()));
     let w = {
         let (log, seen) = (log.clone(), seen.clone());
-        std::thread::spawn(move || writer(log, kind, seen))
+        std::thread::spawn(move || writer(log, kind, paced.then_some(seen)))
     };
     let total = (GENERATIONS * PER_GEN) as usize;
     let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + BOUND;
     while got.len() < total {
-        let batch = run.collect(1).await;
+        let batch = match tokio::time::timeout_at(deadline, run.rx.recv()).await {
+            Ok(b) => b.unwrap().to_vec(),
+            Err(_) => {
+                let have: std::collections::BTreeSet<u64> = got.iter().map(seq_of).collect();
+                let missing: Vec<u64> = (1..=total as u64).filter(|s| !have.contains(s)).collect();
+                panic!(
+                    "{kind:?}: {} of {total} delivered; missing {} from {:?} to {:?}",
+                    got.len(),
+                    missing.len(),
+                    missing.first(),
+                    missing.last()
+                );
+            }
+        };
         let max = batch.iter().map(seq_of).max().unwrap_or(0);
         got.extend(batch);
         let (m, cv) = &*seen;
@@ -115,17 +131,33 @@ async fn rotation_case(kind: Kind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rename_and_create_under_continuous_writes_delivers_every_line_once() {
-    rotation_case(Kind::RenameCreate).await;
+    rotation_case(Kind::RenameCreate, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copytruncate_under_continuous_writes_delivers_every_line_once() {
-    rotation_case(Kind::CopyTruncate).await;
+    rotation_case(Kind::CopyTruncate, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_and_recreate_under_continuous_writes_delivers_every_line_once() {
-    rotation_case(Kind::DeleteRecreate).await;
+    rotation_case(Kind::DeleteRecreate, true).await;
+}
+
+/// Unpaced stress, beyond RELIABILITY's cases: rotations follow each other within milliseconds,
+/// several between two looks of the tailer (skipped generations found by creation time, copies by
+/// fingerprint). Not yet reliable: coarse file-system timestamps make generations created in the
+/// same tick indistinguishable. Run with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stress beyond the spec; not yet reliable (see comment)"]
+async fn back_to_back_renames_deliver_every_line_once() {
+    rotation_case(Kind::RenameCreate, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stress beyond the spec; not yet reliable (see above)"]
+async fn back_to_back_copytruncates_deliver_every_line_once() {
+    rotation_case(Kind::CopyTruncate, false).await;
 }
 
 /// RELIABILITY 13: the log directory removed and recreated; the watch follows it.

@@ -71,7 +71,7 @@ async fn log_lines_reach_a_token_holder_and_since_resumes_exactly() {
     let files = TestConfig::new(&["--users", &users, "--from-start"]);
     let log = files.access_log();
     append(&log, 1..=3);
-    let daemon = Daemon::start(files).await;
+    let daemon = Daemon::start(&files).await;
 
     let mut ws = connect(&format!(
         "ws://{}/api/ws/logs?token={}&since=0",
@@ -121,4 +121,47 @@ async fn log_lines_reach_a_token_holder_and_since_resumes_exactly() {
         (1001, "going away".to_owned())
     );
     stop.await.expect("stop task").expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_after_a_restart_replays_every_missed_line_exactly_once() {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let users = write_users(scratch.path());
+    let files = TestConfig::new(&["--users", &users, "--from-start"]);
+    let log = files.access_log();
+    append(&log, 1..=50);
+    let first = Daemon::start(&files).await;
+    let mut ws = connect(&format!(
+        "ws://{}/api/ws/logs?token={}&since=0",
+        first.addr,
+        fetch_token(&first).await
+    ))
+    .await;
+    // All 50 are published (the client saw them), but the client only processed 20 before the
+    // daemon went away.
+    assert_eq!(read_ids(&mut ws, 50).await, (1..=50).collect::<Vec<_>>());
+    drop(ws);
+    first.stop().await.expect("clean stop");
+    // Lines written while the daemon is down.
+    append(&log, 51..=60);
+    let second = Daemon::start(&files).await;
+    let mut ws = connect(&format!(
+        "ws://{}/api/ws/logs?token={}&since=20",
+        second.addr,
+        fetch_token(&second).await
+    ))
+    .await;
+    let entries = read_entries(&mut ws, 40).await;
+    let ids: Vec<u64> = entries
+        .iter()
+        .map(|e| e["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, (21..=60).collect::<Vec<_>>());
+    // Same ids name the same lines as before the restart.
+    for e in &entries {
+        let id = e["id"].as_u64().expect("id");
+        assert_eq!(e["destination"], format!("http://example.com/{id}"));
+    }
+    drop(ws);
+    second.stop().await.expect("clean stop");
 }

@@ -85,6 +85,12 @@ async fn since_ahead_of_the_last_id_waits_for_those_ids() {
     server.publish(11..=20, 3);
     assert_eq!(read_ids(&mut ws, 5).await, vec![16, 17, 18, 19, 20]);
     assert_quiet(&mut ws).await;
+    // The largest id a client can name: it waits (forever), nothing overflows.
+    let mut far = server.subscribe(&format!("&since={}", u64::MAX)).await;
+    assert_quiet(&mut far).await;
+    server.publish(21..=22, 2);
+    assert_quiet(&mut far).await;
+    assert_eq!(read_ids(&mut ws, 2).await, vec![21, 22]);
 }
 
 #[tokio::test]
@@ -309,7 +315,8 @@ async fn shutdown_closes_every_subscriber_with_1001_and_every_task_ends() {
 #[tokio::test]
 async fn whole_daemon_refuses_tokenless_clients_and_stops_cleanly() {
     // The whole daemon through app::run (its token store is its own, so no token from here).
-    let daemon = Daemon::start(TestConfig::new(&[])).await;
+    let files = TestConfig::new(&[]);
+    let daemon = Daemon::start(&files).await;
     let mut ws = connect(&format!("ws://{}/api/ws/logs", daemon.addr)).await;
     assert_eq!(expect_close(&mut ws).await.0, 4001);
     daemon.stop().await.expect("clean stop");
@@ -407,4 +414,33 @@ async fn unmasked_client_frame_closes_1002() {
         .unwrap();
     assert_eq!(frame[0], 0x88, "a Close frame");
     assert_eq!(u16::from_be_bytes([frame[2], frame[3]]), 1002);
+}
+
+#[tokio::test]
+async fn a_subscriber_lagging_behind_the_broadcast_is_caught_up_from_the_history() {
+    // One thread: while the test publishes without yielding, the session cannot run, so its
+    // receiver falls more than the broadcast's 4096 batches behind (9000 single-record batches);
+    // the history (10 000) still holds them all.
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut ws = server.subscribe("").await;
+    assert_quiet(&mut ws).await;
+    server.publish(1..=9000, 1);
+    let ids = read_ids(&mut ws, 9000).await;
+    assert!(
+        ids.iter().copied().eq(1..=9000),
+        "gap or duplicate after the lag"
+    );
+    assert_quiet(&mut ws).await;
+}
+
+#[tokio::test]
+async fn a_subscriber_lagging_behind_the_history_too_is_closed_4008() {
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut ws = server.subscribe("").await;
+    assert_quiet(&mut ws).await;
+    server.publish(1..=12_000, 1);
+    assert_eq!(
+        expect_close(&mut ws).await,
+        (4008, "Subscriber too slow; reconnect with since".to_owned())
+    );
 }

@@ -10,6 +10,8 @@ const DEAD_AFTER_MS = 75_000;
 /** First backoff step, and the cap of every step. */
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30_000;
+/** Entries asked for when the daemon refused a `since` it no longer holds (capped by its history). */
+const FALLBACK_BACKLOG = 100_000;
 /** A socket open this long (or that delivered an entry) resets the backoff. */
 const STABLE_AFTER_MS = 10_000;
 
@@ -49,7 +51,8 @@ export function backoffDelay(attempt, random = Math.random) {
 export async function fetchToken(authorization) {
   let res;
   try {
-    res = await fetch("/api/ws-token", {
+    // Relative to the page, so a reverse proxy may mount the dashboard under a path prefix.
+    res = await fetch("api/ws-token", {
       headers: { Authorization: authorization },
       cache: "no-store",
       // Never let the browser add (or prompt for) credentials of its own: we send them ourselves.
@@ -97,6 +100,11 @@ export class LogStream {
     this.pinger = null;
     this.lastHeard = 0;
     this.openedAt = 0;
+    /** The current connection resumed with `since`, and how many entries it delivered. */
+    this.usedSince = false;
+    this.receivedHere = 0;
+    /** The daemon refused our `since` (closed 4008 before sending anything): ask for a backlog. */
+    this.sinceRefused = false;
     /** Connections opened (the first one is not a reconnect). */
     this.connections = 0;
     this.onOnline = () => { if (this.timer) this.#retryNow(); };
@@ -128,15 +136,23 @@ export class LogStream {
   }
 
   #url(token) {
-    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const url = new URL("api/ws/logs", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     let q = `token=${encodeURIComponent(token)}`;
-    q += this.lastId > 0 ? `&since=${this.lastId}` : `&backlog=${this.backlog}`;
-    return `${proto}//${location.host}/api/ws/logs?${q}`;
+    if (this.lastId > 0 && !this.sinceRefused) q += `&since=${this.lastId}`;
+    // After a refused `since`, take whatever the daemon still holds: the first id shows the gap.
+    else q += `&backlog=${this.lastId > 0 ? FALLBACK_BACKLOG : this.backlog}`;
+    url.search = q;
+    url.hash = "";
+    return url.href;
   }
 
   #open(token) {
     this.#teardown();
     const ws = new WebSocket(this.#url(token));
+    this.usedSince = this.lastId > 0 && !this.sinceRefused;
+    this.sinceRefused = false;
+    this.receivedHere = 0;
     this.socket = ws;
     this.lastHeard = Date.now();
     ws.onopen = () => {
@@ -162,6 +178,7 @@ export class LogStream {
     if (e.id <= this.lastId) return; // already shown (a seam that overlapped)
     if (this.lastId > 0 && e.id > this.lastId + 1) this.onGap(this.lastId + 1, e.id - 1);
     this.lastId = e.id;
+    this.receivedHere++;
     this.attempt = 0;
     this.onEntry(e);
   }
@@ -195,6 +212,8 @@ export class LogStream {
       case 4008:
         why = "Fell behind; catching up";
         immediate = this.attempt === 0;
+        // Refused at once, nothing delivered: the daemon no longer holds the ids after `since`.
+        if (this.usedSince && this.receivedHere === 0) this.sinceRefused = true;
         break;
       case 1001:
         why = "The daemon is restarting";

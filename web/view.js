@@ -90,6 +90,7 @@ export class Table {
     c[4].textContent = e.destination ?? "—";
     c[4].title = e.destination ?? "";
     c[5].textContent = klass === "denied" ? `${e.status ?? ""} (denied)` : (e.status ?? "—");
+    c[5].title = `${c[5].textContent} · ${e.result ?? ""}`;
     c[6].textContent = formatBytes(e.bytes);
     if (typeof e.bytes === "number") c[6].title = `${e.bytes} bytes`;
     c[7].textContent = formatElapsed(e.elapsed_ms);

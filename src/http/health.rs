@@ -14,12 +14,17 @@ pub fn route(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
 
 fn health(state: &AppState) -> warp::reply::Response {
     let hub = &state.hub;
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "last_id": hub.last_id(),
         "oldest_id": hub.oldest_id(),
         "subscribers": hub.subscriber_count(),
-        "sources": state.health.snapshot(),
     });
+    // The tailer's own fields (`sources`, `next_id`, …) sit beside the hub's, not nested.
+    if let (Some(top), serde_json::Value::Object(tail)) =
+        (body.as_object_mut(), state.health.snapshot())
+    {
+        top.extend(tail);
+    }
     warp::reply::with_header(warp::reply::json(&body), "cache-control", "no-store").into_response()
 }

@@ -201,7 +201,7 @@ mod tests {
             assert!(CSP.split("; ").any(|d| d == directive), "{directive}");
         }
         let body = std::str::from_utf8(r.body()).unwrap();
-        assert!(body.contains("<script type=\"module\" src=\"/app.js\">"));
+        assert!(body.contains("<script type=\"module\" src=\"app.js\">"));
         assert!(
             !body.contains("style=\""),
             "inline styles would break the CSP"

@@ -3,6 +3,13 @@
 //! Before the upgrade: the `Origin` check (HTTP 403) and a connection slot (the caps). After it,
 //! in this order: a refused slot → Close 1013, no or empty token → 4001, a token that is unknown,
 //! expired or used → 4003, a bad `since`/`backlog` → 1008; then replay (`since`/`backlog`) and live.
+//! The caps answer after the upgrade (1013 "try again later") rather than with an HTTP 503, because a
+//! browser cannot read the status of a failed handshake; the slot is checked before the token, so a
+//! refused client keeps its token and may retry with it. The Origin check stays an HTTP 403: a page
+//! on a foreign origin gets nothing to read at all.
+//!
+//! warp spawns the socket task itself; a [`TaskTracker`](tokio_util::task::TaskTracker) token taken
+//! when the request arrives keeps it counted, so shutdown waits for upgrades already under way.
 //!
 //! One task per socket runs one `select!` over the client's frames, the hub's receiver, the write in
 //! progress, the keep-alive timers and the daemon's shutdown token. Writes never block the loop: the
@@ -67,9 +74,9 @@ pub mod close {
     pub const BINARY: (u16, &str) = (1003, "Binary messages are not accepted");
     /// A malformed frame.
     pub const PROTOCOL: (u16, &str) = (1002, "Protocol error");
-    /// `since` or `backlog` is not a non-negative integer, or too many pings pile up unanswered.
+    /// `since` or `backlog` is not a non-negative integer.
     pub const POLICY: (u16, &str) = (1008, "Invalid since or backlog");
-    /// Pings piled up while the client did not read.
+    /// More than a few dozen pongs/Pings piled up while the client did not read.
     pub const FLOOD: (u16, &str) = (1008, "Too many pings");
     /// A connection cap was reached; the token was not consumed and may be retried.
     pub const TRY_AGAIN: (u16, &str) = (1013, "Too many connections; try again later");
@@ -203,7 +210,7 @@ fn upgrade(
             state.local_addr,
             &state.config.allowed_origins,
         ) {
-            tracing::warn!(%peer, origin, "WebSocket upgrade refused: Origin not allowed");
+            tracing::warn!(%peer, ?origin, "WebSocket upgrade refused: Origin not allowed");
             return super::reject::json_error(StatusCode::FORBIDDEN, "origin not allowed");
         }
     }
@@ -324,6 +331,7 @@ impl Conn {
         }
     }
 
+    /// Queues the records newer than `last_sent` (ids only grow) and advances it.
     fn push_records(&mut self, records: impl IntoIterator<Item = Record>, last_sent: &mut u64) {
         for r in records {
             if r.id > *last_sent {
@@ -412,7 +420,8 @@ impl Conn {
                     if changed.is_err() {
                         return self.close_end(close::GOING_AWAY).await;
                     }
-                    let history_lost = hub.oldest_id().is_some_and(|oldest| oldest > last_sent + 1);
+                    let needed = last_sent.saturating_add(1);
+                    let history_lost = hub.oldest_id().is_some_and(|oldest| oldest > needed);
                     if history_lost && rx.len() > BROADCAST_BATCHES {
                         return self.close_end(close::TOO_SLOW).await;
                     }

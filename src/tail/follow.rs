@@ -183,6 +183,9 @@ struct OpenFile {
     discarding: bool,
     /// Last time this (rotated-away) file grew; it is closed `drain_grace` after.
     last_growth: Instant,
+    /// Wall-clock time of the last look at this file: a truncation noticed now may hide several
+    /// `copytruncate` cycles, whose copies were all created since.
+    last_look: std::time::SystemTime,
     /// Fingerprints this file had before it was truncated (bounded): a copy of old content made by
     /// `copytruncate` is recognised by them and never taken for a new generation.
     past_fps: Vec<(u64, String)>,
@@ -197,6 +200,7 @@ impl OpenFile {
         let meta = file.metadata()?;
         let mut f = OpenFile {
             born: meta.created().ok(),
+            last_look: std::time::SystemTime::now(),
             past_fps: Vec::new(),
             id: FileId::of(&meta),
             file,
@@ -249,7 +253,7 @@ impl OpenFile {
     }
 
     fn reset_to_start(&mut self) -> io::Result<()> {
-        if !self.fp.is_empty() {
+        if strong(&self.fp) {
             if self.past_fps.len() >= 8 {
                 self.past_fps.remove(0);
             }
@@ -392,6 +396,19 @@ impl OpenFile {
     }
 }
 
+/// True when a content prefix is long enough to tell files apart: it holds a complete first line
+/// (Squid lines start with a millisecond timestamp) or 128 bytes. A few bytes of a partial first
+/// line would match every file written in the same second.
+fn strong(prefix: &[u8]) -> bool {
+    prefix.len() >= 128 || memchr(b'\n', prefix).is_some()
+}
+
+/// [`strong`] for a saved fingerprint (only its length and hash are kept): 128 bytes, or it covers
+/// the offset of a complete line.
+fn strong_saved(pos: &FilePosition) -> bool {
+    pos.fp_len >= 128 || (pos.offset > 0 && pos.fp_len >= pos.offset)
+}
+
 /// Hex of the SHA-256 of a fingerprint prefix.
 pub fn fingerprint_hex(prefix: &[u8]) -> String {
     let digest = Sha256::digest(prefix);
@@ -479,7 +496,7 @@ impl Follower {
                 }
                 None => {
                     let mut past = pos.past.clone();
-                    if pos.fp_len > 0 {
+                    if strong_saved(pos) {
                         past.push((pos.fp_len, pos.fp.clone()));
                     }
                     lost_fps.extend(past.iter().cloned());
@@ -525,7 +542,7 @@ impl Follower {
             // Rotated while stopped: generations created after the newest saved file, other than
             // the one the path names now, are read too (from 0).
             let newest = saved.iter().filter_map(|p| p.born).max().map(from_pair);
-            f.find_skipped_generations(newest, path_meta.as_ref(), &lost_fps, now);
+            f.find_skipped_generations(newest, path_id, &lost_fps, now);
             match OpenFile::open(&f.path, 0, now) {
                 Ok(mut file) => {
                     file.past_fps = lost_fps;
@@ -690,18 +707,14 @@ impl Follower {
             if let Some(mut old) = self.current.take() {
                 old.last_growth = now;
                 // It may also have been truncated before it was moved away.
-                if let Err(e) = Follower::check_truncation(
-                    &self.path,
-                    &mut old,
-                    &mut self.draining,
-                    &mut self.stats,
-                    now,
-                ) {
+                // (Later generations are found below, after it, by creation time.)
+                if let Err(e) = self.check_truncation(&mut old, false, now) {
                     tracing::warn!(path = %self.path.display(), error = %e, "checking a rotated file failed");
                 }
                 let born = old.born;
                 self.draining.push_back(old);
-                self.find_skipped_generations(born, path_meta.as_ref().ok(), &[], now);
+                let exclude = path_meta.as_ref().ok().map(FileId::of);
+                self.find_skipped_generations(born, exclude, &[], now);
             }
             if path_meta.is_ok() {
                 match OpenFile::open(&self.path, 0, now) {
@@ -716,40 +729,60 @@ impl Follower {
             }
             return;
         }
-        if let Err(e) =
-            Follower::check_truncation(&self.path, cur, &mut self.draining, &mut self.stats, now)
-        {
-            self.state = FollowState::Error(format!("{}: {e}", self.path.display()));
+        if let Some(mut cur) = self.current.take() {
+            if let Err(e) = self.check_truncation(&mut cur, true, now) {
+                self.state = FollowState::Error(format!("{}: {e}", self.path.display()));
+            }
+            self.current = Some(cur);
         }
     }
 
-    /// Detects a truncation of `file`; if so, queues a copy of the old content found beside it
-    /// (read from the old offset) and rewinds `file` to 0.
+    /// Detects a truncation of `file` (not in `self.current` meanwhile); if so, queues a copy of
+    /// the old content found beside it (read from the old offset), then copies of later
+    /// `copytruncate` cycles made since the last look (from 0, when `cycles`), and rewinds `file`
+    /// to 0.
     fn check_truncation(
-        path: &Path,
+        &mut self,
         file: &mut OpenFile,
-        draining: &mut VecDeque<OpenFile>,
-        stats: &mut FollowStats,
+        cycles: bool,
         now: Instant,
     ) -> io::Result<()> {
+        let looked = std::time::SystemTime::now();
+        // File-system timestamps come from a coarse clock: allow for it.
+        let since = file.last_look - Duration::from_millis(100);
+        file.last_look = looked;
+        let was_empty = file.fp.is_empty();
         if !file.check_truncated()? {
+            if cycles && was_empty && !file.fp.is_empty() {
+                // Seen empty last time, content now: copies made meanwhile (copytruncate of
+                // content never seen) hold lines that are nowhere else.
+                let past = file.past_fps.clone();
+                self.find_skipped_generations(Some(since), Some(file.id), &past, now);
+            }
             return Ok(());
         }
-        stats.truncations += 1;
-        let copy = find_copy(path, &file.fp, file.committed, now);
+        self.stats.truncations += 1;
+        let copy = find_copy(&self.path, &file.fp, file.committed, now);
         tracing::info!(
-            path = %path.display(),
+            path = %self.path.display(),
             offset = file.committed,
             copy_found = copy.is_some(),
             "log truncated; reading it again from the start"
         );
         match copy {
-            Some(copy) => draining.push_back(copy),
+            Some(copy) => self.draining.push_back(copy),
             None => {
                 if file.committed > 0 {
-                    stats.unrecovered_truncations += 1;
+                    self.stats.unrecovered_truncations += 1;
                 }
             }
+        }
+        let mut seen = file.past_fps.clone();
+        if strong(&file.fp) {
+            seen.push((file.fp.len() as u64, fingerprint_hex(&file.fp)));
+        }
+        if cycles {
+            self.find_skipped_generations(Some(since), Some(file.id), &seen, now);
         }
         file.reset_to_start()
     }
@@ -763,7 +796,7 @@ impl Follower {
     fn find_skipped_generations(
         &mut self,
         born: Option<std::time::SystemTime>,
-        path_meta: Option<&Metadata>,
+        exclude: Option<FileId>,
         extra_past: &[(u64, String)],
         now: Instant,
     ) {
@@ -772,12 +805,20 @@ impl Follower {
         };
         let mut known: Vec<FileId> = self.draining.iter().map(|f| f.id).collect();
         let retired: Vec<&FilePosition> = self.retired.iter().collect();
-        known.extend(path_meta.map(FileId::of));
-        let fps: Vec<&[u8]> = self
+        known.extend(exclude);
+        // Rotated files only grow: their prefix read now is at least as long as when opened.
+        let fresh: Vec<Vec<u8>> = self
             .draining
             .iter()
-            .map(|f| f.fp.as_slice())
-            .filter(|fp| !fp.is_empty())
+            .map(|f| {
+                let len = f.file.metadata().map_or(0, |m| m.len());
+                f.read_prefix(len).unwrap_or_else(|_| f.fp.clone())
+            })
+            .collect();
+        let fps: Vec<&[u8]> = fresh
+            .iter()
+            .map(Vec::as_slice)
+            .filter(|fp| strong(fp))
             .collect();
         let past: Vec<&(u64, String)> = self
             .draining
@@ -798,7 +839,7 @@ impl Follower {
                     return None;
                 }
                 let b = m.created().ok()?;
-                if b <= born {
+                if b < born {
                     return None;
                 }
                 // Already read and closed (the same inode *and* creation time: numbers get reused).
@@ -812,7 +853,7 @@ impl Follower {
                 let head = OpenFile::open(&p, 0, now).ok()?.fp;
                 let is_copy = fps.iter().any(|fp| {
                     let n = fp.len().min(head.len());
-                    n > 0 && fp[..n] == head[..n]
+                    strong(&head[..n]) && fp[..n] == head[..n]
                 }) || past.iter().any(|(len, hash)| {
                     let len = *len as usize;
                     head.len() >= len && fingerprint_hex(&head[..len]) == *hash
@@ -906,7 +947,7 @@ fn match_position(
 /// After a truncation while stopped: a sibling whose first `fp_len` bytes hash to the saved
 /// fingerprint and which reaches the saved offset, opened there.
 fn find_copy_by_hash(candidates: &[PathBuf], pos: &FilePosition, now: Instant) -> Option<OpenFile> {
-    if pos.fp_len == 0 {
+    if !strong_saved(pos) {
         return None;
     }
     for c in candidates {
@@ -933,7 +974,7 @@ fn find_copy_by_hash(candidates: &[PathBuf], pos: &FilePosition, now: Instant) -
 
 /// After a truncation: a sibling holding the old content (a `copytruncate` copy), opened at `offset`.
 fn find_copy(path: &Path, fp: &[u8], offset: u64, now: Instant) -> Option<OpenFile> {
-    if fp.is_empty() {
+    if !strong(fp) {
         return None;
     }
     for sib in rotated_siblings(path) {

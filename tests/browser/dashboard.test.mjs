@@ -15,7 +15,10 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const AXE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const BIN = process.env.PROXYTAIL_BIN || path.join(ROOT, "target/debug/proxytail");
@@ -60,8 +63,9 @@ class Daemon {
   }
 
   /** Starts the binary and resolves once it says it listens (its own log line, not a port poll). */
-  async start() {
+  async start(extra = []) {
     const args = [
+      ...extra,
       "--listen", `127.0.0.1:${this.port}`,
       "--access-log", this.log,
       "--format", "squid",
@@ -147,6 +151,16 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.waitForFunction((want) => document.getElementById("last-id").textContent === String(want), id, { timeout });
   }
 
+  /** WCAG 2 A/AA problems axe-core finds on the page as it is now, as readable strings. */
+  async function accessibilityProblems() {
+    if (!(await page.evaluate(() => typeof window.axe === "object"))) await page.evaluate(AXE);
+    const violations = await page.evaluate(async () => {
+      const r = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+      return r.violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+    });
+    return violations;
+  }
+
   /** Waits (bounded) until the rows in the DOM are exactly `ids`, top to bottom. */
   async function rowsAre(ids) {
     await page.waitForFunction((want) => {
@@ -222,6 +236,10 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.waitForSelector("#sign-in-form", { timeout: WAIT });
   });
 
+  it("sign-in form meets WCAG 2.1 A/AA (axe-core)", async () => {
+    assert.deepEqual(await accessibilityProblems(), []);
+  });
+
   it("says so when the password is wrong", async () => {
     await page.fill("#login-user", USER);
     await page.fill("#login-pass", "wrong password");
@@ -249,6 +267,13 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     assert.match(await klass(2), /st-3xx/);
     assert.match(await klass(6), /st-4xx/);
     assert.match(await klass(4), /st-5xx/);
+  });
+
+  it("dashboard meets WCAG 2.1 A/AA (axe-core), in light and dark schemes", async () => {
+    assert.deepEqual(await accessibilityProblems(), [], "light");
+    await page.emulateMedia({ colorScheme: "dark" });
+    assert.deepEqual(await accessibilityProblems(), [], "dark");
+    await page.emulateMedia({ colorScheme: "light" });
   });
 
   it("filters what is shown without reconnecting", async () => {
@@ -386,12 +411,29 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await lastIdIs(written);
     // The top lists are refreshed once a second too: wait until they count the bursts.
     await page.waitForFunction(() => Number(document.querySelector("#top-dest li .count")?.textContent.replace(/\D/g, "")) >= 150, null, { timeout: WAIT });
+    await page.evaluate(() => document.activeElement?.blur());
     fs.mkdirSync(path.join(ROOT, "docs"), { recursive: true });
     await page.screenshot({ path: path.join(ROOT, "docs/dashboard.png") });
     await page.setViewportSize({ width: 390, height: 844 });
     await page.waitForFunction(() => document.documentElement.scrollWidth <= window.innerWidth, null, { timeout: WAIT });
     assert.ok(await page.isVisible("#rows .row"));
     await page.setViewportSize({ width: 1400, height: 900 });
+  });
+
+  it("shows a gap when the restarted daemon no longer holds the missed ids", async () => {
+    const before = written;
+    await lastIdIs(before);
+    const { code } = await daemon.stop();
+    assert.equal(code, 0);
+    append(50); // while it is down; the new daemon keeps only the last 10
+    await daemon.start(["--history", "10"]);
+    await lastIdIs(written, 60_000);
+    await page.waitForSelector("#gaps:not([hidden])", { timeout: WAIT });
+    const note = await page.textContent("#gaps");
+    assert.match(note, new RegExp(`entries ${before + 1}–${written - 10} were not received`));
+    await page.waitForFunction((n) => document.getElementById("missed").textContent === String(n), written - 10 - before, { timeout: WAIT });
+    append(1);
+    await lastIdIs(written);
   });
 
   it("sends `ping` every 30 s and the daemon answers `pong`", async () => {

@@ -75,7 +75,8 @@ pub fn bind_loopback() -> TcpListener {
         .expect("bind 127.0.0.1:0")
 }
 
-/// The whole daemon (`app::run`) on 127.0.0.1:0 in this runtime.
+/// The whole daemon (`app::run`) on 127.0.0.1:0 in this runtime. The test keeps the
+/// [`TestConfig`], so a second daemon can start on the same state directory after a stop.
 pub struct Daemon {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -83,23 +84,19 @@ pub struct Daemon {
     pub control: Option<Control>,
     /// `app::run`'s task.
     pub task: JoinHandle<Result<(), proxytail::error::StartupError>>,
-    /// Keeps the temp files alive.
-    pub files: TestConfig,
 }
 
 impl Daemon {
-    /// Binds 127.0.0.1:0 and runs `app::run` on it.
-    pub async fn start(files: TestConfig) -> Daemon {
+    /// Binds 127.0.0.1:0 and runs `app::run` with `files.config` on it.
+    pub async fn start(files: &TestConfig) -> Daemon {
         let listener = bind_loopback();
         let addr = listener.local_addr().expect("local addr");
         let (control, signals) = shutdown::channel();
-        let config = files.config.clone();
-        let task = tokio::spawn(proxytail::app::run(config, listener, signals));
+        let task = tokio::spawn(proxytail::app::run(files.config.clone(), listener, signals));
         Daemon {
             addr,
             control: Some(control),
             task,
-            files,
         }
     }
 
@@ -306,6 +303,23 @@ pub async fn read_ids(ws: &mut Client, n: usize) -> Vec<u64> {
         }
     }
     ids
+}
+
+/// Reads exactly `n` entries and returns them parsed; panics on a Close, a non-JSON text or the bound.
+pub async fn read_entries(ws: &mut Client, n: usize) -> Vec<serde_json::Value> {
+    let mut entries = Vec::with_capacity(n);
+    while entries.len() < n {
+        match next_event(ws).await {
+            Event::Text(t) => entries.push(
+                serde_json::from_str(&t).unwrap_or_else(|e| panic!("entry is JSON ({e}): {t}")),
+            ),
+            other => panic!(
+                "after {} entries: expected an entry, got {other:?}",
+                entries.len()
+            ),
+        }
+    }
+    entries
 }
 
 /// The `id` field of an entry's JSON text.

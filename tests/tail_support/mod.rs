@@ -16,10 +16,14 @@ use tokio_util::sync::CancellationToken;
 /// Upper bound for any wait in these tests (a failure bound, not a delay).
 pub const BOUND: Duration = Duration::from_secs(30);
 
-/// A real Squid native line whose URL ends in `seq`.
+/// A real Squid native line whose URL ends in `seq`; its timestamp advances with `seq` (1 ms per
+/// line), as a live log's does: content fingerprints rely on first bytes differing.
 pub fn squid(seq: u64) -> String {
+    let ms = 1_795_835_993_065 + seq;
     format!(
-        "1795835993.065      2 ::1 TCP_MISS/200 353 GET http://h/x/{seq} - HIER_DIRECT/127.0.0.1 text/plain"
+        "{}.{:03}      2 ::1 TCP_MISS/200 353 GET http://h/x/{seq} - HIER_DIRECT/127.0.0.1 text/plain",
+        ms / 1000,
+        ms % 1000
     )
 }
 
@@ -74,6 +78,11 @@ pub struct Running {
 
 /// Builds a tailer on a fresh hub, subscribes, and runs it.
 pub fn start(config: &Config) -> Running {
+    // `RUST_LOG=proxytail=debug cargo test ...` shows the tailer's own logs.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let hub = Arc::new(Hub::new(config.history));
     let rx = hub.subscribe();
     let tailer = Tailer::new(config, hub.clone()).unwrap();
