@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 /// Shortest acceptable HS256 secret, in bytes (RFC 7518 §3.2: at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// The only port the packaged systemd unit lets the daemon bind (`SocketBindAllow=tcp:5001`).
+pub const PACKAGED_PORT: u16 = 5001;
 /// Widest acceptable mode for files holding credentials: owner read/write, group read.
 pub const MAX_SECRET_FILE_MODE: u32 = 0o640;
 
@@ -229,6 +231,17 @@ fn check_listen(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
             Err(_) => return,
         },
     };
+    if listen.port() != PACKAGED_PORT {
+        report.push(
+            Severity::Warning,
+            loc.clone(),
+            format!(
+                "port {} is not {PACKAGED_PORT}: the packaged unit may bind {PACKAGED_PORT} only \
+                 (SocketBindAllow=); widen it in a drop-in (`systemctl edit proxytail`)",
+                listen.port()
+            ),
+        );
+    }
     if listen.ip().is_loopback() {
         report.push(Severity::Ok, loc, format!("listening on loopback {listen}"));
     } else if s.allow_non_loopback.unwrap_or(false) {

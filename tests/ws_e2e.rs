@@ -3,12 +3,9 @@
 //! reconnect replays exactly what was missed; the stop signal closes the subscriber with 1001.
 mod common;
 
-use base64::Engine;
 use common::*;
 use std::io::Write;
 use std::path::Path;
-
-const PASSWORD: &str = "correct horse battery staple";
 
 /// A Squid native line whose URL ends in `seq`.
 fn squid_line(seq: u64) -> String {
@@ -29,45 +26,10 @@ fn append(path: &Path, seqs: std::ops::RangeInclusive<u64>) {
     }
 }
 
-/// A users file with `alice` and a cheap Argon2id hash of [`PASSWORD`].
-fn write_users(dir: &Path) -> String {
-    let params = proxytail::auth::users::HashParams {
-        algorithm: argon2::Algorithm::Argon2id,
-        version: argon2::Version::V0x13,
-        params: argon2::Params::new(1024, 1, 1, None).expect("params"),
-    };
-    let hash = proxytail::auth::users::hash_password_with(PASSWORD, &params).expect("hash");
-    let path = dir.join("users");
-    std::fs::write(&path, format!("alice:{hash}\n")).expect("users file");
-    path.display().to_string()
-}
-
-async fn fetch_token(daemon: &Daemon) -> String {
-    let credentials = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("alice:{PASSWORD}"))
-    );
-    let response = http_get(
-        daemon.addr,
-        "/api/ws-token",
-        &[("authorization", credentials.as_str())],
-    )
-    .await;
-    assert_eq!(
-        response.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&response.body)
-    );
-    let body = response.json();
-    assert_eq!(body["status"], "success");
-    body["token"].as_str().expect("token").to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_reach_a_token_holder_and_since_resumes_exactly() {
     let scratch = tempfile::tempdir().expect("temp dir");
-    let users = write_users(scratch.path());
+    let users = write_users(scratch.path()).display().to_string();
     let files = TestConfig::new(&["--users", &users, "--from-start"]);
     let log = files.access_log();
     append(&log, 1..=3);
@@ -76,7 +38,7 @@ async fn log_lines_reach_a_token_holder_and_since_resumes_exactly() {
     let mut ws = connect(&format!(
         "ws://{}/api/ws/logs?token={}&since=0",
         daemon.addr,
-        fetch_token(&daemon).await
+        fetch_token(daemon.addr).await
     ))
     .await;
     assert_eq!(read_ids(&mut ws, 3).await, vec![1, 2, 3]);
@@ -106,7 +68,7 @@ async fn log_lines_reach_a_token_holder_and_since_resumes_exactly() {
     let mut again = connect(&format!(
         "ws://{}/api/ws/logs?token={}&since=6",
         daemon.addr,
-        fetch_token(&daemon).await
+        fetch_token(daemon.addr).await
     ))
     .await;
     assert_eq!(read_ids(&mut again, 4).await, vec![7, 8, 9, 10]);
@@ -126,7 +88,7 @@ async fn log_lines_reach_a_token_holder_and_since_resumes_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn since_after_a_restart_replays_every_missed_line_exactly_once() {
     let scratch = tempfile::tempdir().expect("temp dir");
-    let users = write_users(scratch.path());
+    let users = write_users(scratch.path()).display().to_string();
     let files = TestConfig::new(&["--users", &users, "--from-start"]);
     let log = files.access_log();
     append(&log, 1..=50);
@@ -134,7 +96,7 @@ async fn since_after_a_restart_replays_every_missed_line_exactly_once() {
     let mut ws = connect(&format!(
         "ws://{}/api/ws/logs?token={}&since=0",
         first.addr,
-        fetch_token(&first).await
+        fetch_token(first.addr).await
     ))
     .await;
     // All 50 are published (the client saw them), but the client only processed 20 before the
@@ -148,7 +110,7 @@ async fn since_after_a_restart_replays_every_missed_line_exactly_once() {
     let mut ws = connect(&format!(
         "ws://{}/api/ws/logs?token={}&since=20",
         second.addr,
-        fetch_token(&second).await
+        fetch_token(second.addr).await
     ))
     .await;
     let entries = read_entries(&mut ws, 40).await;

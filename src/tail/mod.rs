@@ -108,19 +108,7 @@ impl TailHealth {
 /// The configured sources: each path with its format (`--access-log` with `--format`, then the
 /// logs a `squid.conf` writes, each in its own format; a path is taken once).
 fn sources_of(config: &Config) -> Result<Vec<(PathBuf, Format)>, StartupError> {
-    let invalid = |why: String| {
-        StartupError::Config(crate::error::ConfigError::Invalid {
-            field: "format",
-            why,
-        })
-    };
-    let format = Format::builtin(&config.format).ok_or_else(|| {
-        invalid(format!(
-            "unknown format {:?} (known: {})",
-            config.format,
-            parsers::BUILTIN_NAMES.join(", ")
-        ))
-    })?;
+    let format = config.log_format.clone();
     let mut out: Vec<(PathBuf, Format)> = config
         .access_logs
         .iter()

@@ -461,3 +461,41 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[size + 2..];
     }
 }
+
+/// Password of the `alice` user that [`write_users`] creates.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Writes a users file with `alice` (a cheap Argon2id hash of [`PASSWORD`]) into `dir`.
+pub fn write_users(dir: &std::path::Path) -> PathBuf {
+    let params = proxytail::auth::users::HashParams {
+        algorithm: argon2::Algorithm::Argon2id,
+        version: argon2::Version::V0x13,
+        params: argon2::Params::new(1024, 1, 1, None).expect("params"),
+    };
+    let hash = proxytail::auth::users::hash_password_with(PASSWORD, &params).expect("hash");
+    let path = dir.join("users");
+    std::fs::write(&path, format!("alice:{hash}\n")).expect("users file");
+    path
+}
+
+/// A WebSocket token from `/api/ws-token` with `alice`'s Basic credentials.
+pub async fn fetch_token(addr: SocketAddr) -> String {
+    use base64::Engine;
+    let credentials = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("alice:{PASSWORD}"))
+    );
+    let response = http_get(
+        addr,
+        "/api/ws-token",
+        &[("authorization", credentials.as_str())],
+    )
+    .await;
+    assert_eq!(
+        response.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&response.body)
+    );
+    response.json()["token"].as_str().expect("token").to_owned()
+}
