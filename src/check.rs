@@ -319,9 +319,32 @@ fn check_logs(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     }
     if let Some(conf) = &s.squid_conf {
         let loc = origin.of("squid-conf", origin.cli.squid_conf.is_some());
-        match std::fs::read_to_string(conf) {
-            Ok(_) => report.push(Severity::Ok, loc, format!("{} is readable", conf.display())),
-            Err(e) => report.push(Severity::Error, loc, format!("{}: {e}", conf.display())),
+        match crate::tail::discover_squid_conf(conf) {
+            Ok(found) => {
+                report.push(
+                    Severity::Ok,
+                    loc.clone(),
+                    format!(
+                        "{}: {} access log(s) found",
+                        conf.display(),
+                        found.sources.len()
+                    ),
+                );
+                for note in found.notes {
+                    report.push(Severity::Warning, loc.clone(), note);
+                }
+                for src in found.sources {
+                    let what = format!("access log in squid.conf, format {}", src.format_name);
+                    check_readable_log(report, Some(what), &src.path);
+                }
+            }
+            Err(e) => {
+                let mut msg = e.to_string();
+                if let Some(source) = std::error::Error::source(&e) {
+                    msg = format!("{msg}: {source}");
+                }
+                report.push(Severity::Error, loc, msg)
+            }
         }
     }
 }

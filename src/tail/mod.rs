@@ -115,14 +115,7 @@ fn sources_of(config: &Config) -> Result<Vec<(PathBuf, Format)>, StartupError> {
         .map(|p| (p.clone(), format.clone()))
         .collect();
     if let Some(conf) = &config.squid_conf {
-        let text = std::fs::read_to_string(conf).map_err(|source| {
-            StartupError::Config(crate::error::ConfigError::Read {
-                path: conf.clone(),
-                source,
-            })
-        })?;
-        let found = parsers::discover_with_notes(&text, conf, &mut read_include)
-            .map_err(|e| StartupError::Other(format!("{}: {e}", conf.display())))?;
+        let found = discover_squid_conf(conf)?;
         for note in &found.notes {
             tracing::info!(squid_conf = %conf.display(), "{note}");
         }
@@ -134,6 +127,18 @@ fn sources_of(config: &Config) -> Result<Vec<(PathBuf, Format)>, StartupError> {
         }
     }
     Ok(out)
+}
+
+/// Reads `conf` (and its `include` files) and finds every access log it writes, with its format.
+pub fn discover_squid_conf(conf: &Path) -> Result<parsers::Discovery, StartupError> {
+    let text = std::fs::read_to_string(conf).map_err(|source| {
+        StartupError::Config(crate::error::ConfigError::Read {
+            path: conf.to_owned(),
+            source,
+        })
+    })?;
+    parsers::discover_with_notes(&text, conf, &mut read_include)
+        .map_err(|e| StartupError::Other(format!("{}: {e}", conf.display())))
 }
 
 /// `include` of a squid.conf: the files matching the (absolute) pattern, with their text.
