@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 /// Squid refuses deeper include nesting; a loop would otherwise never end.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
+/// Cap on included files in total, so a loop that fans out (`include a b`) stays cheap.
+const MAX_INCLUDED_FILES: usize = 1024;
+
 /// One access log Squid writes.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -56,19 +59,28 @@ pub fn discover(
 
 /// An `access_log` line, kept until every `logformat` is known.
 struct AccessLog {
+    /// The log file it writes.
     path: PathBuf,
+    /// The configuration file holding the line, for errors and notes.
     file: PathBuf,
+    /// Its 1-based line number there.
     line: usize,
+    /// The format name, resolved once every `logformat` has been read.
     format: String,
 }
 
+/// What reading the configuration (and its includes) has gathered so far.
 #[derive(Default)]
 struct State {
     /// Defined custom formats by name; the first definition wins.
     formats: HashMap<String, Format>,
+    /// `access_log` lines in order, formats not yet resolved.
     logs: Vec<AccessLog>,
     /// Whether any `access_log` directive (even `none`) was seen: that disables the default.
     any_access_log: bool,
+    /// Files read through `include` so far, against [`MAX_INCLUDED_FILES`].
+    included: usize,
+    /// What was skipped or guessed, for the caller to log.
     notes: Vec<String>,
 }
 
@@ -220,6 +232,13 @@ fn read_conf(
                         message,
                     })?;
                     for (child, content) in files {
+                        st.included += 1;
+                        if st.included > MAX_INCLUDED_FILES {
+                            return Err(ConfError::TooManyIncludes {
+                                path: child,
+                                limit: MAX_INCLUDED_FILES,
+                            });
+                        }
                         read_conf(&content, &child, read_include, st, depth + 1)?;
                     }
                 }
@@ -486,6 +505,26 @@ mod tests {
         };
         let e = discover("include /loop\n", Path::new("/s"), &mut read).unwrap_err();
         assert!(matches!(e, ConfError::IncludeDepth { .. }));
+    }
+
+    #[test]
+    fn fanning_includes_stop_early() {
+        // Each level includes the next one three times: 3^12 files if nothing stopped it.
+        let mut calls = 0;
+        let mut read = |p: &Path| -> Result<Vec<(PathBuf, String)>, String> {
+            calls += 1;
+            let level: u32 = p.to_str().unwrap()[2..].parse().unwrap();
+            let next = format!("/d{}", level + 1);
+            let body = if level < 12 {
+                format!("include {next} {next} {next}\n")
+            } else {
+                String::new()
+            };
+            Ok(vec![(p.into(), body)])
+        };
+        let e = discover("include /d1\n", Path::new("/s"), &mut read).unwrap_err();
+        assert!(matches!(e, ConfError::TooManyIncludes { .. }), "{e}");
+        assert!(calls <= MAX_INCLUDED_FILES + 1, "{calls} callback calls");
     }
 
     #[test]

@@ -36,6 +36,57 @@ pub(crate) fn opt_text(b: &[u8]) -> Option<Cow<'_, str>> {
     }
 }
 
+/// A line whose UTF-8 validity is checked once, so that each field borrows from it without being
+/// validated again (the native parser's hot path).
+pub(crate) struct Src<'a> {
+    /// The whole line.
+    bytes: &'a [u8],
+    /// The same line as text, when it is valid UTF-8.
+    text: Option<&'a str>,
+}
+
+impl<'a> Src<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            text: std::str::from_utf8(bytes).ok(),
+        }
+    }
+
+    /// The text of `part`, a sub-slice of the line: borrowed when the line is valid UTF-8 (the
+    /// parsers split at ASCII bytes, so the cut is on a character boundary), else lossy.
+    #[inline]
+    pub(crate) fn text(&self, part: &'a [u8]) -> Cow<'a, str> {
+        if let Some(t) = self.text {
+            let off = (part.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
+            if let Some(s) = off.checked_add(part.len()).and_then(|end| t.get(off..end)) {
+                return Cow::Borrowed(s);
+            }
+        }
+        text(part)
+    }
+
+    /// Like [`Src::text`], with `-` and the empty slice as `None`.
+    #[inline]
+    pub(crate) fn opt(&self, part: &'a [u8]) -> Option<Cow<'a, str>> {
+        if part.is_empty() || part == b"-" {
+            None
+        } else {
+            Some(self.text(part))
+        }
+    }
+
+    /// A mime-blob encoded field (`%[un`): borrowed unless it holds an escape.
+    #[inline]
+    pub(crate) fn opt_mime(&self, part: &'a [u8]) -> Option<Cow<'a, str>> {
+        if memchr::memchr2(b'%', b'\\', part).is_none() {
+            self.opt(part)
+        } else {
+            opt_decode(part, Encoding::MimeBlob)
+        }
+    }
+}
+
 /// Decodes `b` as written with encoding `enc`; borrows when nothing needed decoding.
 pub(crate) fn decode(b: &[u8], enc: Encoding) -> Cow<'_, str> {
     match enc {

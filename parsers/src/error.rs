@@ -89,6 +89,14 @@ pub enum ConfError {
         /// The depth limit.
         depth: usize,
     },
+    /// Includes pull in more files than any real configuration has (a fanning loop).
+    #[error("{path}: more than {limit} included files")]
+    TooManyIncludes {
+        /// The file that went over the limit.
+        path: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
     /// An `access_log` line names a format that is neither built in nor defined before.
     #[error("{path}:{line}: access_log uses undefined logformat {name:?}")]
     UnknownFormat {

@@ -19,12 +19,19 @@ pub struct Format {
 
 #[derive(Debug, Clone)]
 enum Kind {
+    /// `squid`, hand-written (`squid.rs`).
     Native,
+    /// `common` (`httpd.rs`).
     Common,
+    /// `combined` (`httpd.rs`).
     Combined,
+    /// `referrer` (`httpd.rs`).
     Referrer,
+    /// `useragent` (`httpd.rs`).
     UserAgent,
+    /// A compiled custom `logformat`, shared by clones.
     Custom(Arc<LogFormat>),
+    /// A compiled user regex, shared by clones.
     Regex(Arc<RegexFormat>),
 }
 

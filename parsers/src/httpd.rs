@@ -40,12 +40,21 @@ fn bracket_time(b: &[u8], at: usize) -> Result<(Timestamp, usize), ParseError> {
     Ok((t, close + 1))
 }
 
-/// Finds the `" <status> <bytes> ` that closes the quoted request line, searching from `from`.
-/// Returns (closing quote, status, bytes, offset after the bytes field).
+/// Finds the `" <status> <bytes>` that closes the quoted request line, searching from `from`:
+/// a quote, one space, a status (`-` or digits), one space, a byte count, then a space or the
+/// end of the line. Returns (closing quote, status, bytes, offset after the byte count).
 fn request_end(
     b: &[u8],
     from: usize,
 ) -> Result<(usize, Option<u16>, Option<u64>, usize), ParseError> {
+    let field = |at: usize| -> Option<(&[u8], usize)> {
+        let len = b
+            .get(at..)?
+            .iter()
+            .position(|&c| c == b' ')
+            .unwrap_or(b.len() - at);
+        (len > 0).then(|| (&b[at..at + len], at + len))
+    };
     let mut at = from;
     while let Some(i) = memchr::memchr(b'"', &b[at..]) {
         let q = at + i;
@@ -53,19 +62,20 @@ fn request_end(
         if b.get(q + 1) != Some(&b' ') {
             continue;
         }
-        let mut c = Cursor { b, pos: q + 2 };
-        let Ok((scol, st)) = c.token() else { continue };
-        if scol != q + 2 {
-            continue;
-        }
-        let Ok((bcol, by)) = c.token() else { continue };
-        if bcol != c.pos - by.len() || b.get(scol + st.len()) != Some(&b' ') {
-            continue;
-        }
-        let (Ok(status), Ok(bytes)) = (scan::opt_status(st, scol), scan::opt_uint(by, bcol)) else {
+        let Some((st, st_end)) = field(q + 2) else {
             continue;
         };
-        return Ok((q, status, bytes, c.pos));
+        if b.get(st_end) != Some(&b' ') {
+            continue;
+        }
+        let Some((by, by_end)) = field(st_end + 1) else {
+            continue;
+        };
+        let (Ok(status), Ok(bytes)) = (scan::opt_status(st, q + 2), scan::opt_uint(by, st_end + 1))
+        else {
+            continue;
+        };
+        return Ok((q, status, bytes, by_end));
     }
     Err(err(ParseErrorKind::MissingField, from))
 }

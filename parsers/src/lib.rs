@@ -26,7 +26,7 @@ mod regex_format;
 mod scan;
 mod squid;
 
-pub use conf::{discover, discover_with_notes, glob_match, Discovery, Source};
+pub use conf::{discover, discover_with_notes, glob_match, Discovery, ReadInclude, Source};
 pub use entry::{status_text, Entry, StatusText, Timestamp};
 pub use error::{ConfError, FormatError, ParseError, ParseErrorKind};
 pub use format::{parse_line, Format, BUILTIN_NAMES};

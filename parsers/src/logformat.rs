@@ -13,7 +13,8 @@
 //! pass; otherwise (IPv6 `%>a:%>p`, a raw user name with spaces in the middle …) the compiled
 //! sequence is turned into a byte regex once and that is used instead.
 //!
-//! Known codes fill entry fields (`ts`+`tu`, `tl`/`tg`, `tS` → time, `tr`, `>a`, `rm`, `ru`,
+//! Known codes fill entry fields (`ts`+`tu`, `tl`/`tg` (default layout, or a strftime layout
+//! with a zone — `tg`, or `tl` with `%z` — that `flexible_time` reads), `tS` → time, `tr`, `>a`, `rm`, `ru`,
 //! `>Hs`, `<st`, `Ss`, `Sh`, `<a`, `mt`, `un`/`ul`/`ue`/`ui` → user, in that priority); every other
 //! code becomes an extra field: `>h{Referer}` → `referer`, `>h{User-Agent}` → `user_agent`, other
 //! request headers → `request_header_<name>`, reply headers → `response_header_<name>` (name
@@ -46,24 +47,40 @@ enum Class {
 /// Where a field's value goes in the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
+    /// `ts`: epoch seconds.
     Secs,
+    /// `tu`: milliseconds within the second.
     Millis,
     /// `tl`/`tg` in the default httpd layout.
     HttpdTime,
     /// `tS`: `sec.mmm`, used as the time when `ts` is absent.
     StartTime,
+    /// `tg{layout}` or `tl{layout with %z}`: the time when the layout is one `flexible_time`
+    /// reads (ISO 8601, httpd), else an extra field of this name.
+    CustomTime(Cow<'static, str>),
+    /// `tr` → `elapsed_ms`.
     Elapsed,
+    /// `>a` → `client_ip`.
     Client,
+    /// `rm` → `method`.
     Method,
+    /// `ru` → `destination`.
     Url,
+    /// `>Hs` → `code`.
     Status,
+    /// `<st` → `bytes`.
     Bytes,
+    /// `Ss` → `result`.
     Result,
+    /// `Sh` → `hierarchy`.
     Hierarchy,
+    /// `<a` → `peer`.
     Peer,
+    /// `mt` → `content_type`.
     ContentType,
     /// A user-name code; the lower the number, the more it is preferred.
     User(u8),
+    /// Any other code: an extra field of this name.
     Extra(Cow<'static, str>),
 }
 
@@ -379,6 +396,9 @@ fn target_of(code: &str, arg: Option<&str>) -> Target {
         "ts" => Target::Secs,
         "tu" => Target::Millis,
         "tl" | "tg" if arg.is_none() => Target::HttpdTime,
+        // A strftime layout: read as a time when it is unambiguous (GMT, or local with `%z`).
+        "tg" => Target::CustomTime(extra_name(code, arg)),
+        "tl" if arg.is_some_and(|a| a.contains("%z")) => Target::CustomTime(extra_name(code, arg)),
         "tS" => Target::StartTime,
         "tr" => Target::Elapsed,
         ">a" => Target::Client,
@@ -605,6 +625,14 @@ impl LogFormat {
         matches!(self.matcher, Matcher::Hand)
     }
 
+    /// The same format matched by its regex, to check the hand matcher against it.
+    #[cfg(test)]
+    fn with_regex(&self) -> Self {
+        let mut f = self.clone();
+        f.matcher = Matcher::Regex(build_regex(&f.items).unwrap());
+        f
+    }
+
     /// Parses one line.
     pub(crate) fn parse<'a>(&self, line: &'a [u8]) -> Result<Entry<'a>, ParseError> {
         let line = scan::trim_eol(line);
@@ -800,21 +828,34 @@ fn build_regex(items: &[Item]) -> Result<regex::bytes::Regex, FormatError> {
 /// Values collected while matching, turned into an entry at the end.
 #[derive(Default)]
 struct Acc<'a> {
+    /// The entry being filled.
     entry: Entry<'a>,
+    /// `%ts`: whole seconds; the time is assembled at the end because `%tu` may come later.
     secs: Option<u64>,
+    /// `%tu`: the milliseconds that go with `secs`.
     millis: u32,
+    /// `%tS`, the fallback time when the format has no `%ts` or `%tl`/`%tg`.
     start_time: Option<Timestamp>,
+    /// `%tl`/`%tg`, used when there is no `%ts`.
     httpd_time: Option<Timestamp>,
+    /// Rank of the user code that set `entry.user` (`un` beats `ul`, `ue`, `ui`).
     user_rank: u8,
 }
 
 impl<'a> Acc<'a> {
     fn apply(&mut self, f: &Field, v: &'a [u8], col: usize) -> Result<(), ParseError> {
-        let v = if f.class == Class::Number {
-            scan::trim_spaces(v)
-        } else {
-            v
-        };
+        // Numbers may carry width padding, also inside quotes or brackets.
+        let numeric = f.class == Class::Number
+            || matches!(
+                f.target,
+                Target::Secs
+                    | Target::Millis
+                    | Target::StartTime
+                    | Target::Elapsed
+                    | Target::Status
+                    | Target::Bytes
+            );
+        let v = if numeric { scan::trim_spaces(v) } else { v };
         let enc = match f.enc {
             Encoding::PassThrough if f.decode_passthrough => Encoding::Url,
             e => e,
@@ -847,6 +888,13 @@ impl<'a> Acc<'a> {
                         scan::httpd_time(crate::decode::decode(v, enc).as_bytes())
                             .ok_or(ParseError::new(ParseErrorKind::BadField, col))?,
                     );
+                }
+            }
+            Target::CustomTime(name) => {
+                let text = crate::decode::decode(v, enc);
+                match scan::flexible_time(text.as_bytes()) {
+                    Some(t) if v != b"-" => self.httpd_time = Some(t),
+                    _ => e.extra.push((name.clone(), opt_decode(v, enc))),
                 }
             }
             Target::StartTime => {
@@ -891,6 +939,7 @@ impl<'a> Acc<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn lf(d: &str) -> LogFormat {
         LogFormat::compile(d).unwrap()
@@ -936,6 +985,106 @@ mod tests {
         assert!(LogFormat::compile("abc %").is_err());
         assert!(LogFormat::compile("   ").is_err());
         assert!(LogFormat::compile("%unknown_code %>a").is_ok());
+    }
+
+    #[test]
+    fn explicit_encodings_widths_and_literal_percent() {
+        let f = lf(r#"%#ru %%%'un|%/>h{X-Note}| %-8.3tr| %http::>a %"{Via}>h"#);
+        let e = f
+            .parse(br#"http://h/a%20b%25 %john doe|"jane \"j\" doe"| 42.958  | ::1 1.1 a\"b"#)
+            .unwrap();
+        assert_eq!(e.destination.as_deref(), Some("http://h/a b%"));
+        assert_eq!(e.user.as_deref(), Some("john doe"));
+        assert_eq!(e.elapsed_ms, Some(42));
+        assert_eq!(e.client_ip.as_deref(), Some("::1"));
+        let extra: Vec<_> = e.extra.iter().map(|(k, v)| (&**k, v.as_deref())).collect();
+        assert_eq!(
+            extra,
+            [
+                ("request_header_x_note", Some(r#"jane "j" doe"#)),
+                ("request_header_via", Some(r#"1.1 a"b"#))
+            ]
+        );
+    }
+
+    #[test]
+    fn mime_context_and_pass_through_defaults() {
+        // `[` context: mime-blob decoding; bare `%>h{..}`: pass-through, `%XX` undone except
+        // for URL-like values.
+        let f = lf("[%un] %>h{User-Agent} %>h{Referer} %ru");
+        assert!(f.is_hand());
+        let e = f
+            .parse(b"[zo%c3%ab d] curl%2F8%20x http://r/a%20b http://h/%20")
+            .unwrap();
+        assert_eq!(e.user.as_deref(), Some("zo\u{eb} d"));
+        assert_eq!(e.extra[0].1.as_deref(), Some("curl/8 x"));
+        assert_eq!(e.extra[1].1.as_deref(), Some("http://r/a%20b"));
+        assert_eq!(e.destination.as_deref(), Some("http://h/%20"));
+    }
+
+    /// A field of a generated definition and a strategy for the text Squid would print for it.
+    fn piece() -> impl Strategy<Value = (String, String)> {
+        prop_oneof![
+            "(-|[0-9a-f:.]{1,15})".prop_map(|v| ("%>a".to_owned(), v)),
+            (0u64..10_000_000).prop_map(|v| ("%6tr".to_owned(), format!("{v:>6}"))),
+            (0u64..100_000).prop_map(|v| ("%-5tr|".to_owned(), format!("{v:<5}|"))),
+            "(NONE_NONE|TCP_[A-Z_]{1,12})".prop_map(|v| ("%Ss".to_owned(), v)),
+            (0u16..600).prop_map(|v| ("%03>Hs".to_owned(), format!("{v:03}"))),
+            "(-|[0-9]{1,12})".prop_map(|v| ("%<st".to_owned(), v)),
+            "[!-~]{1,30}".prop_map(|v| ("%ru".to_owned(), v)),
+            r#"([a-zA-Z0-9 ;/.()]|\\\\|\\"){0,30}"#
+                .prop_map(|v| ("\"%{User-Agent}>h\"".to_owned(), format!("\"{v}\""))),
+            "[a-z %0-9]{0,20}".prop_map(|v| ("[%un]".to_owned(), format!("[{v}]"))),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hand_matcher_agrees_with_the_regex(
+            pieces in proptest::collection::vec((piece(), prop_oneof![Just(" "), Just("|"), Just(" - ")]), 1..7)
+        ) {
+            let mut def = String::new();
+            let mut line = String::new();
+            for (i, ((code, value), sep)) in pieces.iter().enumerate() {
+                if i > 0 {
+                    def.push_str(sep);
+                    line.push_str(sep);
+                }
+                def.push_str(code);
+                line.push_str(value);
+            }
+            let f = LogFormat::compile(&def).unwrap();
+            let by_regex = f.with_regex().parse(line.as_bytes());
+            let by_hand = f.parse(line.as_bytes());
+            proptest::prop_assert_eq!(&by_hand, &by_regex, "{} / {}", def, line);
+            proptest::prop_assert!(by_regex.is_ok(), "{} / {}", def, line);
+        }
+    }
+
+    #[test]
+    fn strftime_times_are_read_when_unambiguous() {
+        let f = lf("%{%Y-%m-%dT%H:%M:%S}tg|%{%Y-%m-%d %H:%M:%S %z}tl|%>a");
+        let e = f
+            .parse(b"2026-11-28T03:08:35|2026-11-28 04:08:35 +0100|::1")
+            .unwrap();
+        assert_eq!(e.time.map(|t| t.millis), Some(1_795_835_315_000));
+        assert!(e.extra.is_empty());
+        // Local time without a zone cannot be placed: kept as text.
+        let f = lf("%{%H:%M}tl %{%H:%M}tg %>a");
+        let e = f.parse(b"03:08 04:08 ::1").unwrap();
+        assert_eq!(e.time, None);
+        let extra: Vec<_> = e.extra.iter().map(|(k, v)| (&**k, v.as_deref())).collect();
+        assert_eq!(
+            extra,
+            [("tl{%H:%M}", Some("03:08")), ("tg{%H:%M}", Some("04:08"))]
+        );
+    }
+
+    #[test]
+    fn padded_numbers_inside_quotes() {
+        let f = lf(r#"%>a "%6tr" "%-4>Hs""#);
+        let e = f.parse(br#"::1 "    42" "200 ""#).unwrap();
+        assert_eq!((e.elapsed_ms, e.code), (Some(42), Some(200)));
     }
 
     #[test]

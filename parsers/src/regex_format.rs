@@ -27,19 +27,33 @@ use std::borrow::Cow;
 /// Which entry field a named group fills.
 #[derive(Debug, Clone)]
 enum Slot {
+    /// `time`/`timestamp`: any layout `scan::flexible_time` reads.
     Time,
+    /// `ts`: epoch seconds.
     Ts,
+    /// `client_ip`.
     Client,
+    /// `method`.
     Method,
+    /// `destination` / `url`.
     Url,
+    /// `code` / `status`: a number.
     Code,
+    /// `bytes`: a number.
     Bytes,
+    /// `elapsed_ms`: a number.
     Elapsed,
+    /// `result`.
     Result,
+    /// `user`.
     User,
+    /// `hierarchy`.
     Hierarchy,
+    /// `peer`.
     Peer,
+    /// `content_type`.
     ContentType,
+    /// Any other group name: an extra field of that name.
     Extra(String),
 }
 

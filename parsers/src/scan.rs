@@ -25,7 +25,11 @@ impl<'a> Cursor<'a> {
         if start >= self.b.len() {
             return Err(ParseError::new(ParseErrorKind::MissingField, start));
         }
-        let end = memchr::memchr(b' ', &self.b[start..]).map_or(self.b.len(), |i| start + i);
+        // Tokens are short: a plain loop beats memchr's SIMD set-up here.
+        let end = self.b[start..]
+            .iter()
+            .position(|&c| c == b' ')
+            .map_or(self.b.len(), |i| start + i);
         self.pos = end;
         Ok((start, &self.b[start..end]))
     }
@@ -264,7 +268,9 @@ fn iso8601(b: &[u8]) -> Option<Timestamp> {
         .take_while(|c| c.is_ascii_digit() || **c == b'.')
         .count();
     let ms = millis_of(&rest[..frac])?;
-    let offset = match &rest[frac..] {
+    let zone = &rest[frac..];
+    let zone = zone.strip_prefix(b" ").unwrap_or(zone);
+    let offset = match zone {
         [] | [b'Z'] => 0,
         [sign @ (b'+' | b'-'), z @ ..] => {
             let (hh, mm) = match z {
@@ -341,6 +347,7 @@ mod tests {
         assert_eq!(t(b"2009-02-06T12:14:14+01:00"), Some(1_233_918_854_000));
         assert_eq!(t(b"2009-02-06T12:14:14.5Z"), Some(1_233_922_454_500));
         assert_eq!(t(b"2009-02-06 12:14:14"), Some(1_233_922_454_000));
+        assert_eq!(t(b"2009-02-06 13:14:14 +0100"), Some(1_233_922_454_000));
         assert_eq!(t(b"yesterday"), None);
     }
 

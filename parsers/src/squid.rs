@@ -13,9 +13,9 @@
 //!   *first* record: the fields up to the cut, with an extra field `truncated` = `"true"`; fields
 //!   lost in the cut are `null`. [`glued_record`] hands the second record to the caller, who
 //!   parses it as a line of its own, so neither record is lost.
-use crate::decode::{opt_decode, opt_text, Encoding};
+use crate::decode::{decode, Encoding, Src};
 use crate::scan::{self, Cursor};
-use crate::{Entry, ParseError, ParseErrorKind};
+use crate::{Entry, ParseError, ParseErrorKind, Timestamp};
 use std::borrow::Cow;
 
 /// Squid ≤ 5 formats a record into an 8192-byte buffer and keeps 8191 bytes of a longer one.
@@ -80,12 +80,21 @@ fn looks_like_record_start(b: &[u8]) -> bool {
     elapsed > 0 && after.get(spaces + elapsed) == Some(&b' ')
 }
 
-/// The seven left-hand fields, common to whole and truncated records.
+/// The seven left-hand fields, common to whole and truncated records, as slices and numbers
+/// (the entry is built once, at the end).
 struct Head<'a> {
-    entry: Entry<'a>,
-    cursor: Cursor<'a>,
+    time: Timestamp,
+    elapsed_ms: Option<u64>,
+    client: &'a [u8],
+    result: &'a [u8],
+    code: Option<u16>,
+    bytes: Option<u64>,
+    method: &'a [u8],
+    /// Offset just after the method.
+    end: usize,
 }
 
+#[inline]
 fn parse_head(line: &[u8]) -> Result<Head<'_>, ParseError> {
     let mut c = Cursor::new(line);
     let (col, t) = c.token()?;
@@ -94,68 +103,97 @@ fn parse_head(line: &[u8]) -> Result<Head<'_>, ParseError> {
     let elapsed_ms = scan::opt_uint(t, col)?;
     let (_, client) = c.token()?;
     let (col, t) = c.token()?;
-    let slash = memchr::memrchr(b'/', t).ok_or(ParseError::new(ParseErrorKind::BadField, col))?;
-    let result = &t[..slash];
+    let slash = t
+        .iter()
+        .rposition(|&c| c == b'/')
+        .ok_or(ParseError::new(ParseErrorKind::BadField, col))?;
     let code = scan::opt_status(&t[slash + 1..], col + slash + 1)?;
-    let (col, t) = c.token()?;
-    let bytes = scan::opt_uint(t, col)?;
+    let result = &t[..slash];
+    let (col, by) = c.token()?;
+    let bytes = scan::opt_uint(by, col)?;
     let (_, method) = c.token()?;
-    let method = match method {
-        b"NONE" => None,
-        m => opt_text(m),
-    };
-    let entry = Entry {
-        time: Some(time),
-        client_ip: opt_text(client),
-        method,
+    Ok(Head {
+        time,
+        elapsed_ms,
+        client,
+        result,
         code,
         bytes,
-        elapsed_ms,
-        result: opt_text(result),
-        ..Entry::default()
-    };
-    Ok(Head { entry, cursor: c })
+        method,
+        end: c.pos,
+    })
 }
 
+impl<'a> Head<'a> {
+    /// Writes the head's fields into `e` (in place: the entry is large, moves cost).
+    #[inline]
+    fn fill(&self, e: &mut Entry<'a>, src: &Src<'a>) {
+        e.time = Some(self.time);
+        e.client_ip = src.opt(self.client);
+        // Squid 4 wrote `NONE` where Squid 5+ writes `-`.
+        e.method = if self.method == b"NONE" {
+            None
+        } else {
+            src.opt(self.method)
+        };
+        e.code = self.code;
+        e.bytes = self.bytes;
+        e.elapsed_ms = self.elapsed_ms;
+        e.result = src.opt(self.result);
+    }
+}
+
+#[inline]
 fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
-    let Head {
-        mut entry,
-        mut cursor,
-    } = parse_head(line)?;
+    let head = parse_head(line)?;
+    let mut cursor = Cursor {
+        b: line,
+        pos: head.end,
+    };
     let (_, url) = cursor.token()?;
-    entry.destination = opt_text(url);
     let rest_start = cursor.pos;
     let mut rest = scan::trim_spaces(cursor.rest());
     let mut mime = None;
-    if let Some((head, req, resp)) = scan::split_mime(rest) {
-        rest = scan::trim_spaces(head);
-        mime = Some((req, resp));
+    if rest.last() == Some(&b']') {
+        if let Some((h, req, resp)) = scan::split_mime(rest) {
+            rest = scan::trim_spaces(h);
+            mime = Some((req, resp));
+        }
     }
     // From the right: content type, then HIER/peer; the user is what lies between.
-    let sp = memchr::memrchr(b' ', rest).ok_or(ParseError::new(
-        ParseErrorKind::MissingField,
-        rest_start + rest.len(),
-    ))?;
+    let sp = rest
+        .iter()
+        .rposition(|&c| c == b' ')
+        .ok_or(ParseError::new(
+            ParseErrorKind::MissingField,
+            rest_start + rest.len(),
+        ))?;
     let mt = &rest[sp + 1..];
     let before = scan::trim_spaces(&rest[..sp]);
-    let (user, hier) = match memchr::memrchr(b' ', before) {
+    let (user, hier) = match before.iter().rposition(|&c| c == b' ') {
         Some(i) => (scan::trim_spaces(&before[..i]), &before[i + 1..]),
         None => (&b""[..], before),
     };
-    let slash =
-        memchr::memchr(b'/', hier).ok_or(ParseError::new(ParseErrorKind::BadField, rest_start))?;
-    entry.user = opt_decode(user, Encoding::MimeBlob);
-    entry.hierarchy = opt_text(&hier[..slash]);
-    entry.peer = opt_text(&hier[slash + 1..]);
-    entry.content_type = opt_text(mt);
+    let slash = hier
+        .iter()
+        .position(|&c| c == b'/')
+        .ok_or(ParseError::new(ParseErrorKind::BadField, rest_start))?;
+    let src = Src::new(line);
+    let mut entry = Entry::default();
+    head.fill(&mut entry, &src);
+    entry.destination = src.opt(url);
+    entry.user = src.opt_mime(user);
+    entry.hierarchy = src.opt(&hier[..slash]);
+    entry.peer = src.opt(&hier[slash + 1..]);
+    entry.content_type = src.opt(mt);
     if let Some((req, resp)) = mime {
         entry.extra.push((
             Cow::Borrowed("request_headers"),
-            Some(crate::decode::decode(req, Encoding::MimeBlob)),
+            Some(decode(req, Encoding::MimeBlob)),
         ));
         entry.extra.push((
             Cow::Borrowed("response_headers"),
-            Some(crate::decode::decode(resp, Encoding::MimeBlob)),
+            Some(decode(resp, Encoding::MimeBlob)),
         ));
     }
     Ok(entry)
@@ -164,21 +202,23 @@ fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
 /// The first record of a glued line: its head must be whole; the URL is what survived the cut,
 /// and the right-hand fields are kept only if the cut spared them.
 fn parse_truncated(line: &[u8]) -> Result<Entry<'_>, ParseError> {
+    let truncated = (Cow::Borrowed("truncated"), Some(Cow::Borrowed("true")));
     if let Ok(mut e) = parse_record(line) {
-        e.extra
-            .push((Cow::Borrowed("truncated"), Some(Cow::Borrowed("true"))));
+        e.extra.push(truncated);
         return Ok(e);
     }
-    let Head {
-        mut entry,
-        mut cursor,
-    } = parse_head(line)?;
+    let head = parse_head(line)?;
+    let src = Src::new(line);
+    let mut entry = Entry::default();
+    head.fill(&mut entry, &src);
+    let mut cursor = Cursor {
+        b: line,
+        pos: head.end,
+    };
     if let Ok((_, url)) = cursor.token() {
-        entry.destination = opt_text(url);
+        entry.destination = src.opt(url);
     }
-    entry
-        .extra
-        .push((Cow::Borrowed("truncated"), Some(Cow::Borrowed("true"))));
+    entry.extra.push(truncated);
     Ok(entry)
 }
 
