@@ -888,10 +888,12 @@ impl Follower {
             .chain(extra_past)
             .collect();
         // Oldest first. File-system creation times come from a coarse clock (a few ms): files
-        // created within one tick are ordered by inode number, which grows as files are created
-        // in a burst (a heuristic; names are no guide: `.1` is the newest for logrotate, the
-        // oldest for date suffixes).
-        let mut missed: Vec<(std::time::SystemTime, u64, PathBuf)> = rotated_siblings(&self.path)
+        // created within one tick are ordered by their first bytes, which for Squid's native
+        // format start with the epoch timestamp (fixed width: lexical order is time order), then
+        // by inode number. Names are no guide: `.1` is the newest for logrotate, the oldest for
+        // date suffixes.
+        type Candidate = (std::time::SystemTime, Vec<u8>, u64, PathBuf);
+        let mut missed: Vec<Candidate> = rotated_siblings(&self.path)
             .into_iter()
             .filter(|p| {
                 p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
@@ -927,11 +929,11 @@ impl Follower {
                     let len = *len as usize;
                     head.len() >= len && fingerprint_hex(&head[..len]) == *hash
                 });
-                (!is_copy).then_some((b, m.ino(), p))
+                (!is_copy).then_some((b, head, m.ino(), p))
             })
             .collect();
         missed.sort();
-        for (_, _, p) in missed {
+        for (_, _, _, p) in missed {
             match OpenFile::open(&p, 0, now) {
                 Ok(f) => {
                     tracing::info!(path = %p.display(), ino = f.id.ino, "reading a generation rotated away before it was seen");
