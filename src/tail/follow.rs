@@ -900,7 +900,13 @@ impl Follower {
             .flat_map(|f| f.past_fps.iter())
             .chain(extra_past)
             .collect();
-        let mut missed: Vec<(std::time::SystemTime, PathBuf)> = rotated_siblings(&self.path)
+        // Oldest first. File-system creation times come from a coarse clock (a few ms): files
+        // created within one tick are ordered by their first bytes, which for Squid's native
+        // format start with the epoch timestamp (fixed width: lexical order is time order), then
+        // by inode number. Names are no guide: `.1` is the newest for logrotate, the oldest for
+        // date suffixes.
+        type Candidate = (std::time::SystemTime, Vec<u8>, u64, PathBuf);
+        let mut missed: Vec<Candidate> = rotated_siblings(&self.path)
             .into_iter()
             .filter(|p| {
                 p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
@@ -936,11 +942,11 @@ impl Follower {
                     let len = *len as usize;
                     head.len() >= len && fingerprint_hex(&head[..len]) == *hash
                 });
-                (!is_copy).then_some((b, p))
+                (!is_copy).then_some((b, head, m.ino(), p))
             })
             .collect();
         missed.sort();
-        for (_, p) in missed {
+        for (_, _, _, p) in missed {
             match OpenFile::open(&p, 0, now) {
                 Ok(f) => {
                     tracing::info!(path = %p.display(), ino = f.id.ino, "reading a generation rotated away before it was seen");
