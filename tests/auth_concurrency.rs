@@ -4,10 +4,9 @@
 //! permit early.
 mod auth_support;
 
-use argon2::{Algorithm, Params, Version};
 use auth_support::*;
 use proxytail::auth::throttle::ThrottleLimits;
-use proxytail::auth::users::{hash_password_with, HashParams};
+use proxytail::auth::users::hash_password_with;
 use proxytail::auth::verify::Verifier;
 use proxytail::auth::Authenticator;
 use std::time::Duration;
@@ -25,11 +24,7 @@ async fn server(
     permits: usize,
     queue: usize,
 ) -> (TestServer, tempfile::TempDir) {
-    let params = HashParams {
-        algorithm: Algorithm::Argon2id,
-        version: Version::V0x13,
-        params: Params::new(m_kib, t, 1, None).unwrap(),
-    };
+    let params = hash_params(m_kib, t);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users");
     let hash = hash_password_with("right", &params).unwrap();
@@ -119,6 +114,7 @@ async fn disconnecting_clients_keep_their_permits_until_hashing_ends() {
         let ip = xff(i);
         stream
             .write_all(&request_bytes(
+                srv.addr,
                 PATH,
                 &[("Authorization", &wrong), ("X-Forwarded-For", &ip)],
             ))

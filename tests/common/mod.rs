@@ -3,13 +3,26 @@
 //! test feeds itself), then talk to it with real clients: tokio-tungstenite WebSockets and a minimal
 //! HTTP/1.1 client. Every wait has a bound ([`WAIT`] unless told otherwise); nothing sleeps.
 //!
-//! Each test binary includes it with `mod common;` and uses what it needs.
+//! Each test binary includes it with `mod common;` and uses what it needs. The HTTP client
+//! ([`http`]), users files ([`users`]) and the tracing capture ([`capture`]) are leaf submodules that
+//! `tests/auth_support` and `tests/pkg_support` include too, so each exists once.
 #![allow(dead_code)]
+
+pub mod capture;
+pub mod http;
+pub mod users;
+
+#[allow(unused_imports)]
+pub use self::capture::Capture;
+#[allow(unused_imports)]
+pub use self::http::{basic, get_within, parse_response, request_bytes, HttpResponse};
+#[allow(unused_imports)]
+pub use self::users::{cheap_hash, cheap_params, hash_params};
 
 use futures_util::{SinkExt, StreamExt};
 use proxytail::auth::Authenticator;
 use proxytail::config::Config;
-use proxytail::http::{self, AppState, Connections};
+use proxytail::http::{AppState, Connections};
 use proxytail::hub::{Hub, Record};
 use proxytail::shutdown::{self, Control};
 use proxytail::tail::TailHealth;
@@ -18,7 +31,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -139,7 +151,7 @@ impl Server {
             tracker: TaskTracker::new(),
             connections: Arc::new(Connections::default()),
         };
-        let server = warp::serve(http::routes(state.clone()))
+        let server = warp::serve(proxytail::http::routes(state.clone()))
             .incoming(listener)
             .graceful(state.shutdown.clone().cancelled_owned());
         state.tracker.spawn(server.run());
@@ -367,99 +379,10 @@ pub async fn texts_until_pong(ws: &mut Client) -> Vec<String> {
     }
 }
 
-/// A plain HTTP response.
-#[derive(Debug)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: u16,
-    /// Header names (lower-case) and values, in order.
-    pub headers: Vec<(String, String)>,
-    /// The body (de-chunked).
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body parsed as JSON.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
-
-/// `GET path` over a fresh HTTP/1.1 connection with `Connection: close` and extra `headers`.
+/// `GET path` over a fresh HTTP/1.1 connection with `Connection: close` and extra `headers`,
+/// within [`WAIT`].
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read");
-        raw
-    };
-    let raw = tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("HTTP response within the bound");
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> HttpResponse {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
-    let head = std::str::from_utf8(&raw[..split]).expect("ASCII head");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    HttpResponse {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size_text = std::str::from_utf8(&data[..line_end]).expect("chunk size");
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .expect("hex chunk size");
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
+    get_within(addr, path, headers, WAIT).await
 }
 
 /// Password of the `alice` user that [`write_users`] creates.
@@ -467,35 +390,18 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Writes a users file with `alice` (a cheap Argon2id hash of [`PASSWORD`]) into `dir`.
 pub fn write_users(dir: &std::path::Path) -> PathBuf {
-    let params = proxytail::auth::users::HashParams {
-        algorithm: argon2::Algorithm::Argon2id,
-        version: argon2::Version::V0x13,
-        params: argon2::Params::new(1024, 1, 1, None).expect("params"),
-    };
-    let hash = proxytail::auth::users::hash_password_with(PASSWORD, &params).expect("hash");
-    let path = dir.join("users");
-    std::fs::write(&path, format!("alice:{hash}\n")).expect("users file");
-    path
+    users::write_users(dir, &[("alice", PASSWORD)])
 }
 
 /// A WebSocket token from `/api/ws-token` with `alice`'s Basic credentials.
 pub async fn fetch_token(addr: SocketAddr) -> String {
-    use base64::Engine;
-    let credentials = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("alice:{PASSWORD}"))
-    );
+    let credentials = basic("alice", PASSWORD);
     let response = http_get(
         addr,
         "/api/ws-token",
         &[("authorization", credentials.as_str())],
     )
     .await;
-    assert_eq!(
-        response.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&response.body)
-    );
+    assert_eq!(response.status, 200, "{response:?}");
     response.json()["token"].as_str().expect("token").to_owned()
 }

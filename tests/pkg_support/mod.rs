@@ -1,7 +1,16 @@
 //! Shared by the reverse proxy tests (`pkg_nginx`, `pkg_apache`, `pkg_caddy`): a real daemon on
 //! 127.0.0.1:0 with a users file and a temporary log, a minimal HTTP/1.1 client, WebSocket helpers,
 //! and the token + WebSocket flow run through a front end, close codes included.
+//! The HTTP/1.1 client and users files are `tests/common`'s leaf modules, included here.
 #![allow(dead_code)]
+
+#[path = "../common/http.rs"]
+mod http;
+#[path = "../common/users.rs"]
+mod users;
+
+use self::http::{basic, get_within, HttpResponse};
+use self::users::write_users;
 use futures_util::{SinkExt, StreamExt};
 use proxytail::config::Config;
 use std::io::Write;
@@ -10,7 +19,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -19,34 +27,14 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// Upper bound for any single step; a failure bound, not a delay.
 pub const STEP: Duration = Duration::from_secs(10);
 
-/// A minimal HTTP/1.1 GET (Connection: close); returns the status, the header block and the body.
-pub async fn get(
-    addr: SocketAddr,
-    path: &str,
-    auth: Option<(&str, &str)>,
-) -> (u16, String, String) {
-    use base64::Engine as _;
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some((u, p)) = auth {
-        let cred = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-        req.push_str(&format!("Authorization: Basic {cred}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.expect("send");
-    let mut buf = Vec::new();
-    tokio::time::timeout(STEP, stream.read_to_end(&mut buf))
-        .await
-        .expect("response in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    (status, head.to_owned(), body.to_owned())
+/// `GET path` (Connection: close), with `user:password` Basic credentials when given.
+pub async fn get(addr: SocketAddr, path: &str, auth: Option<(&str, &str)>) -> HttpResponse {
+    let credentials = auth.map(|(user, password)| basic(user, password));
+    let headers: Vec<(&str, &str)> = credentials
+        .iter()
+        .map(|c| ("Authorization", c.as_str()))
+        .collect();
+    get_within(addr, path, &headers, STEP).await
 }
 
 pub type Ws =
@@ -95,9 +83,9 @@ pub async fn close_code(ws: &mut Ws) -> u16 {
 }
 
 pub async fn token(addr: SocketAddr) -> String {
-    let (status, _, body) = get(addr, "/api/ws-token", Some((USER, PASSWORD))).await;
-    assert_eq!(status, 200, "{body}");
-    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let response = get(addr, "/api/ws-token", Some((USER, PASSWORD))).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    let json = response.json();
     assert_eq!(json["status"], "success");
     json["token"].as_str().expect("token").to_owned()
 }
@@ -170,9 +158,7 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let log: PathBuf = dir.path().join("access.log");
         std::fs::write(&log, "").expect("log");
-        let users = dir.path().join("users");
-        let hash = proxytail::auth::hash_password(PASSWORD).expect("hash");
-        std::fs::write(&users, format!("{USER}:{hash}\n")).expect("users");
+        let users = write_users(dir.path(), &[(USER, PASSWORD)]);
         std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let state = dir.path().join("state");
         std::fs::create_dir(&state).expect("state dir");
@@ -212,26 +198,30 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
     let origin = format!("http://{front}");
 
     // The dashboard and the API on the same origin.
-    let (status, head, body) = get(front, "/", None).await;
-    assert_eq!(status, 200, "{head}");
+    let page = get(front, "/", None).await;
+    assert_eq!(page.status, 200, "{page:?}");
     assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/html"),
-        "{head}"
+        page.header("content-type")
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/html")),
+        "{page:?}"
     );
-    assert!(body.to_ascii_lowercase().contains("<html"), "{body}");
-    let (status, _, body) = get(front, "/api/health", None).await;
-    assert_eq!(status, 200, "{body}");
+    assert!(
+        page.text().to_ascii_lowercase().contains("<html"),
+        "{page:?}"
+    );
+    let health = get(front, "/api/health", None).await;
+    assert_eq!(health.status, 200, "{health:?}");
 
-    let (status, head, _) = get(front, "/api/ws-token", None).await;
-    assert_eq!(status, 401);
+    let challenge = get(front, "/api/ws-token", None).await;
+    assert_eq!(challenge.status, 401);
     assert!(
-        head.to_ascii_lowercase()
-            .contains("www-authenticate: basic"),
-        "{head}"
+        challenge
+            .header("www-authenticate")
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("basic")),
+        "{challenge:?}"
     );
-    let (status, _, _) = get(front, "/api/ws-token", Some((USER, "wrong"))).await;
-    assert_eq!(status, 401);
+    let wrong = get(front, "/api/ws-token", Some((USER, "wrong"))).await;
+    assert_eq!(wrong.status, 401);
     let first = token(front).await;
 
     // The stream: a line written to the log arrives as an entry; ping gets pong.
