@@ -1,12 +1,16 @@
 //! Shared helpers of the `auth_*` tests: an in-process server on 127.0.0.1:0 around a real
-//! `AppState`, and the token endpoint's common header checks. Cheap Argon2 hashes, users files and
-//! the raw HTTP/1.1 client and the tracing capture are `tests/common`'s leaf modules, included here and re-exported.
+//! `AppState` (stopped on drop), configs from arguments, and the token endpoint's common header
+//! checks. The routes-only server, cheap Argon2 hashes, users files, the raw HTTP/1.1 client and the
+//! tracing capture are `tests/common`'s leaf modules, included here (not the whole harness, which
+//! `torture` does not want) and re-exported.
 #![allow(dead_code)]
 
 #[path = "../common/capture.rs"]
 mod capture;
 #[path = "../common/http.rs"]
 mod http;
+#[path = "../common/server.rs"]
+mod server;
 #[path = "../common/users.rs"]
 mod users;
 
@@ -19,15 +23,10 @@ pub use self::users::{cheap_hash, cheap_params, hash_params, write_users};
 
 use proxytail::auth::Authenticator;
 use proxytail::config::Config;
-use proxytail::http::{AppState, Connections};
-use proxytail::hub::Hub;
-use proxytail::tokens::TokenStore;
+use proxytail::http::AppState;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// Upper bound on any single HTTP exchange in these tests (a failure bound, not a delay).
 pub const IO_BOUND: Duration = Duration::from_secs(30);
@@ -66,25 +65,12 @@ pub async fn serve(config: Config) -> TestServer {
 
 /// Starts a server around `auth`.
 pub async fn serve_with(config: Config, auth: Authenticator) -> TestServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let state = AppState {
-        hub: Arc::new(Hub::new(config.history)),
-        auth: Arc::new(auth),
-        tokens: Arc::new(TokenStore::new(config.token_ttl)),
-        health: Arc::default(),
-        config: Arc::new(config),
-        local_addr: addr,
-        shutdown: stop.clone(),
-        tracker: TaskTracker::new(),
-        connections: Arc::new(Connections::default()),
-    };
-    let server = warp::serve(proxytail::http::routes(state.clone()))
-        .incoming(listener)
-        .graceful(stop.clone().cancelled_owned());
-    tokio::spawn(server.run());
-    TestServer { addr, state, stop }
+    let state = self::server::serve_routes(config, auth);
+    TestServer {
+        addr: state.local_addr,
+        stop: state.shutdown.clone(),
+        state,
+    }
 }
 
 /// `GET path` with `headers` over a fresh connection (`Connection: close`), within [`IO_BOUND`].

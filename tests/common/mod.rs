@@ -4,12 +4,14 @@
 //! HTTP/1.1 client. Every wait has a bound ([`WAIT`] unless told otherwise); nothing sleeps.
 //!
 //! Each test binary includes it with `mod common;` and uses what it needs. The HTTP client
-//! ([`http`]), users files ([`users`]) and the tracing capture ([`capture`]) are leaf submodules that
-//! `tests/auth_support` and `tests/pkg_support` include too, so each exists once.
+//! ([`http`]), the routes-only server ([`server`]), users files ([`users`]) and the tracing capture
+//! ([`capture`]) are leaf submodules that `tests/auth_support` and `tests/pkg_support` include too,
+//! so each exists once.
 #![allow(dead_code)]
 
 pub mod capture;
 pub mod http;
+pub mod server;
 pub mod users;
 
 #[allow(unused_imports)]
@@ -17,21 +19,20 @@ pub use self::capture::Capture;
 #[allow(unused_imports)]
 pub use self::http::{basic, get_within, parse_response, request_bytes, HttpResponse};
 #[allow(unused_imports)]
+pub use self::server::{bind_loopback, serve_routes};
+#[allow(unused_imports)]
 pub use self::users::{cheap_hash, cheap_params, hash_params};
 
 use futures_util::{SinkExt, StreamExt};
 use proxytail::auth::Authenticator;
 use proxytail::config::Config;
-use proxytail::http::{AppState, Connections};
+use proxytail::http::AppState;
 use proxytail::hub::{Hub, Record};
 use proxytail::shutdown::{self, Control};
-use proxytail::tail::TailHealth;
-use proxytail::tokens::TokenStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -39,8 +40,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// Default upper bound for any single wait in a test (a failure bound, not a delay).
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -79,12 +78,6 @@ impl TestConfig {
     pub fn access_log(&self) -> PathBuf {
         self.config.access_logs[0].clone()
     }
-}
-
-/// A listener on 127.0.0.1:0 bound the way the daemon binds its own.
-pub fn bind_loopback() -> TcpListener {
-    proxytail::app::bind_listener("127.0.0.1:0".parse().expect("address"))
-        .expect("bind 127.0.0.1:0")
 }
 
 /// The whole daemon (`app::run`) on 127.0.0.1:0 in this runtime. The test keeps the
@@ -135,27 +128,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `http::routes` for a state built from `files.config` on 127.0.0.1:0.
+    /// Serves the routes for a state built from `files.config` on 127.0.0.1:0.
     pub async fn start(files: TestConfig) -> Server {
-        let listener = bind_loopback();
-        let addr = listener.local_addr().expect("local addr");
         let config = files.config.clone();
-        let state = AppState {
-            hub: Arc::new(Hub::new(config.history)),
-            auth: Arc::new(Authenticator::load(&config).expect("authenticator")),
-            tokens: Arc::new(TokenStore::new(config.token_ttl)),
-            health: Arc::new(TailHealth::default()),
-            config: Arc::new(config),
-            local_addr: addr,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            connections: Arc::new(Connections::default()),
-        };
-        let server = warp::serve(proxytail::http::routes(state.clone()))
-            .incoming(listener)
-            .graceful(state.shutdown.clone().cancelled_owned());
-        state.tracker.spawn(server.run());
-        Server { addr, state, files }
+        let auth = Authenticator::load(&config).expect("authenticator");
+        let state = serve_routes(config, auth);
+        Server {
+            addr: state.local_addr,
+            state,
+            files,
+        }
     }
 
     /// A fresh single-use token.
