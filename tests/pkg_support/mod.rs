@@ -1,17 +1,20 @@
 //! Shared by the reverse proxy tests (`pkg_nginx`, `pkg_apache`, `pkg_caddy`): a real daemon on
 //! 127.0.0.1:0 with a users file and a temporary log, a minimal HTTP/1.1 client, WebSocket helpers,
 //! and the token + WebSocket flow run through a front end, close codes included.
-//! The HTTP/1.1 client and users files are `tests/common`'s leaf modules, included here.
+//! The HTTP/1.1 and WebSocket clients and users files are `tests/common`'s leaf modules, included
+//! here.
 #![allow(dead_code)]
 
 #[path = "../common/http.rs"]
 mod http;
 #[path = "../common/users.rs"]
 mod users;
+#[path = "../common/ws.rs"]
+mod ws;
 
 use self::http::{basic, get_within, HttpResponse};
 use self::users::write_users;
-use futures_util::{SinkExt, StreamExt};
+use self::ws::{expect_close, next_event, send_text, try_connect, Client, Event};
 use proxytail::config::Config;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -19,8 +22,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -37,49 +38,30 @@ pub async fn get(addr: SocketAddr, path: &str, auth: Option<(&str, &str)>) -> Ht
     get_within(addr, path, &headers, STEP).await
 }
 
-pub type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// A WebSocket client connection.
+pub type Ws = Client;
 
+/// Connects to `/api/ws/logs{query}` at `addr` with an `Origin` header; panics unless upgraded.
 pub async fn connect(addr: SocketAddr, query: &str, origin: &str) -> Ws {
-    let mut req = format!("ws://{addr}/api/ws/logs{query}")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut()
-        .insert("Origin", origin.parse().expect("origin header"));
-    let (ws, resp) = tokio::time::timeout(STEP, tokio_tungstenite::connect_async(req))
-        .await
-        .expect("handshake in time")
-        .expect("handshake");
-    assert_eq!(resp.status(), 101);
-    ws
+    try_connect(
+        &format!("ws://{addr}/api/ws/logs{query}"),
+        &[("Origin", origin)],
+    )
+    .await
+    .expect("handshake")
 }
 
-/// The next text message, skipping Ping/Pong control frames.
+/// The next text message, skipping control frames.
 pub async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        match tokio::time::timeout(STEP, ws.next())
-            .await
-            .expect("message in time")
-        {
-            Some(Ok(Message::Text(t))) => return t.as_str().to_owned(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => panic!("expected a text message, got {other:?}"),
-        }
+    match next_event(ws).await {
+        Event::Text(t) => t,
+        other => panic!("expected a text message, got {other:?}"),
     }
 }
 
 /// The close code the server sends next (no data may come first).
 pub async fn close_code(ws: &mut Ws) -> u16 {
-    loop {
-        match tokio::time::timeout(STEP, ws.next())
-            .await
-            .expect("close in time")
-        {
-            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
+    expect_close(ws).await.0
 }
 
 pub async fn token(addr: SocketAddr) -> String {
@@ -239,7 +221,7 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
     assert_eq!(entry["id"], 1, "{entry}");
     assert_eq!(entry["destination"], "example.com:443");
     assert_eq!(entry["status"], "200 Connection established");
-    ws.send(Message::Text("ping".into())).await.expect("ping");
+    send_text(&mut ws, "ping").await;
     assert_eq!(next_text(&mut ws).await, "pong");
 
     // Close codes through the proxy: reused token 4003, no token 4001, unknown token 4003.
@@ -252,21 +234,14 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
 
     // A foreign Origin is refused at the upgrade, through the proxy too.
     let second = token(front).await;
-    let mut req = format!("ws://{front}/api/ws/logs?token={second}")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut()
-        .insert("Origin", "http://evil.example".parse().expect("origin"));
-    match tokio::time::timeout(STEP, tokio_tungstenite::connect_async(req))
-        .await
-        .expect("answer in time")
-    {
+    let url = format!("ws://{front}/api/ws/logs?token={second}");
+    match try_connect(&url, &[("Origin", "http://evil.example")]).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status(), 403)
         }
-        Ok((mut ws, _)) => panic!(
+        Ok(mut ws) => panic!(
             "foreign origin accepted; first frame: {:?}",
-            ws.next().await
+            next_event(&mut ws).await
         ),
         Err(e) => panic!("unexpected error: {e}"),
     }
