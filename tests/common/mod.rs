@@ -45,7 +45,20 @@ pub struct TestConfig {
 impl TestConfig {
     /// Defaults plus `extra` command-line arguments (e.g. `["--history", "100"]`).
     pub fn new(extra: &[&str]) -> TestConfig {
+        TestConfig::in_dir(tempfile::tempdir().expect("temp dir"), extra)
+    }
+
+    /// Like [`TestConfig::new`] with `--users` naming a users file in the temporary directory that
+    /// holds `alice` ([`write_users`]), so [`fetch_token`] works against it.
+    pub fn with_users(extra: &[&str]) -> TestConfig {
         let dir = tempfile::tempdir().expect("temp dir");
+        let users = write_users(dir.path()).display().to_string();
+        let mut args = vec!["--users", users.as_str()];
+        args.extend_from_slice(extra);
+        TestConfig::in_dir(dir, &args)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, extra: &[&str]) -> TestConfig {
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).expect("state dir");
         let log = dir.path().join("access.log");
@@ -90,6 +103,18 @@ impl Daemon {
             control: Some(control),
             task,
         }
+    }
+
+    /// Connects to the stream with a fresh token from [`fetch_token`] (the configuration must name
+    /// a users file with `alice`, as [`TestConfig::with_users`] does) plus `extra` query
+    /// (e.g. `&since=0`).
+    pub async fn subscribe(&self, extra: &str) -> Client {
+        let token = fetch_token(self.addr).await;
+        connect(&format!(
+            "ws://{}/api/ws/logs?token={token}{extra}",
+            self.addr
+        ))
+        .await
     }
 
     /// Sends the stop signal and waits (bounded) for `app::run` to return.
