@@ -258,6 +258,20 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
     first
 }
 
+/// The front end's access log at `path` recorded the token request but not `token` itself: the
+/// single-use token travels in the query string, and the shipped snippet keeps it out of the log.
+pub fn assert_token_not_logged(path: &Path, token: &str, front_end: &str) {
+    let access = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        access.contains("/api/ws-token"),
+        "{front_end} logged nothing?\n{access}"
+    );
+    assert!(
+        !access.contains(token),
+        "token logged by {front_end}:\n{access}"
+    );
+}
+
 /// Copies the shipped file `rel` into `dir`, pointing its backend `127.0.0.1:5001` at `backend`
 /// (the only change), and returns the copy's path.
 pub fn shipped_with_backend(rel: &str, dir: &Path, backend: SocketAddr) -> PathBuf {
