@@ -446,15 +446,17 @@ fn check_users(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     let mut seen = std::collections::HashMap::new();
     let mut bad = 0;
     for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
+        let Some(entry) = users::split_line(raw) else {
             continue;
-        }
+        };
         let loc = Some(format!("{}:{}", path.display(), i + 1));
-        let Some((name, hash)) = line.split_once(':') else {
-            report.push(Severity::Error, loc, "expected `name:HASH`");
-            bad += 1;
-            continue;
+        let (name, hash) = match entry {
+            Ok(parts) => parts,
+            Err(why) => {
+                report.push(Severity::Error, loc, why);
+                bad += 1;
+                continue;
+            }
         };
         let mut problems = Vec::new();
         if let Err(why) = users::check_name(name) {
