@@ -171,3 +171,9 @@ pub async fn texts_until_pong(ws: &mut Client) -> Vec<String> {
         }
     }
 }
+
+/// A `ping` round trip with nothing before the `pong`: proves the session loop runs (so it has
+/// subscribed) and nothing else is queued.
+pub async fn assert_quiet(ws: &mut Client) {
+    assert_eq!(texts_until_pong(ws).await, Vec::<String>::new());
+}
