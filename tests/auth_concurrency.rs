@@ -43,21 +43,31 @@ fn xff(i: usize) -> String {
     format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256)
 }
 
+/// A token request with `authorization` claiming address [`xff`]`(i)`, on its own task.
+fn spawn_attempt(
+    addr: std::net::SocketAddr,
+    authorization: &str,
+    i: usize,
+) -> tokio::task::JoinHandle<Reply> {
+    let authorization = authorization.to_owned();
+    tokio::spawn(async move {
+        let ip = xff(i);
+        get(
+            addr,
+            PATH,
+            &[("Authorization", &authorization), ("X-Forwarded-For", &ip)],
+        )
+        .await
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flood_of_wrong_passwords_is_capped_and_surplus_told_to_retry() {
     let (srv, _dir) = server(32 * 1024, 3, 2, 4).await;
     let wrong = basic("alice", "wrong");
     let mut tasks = Vec::new();
     for i in 0..200 {
-        let (addr, wrong, ip) = (srv.addr, wrong.clone(), xff(i));
-        tasks.push(tokio::spawn(async move {
-            get(
-                addr,
-                PATH,
-                &[("Authorization", &wrong), ("X-Forwarded-For", &ip)],
-            )
-            .await
-        }));
+        tasks.push(spawn_attempt(srv.addr, &wrong, i));
     }
     // While the flood is on, a request that needs no hashing still answers promptly.
     let quick = tokio::time::timeout(
@@ -132,15 +142,7 @@ async fn disconnecting_clients_keep_their_permits_until_hashing_ends() {
     // Two more arrive at once: they must wait for the abandoned hashes, not run beside them.
     let mut later = Vec::new();
     for i in 2..4 {
-        let (addr, wrong, ip) = (srv.addr, wrong.clone(), xff(i));
-        later.push(tokio::spawn(async move {
-            get(
-                addr,
-                PATH,
-                &[("Authorization", &wrong), ("X-Forwarded-For", &ip)],
-            )
-            .await
-        }));
+        later.push(spawn_attempt(srv.addr, &wrong, i));
     }
     for task in later {
         assert_eq!(task.await.unwrap().status, 401);
