@@ -1,6 +1,7 @@
 //! Small byte-level building blocks shared by the hand-written parsers: a space-separated token
 //! cursor, number and time parsing, and the trailing `log_mime_hdrs` blocks.
-use crate::{ParseError, ParseErrorKind, Timestamp};
+use crate::{Entry, ParseError, ParseErrorKind, Timestamp};
+use std::borrow::Cow;
 
 /// Walks a line token by token, tokens separated by runs of spaces.
 pub(crate) struct Cursor<'a> {
@@ -288,6 +289,20 @@ fn iso8601(b: &[u8]) -> Option<Timestamp> {
     };
     let secs = days_from_civil(year, mon, day) * 86_400 + i64::from(h * 3600 + mi * 60 + s);
     Some(Timestamp::new(secs - offset, ms))
+}
+
+/// Adds the two blocks [`split_mime`] found, decoded, to `entry` as its `request_headers` and
+/// `response_headers` extra fields.
+pub(crate) fn push_mime<'a>(entry: &mut Entry<'a>, (request, response): (&'a [u8], &'a [u8])) {
+    use crate::decode::{decode, Encoding};
+    entry.extra.push((
+        Cow::Borrowed("request_headers"),
+        Some(decode(request, Encoding::MimeBlob)),
+    ));
+    entry.extra.push((
+        Cow::Borrowed("response_headers"),
+        Some(decode(response, Encoding::MimeBlob)),
+    ));
 }
 
 /// Splits off the two ` [request headers] [reply headers]` blocks `log_mime_hdrs on` appends
