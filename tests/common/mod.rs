@@ -227,17 +227,19 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
     get_within(addr, path, headers, WAIT).await
 }
 
-/// Password of the `alice` user that [`write_users`] creates.
+/// The user that [`write_users`] creates.
+pub const USER: &str = "alice";
+/// Password of the [`USER`] that [`write_users`] creates.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// Writes a users file with `alice` (a cheap Argon2id hash of [`PASSWORD`]) into `dir`.
+/// Writes a users file with [`USER`] (a cheap Argon2id hash of [`PASSWORD`]) into `dir`.
 pub fn write_users(dir: &std::path::Path) -> PathBuf {
-    users::write_users(dir, &[("alice", PASSWORD)])
+    users::write_users(dir, &[(USER, PASSWORD)])
 }
 
-/// A WebSocket token from `/api/ws-token` with `alice`'s Basic credentials.
+/// A WebSocket token from `/api/ws-token` with [`USER`]'s Basic credentials.
 pub async fn fetch_token(addr: SocketAddr) -> String {
-    let credentials = basic("alice", PASSWORD);
+    let credentials = basic(USER, PASSWORD);
     let response = http_get(
         addr,
         "/api/ws-token",
@@ -245,5 +247,7 @@ pub async fn fetch_token(addr: SocketAddr) -> String {
     )
     .await;
     assert_eq!(response.status, 200, "{response:?}");
-    response.json()["token"].as_str().expect("token").to_owned()
+    let json = response.json();
+    assert_eq!(json["status"], "success", "{json}");
+    json["token"].as_str().expect("token").to_owned()
 }

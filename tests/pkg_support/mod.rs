@@ -1,21 +1,17 @@
 //! Shared by the reverse proxy tests (`pkg_nginx`, `pkg_apache`, `pkg_caddy`): a real daemon on
 //! 127.0.0.1:0 with a users file and a temporary log, a minimal HTTP/1.1 client, WebSocket helpers,
 //! and the token + WebSocket flow run through a front end, close codes included.
-//! The HTTP/1.1 and WebSocket clients and users files are `tests/common`'s leaf modules, included
-//! here.
+//! The in-process daemon, its users file and the HTTP/1.1 and WebSocket clients are `tests/common`'s,
+//! included here whole.
 #![allow(dead_code)]
 
-#[path = "../common/http.rs"]
-mod http;
-#[path = "../common/users.rs"]
-mod users;
-#[path = "../common/ws.rs"]
-mod ws;
+#[path = "../common/mod.rs"]
+mod common;
 
-use self::http::{basic, get_within, HttpResponse};
-use self::users::write_users;
-use self::ws::{expect_close, next_event, send_text, try_connect, Client, Event};
-use proxytail::config::Config;
+use common::{
+    basic, expect_close, fetch_token, get_within, next_event, send_text, try_connect, Client,
+    Event, HttpResponse, TestConfig, USER,
+};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -23,8 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-pub const USER: &str = "alice";
-pub const PASSWORD: &str = "correct horse battery staple";
 /// Upper bound for any single step; a failure bound, not a delay.
 pub const STEP: Duration = Duration::from_secs(10);
 
@@ -62,14 +56,6 @@ pub async fn next_text(ws: &mut Ws) -> String {
 /// The close code the server sends next (no data may come first).
 pub async fn close_code(ws: &mut Ws) -> u16 {
     expect_close(ws).await.0
-}
-
-pub async fn token(addr: SocketAddr) -> String {
-    let response = get(addr, "/api/ws-token", Some((USER, PASSWORD))).await;
-    assert_eq!(response.status, 200, "{response:?}");
-    let json = response.json();
-    assert_eq!(json["status"], "success");
-    json["token"].as_str().expect("token").to_owned()
 }
 
 /// True if the front end binary exists. Absent outside CI: skip with a message; absent in CI
@@ -120,54 +106,33 @@ pub fn run_ok(cmd: &mut Command, log: &Path) {
     );
 }
 
-/// A daemon running in-process on 127.0.0.1:0 with one user and an empty log.
+/// A daemon running in-process on 127.0.0.1:0 (`tests/common`'s) with [`USER`] in an owner-only
+/// users file and an empty log.
 pub struct Daemon {
     /// Where the daemon listens; the front end's backend.
     pub addr: SocketAddr,
     /// The access log it follows; the flow appends a line to it.
     pub log: PathBuf,
-    /// Stops the daemon.
-    control: proxytail::shutdown::Control,
-    /// The daemon's task, awaited to prove a clean exit.
-    task: tokio::task::JoinHandle<Result<(), proxytail::error::StartupError>>,
+    /// The running daemon; the flow stops it to prove a clean exit.
+    daemon: common::Daemon,
     /// Holds the log, users file and state directory.
-    _dir: tempfile::TempDir,
+    _files: TestConfig,
 }
 
 impl Daemon {
     /// Starts the daemon (reading the log from its start, trusting X-Forwarded-For from loopback).
     pub async fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log: PathBuf = dir.path().join("access.log");
+        let files = TestConfig::with_users(&["--from-start", "--trust-forwarded-for"]);
+        let log = files.access_log();
         std::fs::write(&log, "").expect("log");
-        let users = write_users(dir.path(), &[(USER, PASSWORD)]);
+        let users = files.config.users.clone().expect("users file");
         std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        let state = dir.path().join("state");
-        std::fs::create_dir(&state).expect("state dir");
-        let (_, config) = Config::from_args([
-            "proxytail".as_ref(),
-            "--access-log".as_ref(),
-            log.as_os_str(),
-            "--users".as_ref(),
-            users.as_os_str(),
-            "--state-dir".as_ref(),
-            state.as_os_str(),
-            "--from-start".as_ref(),
-            "--trust-forwarded-for".as_ref(),
-        ])
-        .expect("config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (control, signals) = proxytail::shutdown::channel();
-        let task = tokio::spawn(proxytail::app::run(config, listener, signals));
+        let daemon = common::Daemon::start(&files).await;
         Daemon {
-            addr,
+            addr: daemon.addr,
             log,
-            control,
-            task,
-            _dir: dir,
+            daemon,
+            _files: files,
         }
     }
 }
@@ -204,7 +169,7 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
     );
     let wrong = get(front, "/api/ws-token", Some((USER, "wrong"))).await;
     assert_eq!(wrong.status, 401);
-    let first = token(front).await;
+    let first = fetch_token(front).await;
 
     // The stream: a line written to the log arrives as an entry; ping gets pong.
     let mut ws = connect(front, &format!("?token={first}"), &origin).await;
@@ -233,7 +198,7 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
     assert_eq!(close_code(&mut bogus).await, 4003);
 
     // A foreign Origin is refused at the upgrade, through the proxy too.
-    let second = token(front).await;
+    let second = fetch_token(front).await;
     let url = format!("ws://{front}/api/ws/logs?token={second}");
     match try_connect(&url, &[("Origin", "http://evil.example")]).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
@@ -247,14 +212,9 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
     }
 
     // Shutdown: the subscriber behind the proxy gets 1001, the daemon returns Ok.
-    let Daemon { control, task, .. } = daemon;
-    control.stop.send(()).expect("stop");
+    let stop = tokio::spawn(daemon.daemon.stop());
     assert_eq!(close_code(&mut ws).await, 1001);
-    tokio::time::timeout(Duration::from_secs(15), task)
-        .await
-        .expect("daemon stops in time")
-        .expect("join")
-        .expect("clean exit");
+    stop.await.expect("stop task").expect("clean exit");
     first
 }
 
