@@ -167,6 +167,21 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Seconds since the epoch of a civil date and time (in whatever zone they were written).
+fn civil_secs(year: i64, mon: u32, day: u32, h: u32, mi: u32, s: u32) -> i64 {
+    days_from_civil(year, mon, day) * 86_400 + i64::from(h * 3600 + mi * 60 + s)
+}
+
+/// A zone's `±hh mm` as seconds east of UTC.
+fn zone_offset(sign: u8, hh: u32, mm: u32) -> i64 {
+    let v = i64::from(hh * 3600 + mm * 60);
+    if sign == b'-' {
+        -v
+    } else {
+        v
+    }
+}
+
 /// Squid's httpd time `dd/Mon/yyyy:HH:MM:SS +hhmm` (`%tl`; `%tg` has no zone and is UTC) as the
 /// UTC instant. Also takes the odd `-03-30` a negative half-hour offset prints as (§1.2).
 pub(crate) fn httpd_time(b: &[u8]) -> Option<Timestamp> {
@@ -192,17 +207,11 @@ pub(crate) fn httpd_time(b: &[u8]) -> Option<Timestamp> {
                 [a, b, b'-', c, d] => (two(&[*a, *b])?, two(&[*c, *d])?),
                 _ => return None,
             };
-            let v = i64::from(hh * 3600 + mm * 60);
-            if *sign == b'-' {
-                -v
-            } else {
-                v
-            }
+            zone_offset(*sign, hh, mm)
         }
         _ => return None,
     };
-    let days = days_from_civil(year, mon, day);
-    let local = days * 86_400 + i64::from(h * 3600 + mi * 60 + s);
+    let local = civil_secs(year, mon, day, h, mi, s);
     Some(Timestamp::new(local - offset_secs, 0))
 }
 
@@ -278,16 +287,11 @@ fn iso8601(b: &[u8]) -> Option<Timestamp> {
                 [a, b, b':', c, d] | [a, b, c, d] => (two(&[*a, *b])?, two(&[*c, *d])?),
                 _ => return None,
             };
-            let v = i64::from(hh * 3600 + mm * 60);
-            if *sign == b'-' {
-                -v
-            } else {
-                v
-            }
+            zone_offset(*sign, hh, mm)
         }
         _ => return None,
     };
-    let secs = days_from_civil(year, mon, day) * 86_400 + i64::from(h * 3600 + mi * 60 + s);
+    let secs = civil_secs(year, mon, day, h, mi, s);
     Some(Timestamp::new(secs - offset, ms))
 }
 
