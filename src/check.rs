@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Shortest acceptable HS256 secret, in bytes (RFC 7518 §3.2: at least the hash size).
-pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// Shortest acceptable HS256 secret, in bytes (RFC 7518 §3.2: at least the hash size): the daemon's.
+pub const MIN_JWT_SECRET_BYTES: usize = crate::auth::jwt::MIN_SECRET_BYTES;
 /// The only port the packaged systemd unit lets the daemon bind (`SocketBindAllow=tcp:5001`).
 pub const PACKAGED_PORT: u16 = 5001;
 /// Widest acceptable mode for files holding credentials: owner read/write, group read.
@@ -446,15 +446,17 @@ fn check_users(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     let mut seen = std::collections::HashMap::new();
     let mut bad = 0;
     for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
+        let Some(entry) = users::split_line(raw) else {
             continue;
-        }
+        };
         let loc = Some(format!("{}:{}", path.display(), i + 1));
-        let Some((name, hash)) = line.split_once(':') else {
-            report.push(Severity::Error, loc, "expected `name:HASH`");
-            bad += 1;
-            continue;
+        let (name, hash) = match entry {
+            Ok(parts) => parts,
+            Err(why) => {
+                report.push(Severity::Error, loc, why);
+                bad += 1;
+                continue;
+            }
         };
         let mut problems = Vec::new();
         if let Err(why) = users::check_name(name) {
@@ -516,7 +518,7 @@ fn check_jwt_secret(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     let Some(text) = read_secret_file(report, loc, path) else {
         return;
     };
-    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let secret = crate::auth::jwt::secret_of(text.as_bytes());
     if secret.len() < MIN_JWT_SECRET_BYTES {
         report.push(
             Severity::Error,

@@ -5,19 +5,12 @@ mod common;
 use common::*;
 
 async fn first_entry(extra: &[&str], line: &str) -> serde_json::Value {
-    let scratch = tempfile::tempdir().expect("temp dir");
-    let users = write_users(scratch.path()).display().to_string();
-    let mut args = vec!["--users", users.as_str(), "--from-start"];
+    let mut args = vec!["--from-start"];
     args.extend_from_slice(extra);
-    let files = TestConfig::new(&args);
+    let files = TestConfig::with_users(&args);
     std::fs::write(files.access_log(), format!("{line}\n")).expect("log");
     let daemon = Daemon::start(&files).await;
-    let token = fetch_token(daemon.addr).await;
-    let mut ws = connect(&format!(
-        "ws://{}/api/ws/logs?token={token}&since=0",
-        daemon.addr
-    ))
-    .await;
+    let mut ws = daemon.subscribe("&since=0").await;
     let entry = read_entries(&mut ws, 1).await.remove(0);
     daemon.stop().await.expect("clean stop");
     entry
