@@ -5,6 +5,8 @@
 //!
 //! Needs Debian's `squid` and `curl` (scripts/test.sh installs them). Runs as root (as CI does): Squid
 //! then drops to its `proxy` user, so the temporary directory is handed to that user.
+mod common;
+
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -182,34 +184,6 @@ async fn origin() -> SocketAddr {
     addr
 }
 
-fn argon2_hash(password: &str) -> String {
-    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-    let params = argon2::Params::new(1024, 1, 1, None).unwrap();
-    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    a.hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-        .unwrap()
-        .to_string()
-}
-
-async fn get_token(addr: SocketAddr, user: &str, pass: &str) -> String {
-    use base64::Engine;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let cred = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET /api/ws-token HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {cred}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.unwrap();
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let v: serde_json::Value =
-        serde_json::from_str(body.trim()).unwrap_or_else(|_| panic!("token reply: {resp}"));
-    v["token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_squid_logs_in_three_formats_are_streamed_exactly_once_across_a_rotation() {
     let _ = tracing_subscriber::fmt()
@@ -232,8 +206,7 @@ async fn real_squid_logs_in_three_formats_are_streamed_exactly_once_across_a_rot
     let squid = Squid::start(&logs);
 
     let state = dir.path().join("state");
-    let users = dir.path().join("users");
-    std::fs::write(&users, format!("ops:{}\n", argon2_hash("secret"))).unwrap();
+    let users = common::write_users(dir.path());
     std::fs::set_permissions(&users, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -275,7 +248,7 @@ async fn real_squid_logs_in_three_formats_are_streamed_exactly_once_across_a_rot
     let (control, signals) = proxytail::shutdown::channel();
     let daemon = tokio::spawn(proxytail::app::run(config, listener, signals));
 
-    let token = get_token(addr, "ops", "secret").await;
+    let token = common::fetch_token(addr).await;
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("ws://{addr}/api/ws/logs?token={token}&since=0"))
             .await

@@ -10,16 +10,13 @@
 //!
 //! `cargo test --test torture` runs the bounded form (CI); `cargo test --test torture -- --ignored
 //! --nocapture` the long one. Both print lines/s, rotations, restarts and the result.
-mod auth_support;
+mod common;
 
-use base64::Engine;
+use common::process::{tail_of, LogTail, Proc};
 use futures_util::StreamExt;
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -76,7 +73,7 @@ fn run(plan: Plan) {
     let log = logs.join("access.log");
     std::fs::File::create(&log).unwrap();
     let state = dir.path().join("state");
-    let users = auth_support::write_users(dir.path(), &[("ops", "torture")]);
+    let users = common::write_users(dir.path());
     let args: Vec<String> = [
         "--listen",
         "127.0.0.1:0",
@@ -100,8 +97,8 @@ fn run(plan: Plan) {
         .build()
         .unwrap();
     // The daemons' stderr, across restarts, for failure messages.
-    let stderr = Arc::new(Mutex::new(VecDeque::new()));
-    let mut daemon = Daemon::start(&args, &stderr);
+    let stderr = LogTail::default();
+    let mut daemon = Proc::start(&args, &stderr, BOUND);
     let (addr_tx, addr_rx) = watch::channel(Some(daemon.addr));
     let (fast_tx, mut fast_rx) = watch::channel(0u64);
     let (slow_tx, mut slow_rx) = watch::channel(0u64);
@@ -182,16 +179,16 @@ fn run(plan: Plan) {
                 writer.write_range(seq + 1..=seq + 500);
                 seq += 500;
             }
-            daemon = Daemon::start(&args, &stderr);
+            daemon = Proc::start(&args, &stderr, BOUND);
             addr_tx.send_replace(Some(daemon.addr));
         } else if seq == plan.term_at {
-            let status = daemon.terminate();
+            let status = daemon.terminate(BOUND);
             assert!(
                 status.success(),
                 "SIGTERM must end the daemon with exit 0, got {status}"
             );
             restarts += 1;
-            daemon = Daemon::start(&args, &stderr);
+            daemon = Proc::start(&args, &stderr, BOUND);
             addr_tx.send_replace(Some(daemon.addr));
         } else {
             let kind = match rotations % 3 {
@@ -216,7 +213,7 @@ fn run(plan: Plan) {
     let (fast, slow) = subscribers.take().expect("subscribers");
     let fast = rt.block_on(fast).unwrap().unwrap();
     let slow = rt.block_on(slow).unwrap().unwrap();
-    let status = daemon.terminate();
+    let status = daemon.terminate(BOUND);
     assert!(status.success(), "final SIGTERM: {status}");
     println!(
         "torture: {} lines written in {:.2?} ({:.0} lines/s), all delivered to the fast subscriber after {:.2?} \
@@ -236,103 +233,6 @@ fn run(plan: Plan) {
         behind_at_kill.iter().any(|b| *b >= 1_000),
         "the slow subscriber was never far behind: {behind_at_kill:?}"
     );
-}
-
-fn tail_of(log: &Mutex<VecDeque<String>>) -> String {
-    let log = log.lock().unwrap();
-    log.iter()
-        .filter(|l| !l.contains("issued a WebSocket token"))
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The real daemon binary, its address read from its own start-up log line.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    /// The last lines it wrote to stderr, for failure messages.
-    stderr: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl Daemon {
-    fn start(args: &[String], stderr: &Arc<Mutex<VecDeque<String>>>) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_proxytail"))
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env("PROXYTAIL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = stderr.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let keep = stderr.clone();
-        std::thread::spawn(move || {
-            // Keeps draining so the daemon never blocks on a full pipe.
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(addr) = line
-                    .split("local=")
-                    .nth(1)
-                    .and_then(|r| r.split_whitespace().next())
-                {
-                    let _ = tx.send(addr.parse::<SocketAddr>());
-                }
-                let mut keep = keep.lock().unwrap();
-                keep.push_back(line);
-                if keep.len() > 400 {
-                    keep.pop_front();
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(BOUND) {
-            Ok(Ok(addr)) => addr,
-            other => panic!(
-                "daemon did not report its address ({other:?}): {:?}",
-                stderr.lock().unwrap()
-            ),
-        };
-        Daemon {
-            child,
-            addr,
-            stderr,
-        }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        // `Child::wait` has no bound: wait on a thread and bound the wait for its answer.
-        let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        match rx.recv_timeout(BOUND) {
-            Ok(status) => status.unwrap(),
-            Err(_) => panic!(
-                "daemon still running after SIGTERM: {:?}",
-                self.stderr.lock().unwrap()
-            ),
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,10 +377,10 @@ async fn subscribe(
 }
 
 async fn token(addr: SocketAddr) -> std::io::Result<String> {
-    let cred = base64::engine::general_purpose::STANDARD.encode("ops:torture");
+    let cred = common::basic(common::USER, common::PASSWORD);
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(
-        format!("GET /api/ws-token HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {cred}\r\nConnection: close\r\n\r\n")
+        format!("GET /api/ws-token HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {cred}\r\nConnection: close\r\n\r\n")
             .as_bytes(),
     )
     .await?;

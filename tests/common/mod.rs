@@ -11,6 +11,7 @@
 
 pub mod capture;
 pub mod http;
+pub mod process;
 pub mod server;
 pub mod users;
 pub mod ws;
