@@ -2,11 +2,8 @@
 //! glued Squid ≤ 5 records, the testdata samples end to end, health counters.
 mod tail_support;
 
-use proxytail::hub::Hub;
-use proxytail::tail::Tailer;
 use std::fs::{self, File};
 use std::path::Path;
-use std::sync::Arc;
 use tail_support::*;
 
 fn testdata(rel: &str) -> std::path::PathBuf {
@@ -17,10 +14,15 @@ fn testdata(rel: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_format_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let cfg = config(&[&log], &dir.path().join("state"), &["--format", "nope"]);
-    let err = Tailer::new(&cfg, Arc::new(Hub::new(10))).unwrap_err();
+    // Formats are compiled with the configuration, before anything starts.
+    let err = proxytail::config::Config::from_args([
+        "proxytail",
+        "--access-log",
+        "/x.log",
+        "--format",
+        "nope",
+    ])
+    .unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
 }
 
