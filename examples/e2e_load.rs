@@ -53,12 +53,17 @@ struct Args {
     history: u64,
     /// The daemon binary.
     bin: PathBuf,
+    /// Parent of the temporary directory holding the log, users file and state directory
+    /// (default: the system temp dir); e.g. `/dev/shm` to take the disk out of the measurement.
+    tmp: Option<PathBuf>,
+    /// Where to write subscriber 0's `seq latency_ns` pairs, one a line (for plotting tails).
+    dump: Option<PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: e2e_load [--subscribers N] [--rate LINES/S (0 = max)] [--lines N] [--seconds S] \
-         [--drain S] [--history N] [--bin PATH]"
+         [--drain S] [--history N] [--bin PATH] [--dump FILE] [--tmp DIR]"
     );
     std::process::exit(2);
 }
@@ -72,6 +77,8 @@ fn parse_args() -> Args {
         drain: 30,
         history: 10_000,
         bin: PathBuf::from("target/release/proxytail"),
+        dump: None,
+        tmp: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
@@ -85,6 +92,8 @@ fn parse_args() -> Args {
             "--drain" => a.drain = num().max(1),
             "--history" => a.history = num().max(1),
             "--bin" => a.bin = PathBuf::from(value),
+            "--dump" => a.dump = Some(PathBuf::from(value)),
+            "--tmp" => a.tmp = Some(PathBuf::from(value)),
             _ => usage(),
         }
     }
@@ -245,8 +254,10 @@ struct Seen {
     lost: u64,
     /// Entries whose id did not equal the line's own sequence number.
     mismatched: u64,
-    /// Write-to-receipt latency of every entry, ns.
+    /// Write-to-receipt latency of every entry, ns, in order of arrival.
     latencies: Vec<u64>,
+    /// The sequence number of each entry in `latencies`.
+    seqs: Vec<u64>,
     /// When the first and the last entry arrived (ns since the origin).
     first_last: Option<(u64, u64)>,
     /// How the stream ended early, if it did (a close frame or an error).
@@ -308,6 +319,7 @@ async fn subscriber(
                 seen.mismatched += 1;
             }
             seen.latencies.push(now.saturating_sub(stamp));
+            seen.seqs.push(seq);
         }
         seen.first_last = Some(seen.first_last.map_or((now, now), |(f, _)| (f, now)));
     }
@@ -378,7 +390,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = match &args.tmp {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir(),
+    }
+    .expect("temp dir");
     let log = dir.path().join("access.log");
     std::fs::File::create(&log).expect("create log");
     let state = dir.path().join("state");
@@ -487,6 +503,15 @@ fn main() {
     let exit = daemon.stop();
 
     // Report.
+    if let (Some(path), Some(s)) = (&args.dump, seen.first()) {
+        let mut out = String::new();
+        for (seq, ns) in s.seqs.iter().zip(&s.latencies) {
+            out.push_str(&format!("{seq} {ns}\n"));
+        }
+        if let Err(e) = std::fs::write(path, out) {
+            eprintln!("cannot write {}: {e}", path.display());
+        }
+    }
     let mode = if args.rate == 0 {
         "max".to_string()
     } else {
