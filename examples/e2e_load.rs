@@ -192,6 +192,22 @@ fn memory_of(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// CPU time (user + system) of process `pid` so far, seconds (`/proc/PID/stat`, 100 ticks/s).
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// A cheap Argon2id hash (m=1024 KiB, t=1, p=1): the load tool measures streaming, not sign-in.
 fn cheap_hash(password: &str) -> String {
     let params = HashParams {
@@ -224,7 +240,8 @@ async fn token(addr: SocketAddr) -> Result<String, String> {
         .map_err(|_| "token request timed out".to_string())?
         .map_err(|e| e.to_string())?;
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(body.trim()).map_err(|e| format!("{e}: {resp}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(body.trim()).map_err(|e| format!("{e}: {resp}"))?;
     v["token"]
         .as_str()
         .map(str::to_owned)
@@ -354,7 +371,11 @@ fn write_lines(log: &Path, origin: Instant, args: &Args) -> (u64, Duration) {
             // Paced: sleep until the next line is due (at most 1 ms).
             let next_at =
                 Duration::from_nanos((seq as u128 * 1_000_000_000 / u128::from(args.rate)) as u64);
-            std::thread::sleep(next_at.saturating_sub(elapsed).min(Duration::from_millis(1)));
+            std::thread::sleep(
+                next_at
+                    .saturating_sub(elapsed)
+                    .min(Duration::from_millis(1)),
+            );
             continue;
         }
         buf.clear();
@@ -481,6 +502,7 @@ fn main() {
     };
 
     let write_start = origin.elapsed().as_nanos() as u64;
+    let cpu_before = (cpu_seconds(&pid.to_string()), cpu_seconds("self"));
     let (written, write_time) = write_lines(&log, origin, &args);
     expected_tx.send_replace(written);
     let drain_deadline = Instant::now() + Duration::from_secs(args.drain);
@@ -499,6 +521,8 @@ fn main() {
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
     let (rss_end, hwm) = memory_of(pid).unwrap_or_default();
+    let cpu_daemon = cpu_seconds(&pid.to_string()) - cpu_before.0;
+    let cpu_tool = cpu_seconds("self") - cpu_before.1;
     let stderr = daemon.stderr.clone();
     let exit = daemon.stop();
 
@@ -532,11 +556,9 @@ fn main() {
         let mut lat = s.latencies.clone();
         lat.sort_unstable();
         // Throughput: lines received over the time from the first write to the last receipt.
-        let tput = s
-            .first_last
-            .map_or(0.0, |(_, last)| {
-                s.received as f64 / (last.saturating_sub(write_start) as f64 / 1e9).max(1e-9)
-            });
+        let tput = s.first_last.map_or(0.0, |(_, last)| {
+            s.received as f64 / (last.saturating_sub(write_start) as f64 / 1e9).max(1e-9)
+        });
         let missing = written.saturating_sub(s.received);
         total_lost += s.lost + missing;
         if s.received < written {
@@ -578,6 +600,16 @@ fn main() {
         rss_max.load(Ordering::Relaxed).max(rss_end) as f64 / 1024.0,
         rss_end as f64 / 1024.0,
         hwm as f64 / 1024.0,
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "  CPU during the run: daemon {cpu_daemon:.2} s ({:.0} lines per daemon CPU-second), \
+         load tool (writer + clients) {cpu_tool:.2} s; loadavg {}",
+        written as f64 / cpu_daemon.max(1e-9),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     if total_lost > 0 {
         let tail = stderr.lock().unwrap_or_else(|p| p.into_inner());
