@@ -452,12 +452,20 @@ fn main() {
     let (expected_tx, expected) = tokio::sync::watch::channel(u64::MAX);
     let done = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
+    let mut rss_tokens = 0;
     let handles = rt.block_on(async {
-        let mut handles = Vec::new();
+        // Every token first, so the RSS of sign-in (Argon2) and of connections are told apart.
+        let mut tokens = Vec::new();
         for i in 0..args.subscribers {
-            let token = token(addr)
-                .await
-                .unwrap_or_else(|e| panic!("token {i}: {e}"));
+            tokens.push(
+                token(addr)
+                    .await
+                    .unwrap_or_else(|e| panic!("token {i}: {e}")),
+            );
+        }
+        rss_tokens = memory_of(pid).unwrap_or_default().0;
+        let mut handles = Vec::new();
+        for (i, token) in tokens.into_iter().enumerate() {
             let url = format!("ws://{addr}/api/ws/logs?token={token}");
             let (mut ws, _) = tokio::time::timeout(BOUND, tokio_tungstenite::connect_async(url))
                 .await
@@ -593,9 +601,10 @@ fn main() {
         all_lat.last().map_or(f64::NAN, |&n| n as f64 / 1e6),
     );
     println!(
-        "  daemon RSS: {:.1} MiB at start, {:.1} MiB with subscribers connected, max sampled {:.1} MiB, \
+        "  daemon RSS: {:.1} MiB at start, {:.1} MiB after the tokens, {:.1} MiB with subscribers connected, max sampled {:.1} MiB, \
          {:.1} MiB at end, VmHWM {:.1} MiB; exit {exit}",
         rss_start as f64 / 1024.0,
+        rss_tokens as f64 / 1024.0,
         rss_connected as f64 / 1024.0,
         rss_max.load(Ordering::Relaxed).max(rss_end) as f64 / 1024.0,
         rss_end as f64 / 1024.0,
