@@ -269,6 +269,8 @@ struct Seen {
     received: u64,
     /// Entries missing (sum of the jumps in the id sequence) plus ids out of order.
     lost: u64,
+    /// The highest id received (ids after it up to the number written never arrived).
+    last_id: u64,
     /// Entries whose id did not equal the line's own sequence number.
     mismatched: u64,
     /// Write-to-receipt latency of every entry, ns, in order of arrival.
@@ -340,6 +342,7 @@ async fn subscriber(
         }
         seen.first_last = Some(seen.first_last.map_or((now, now), |(f, _)| (f, now)));
     }
+    seen.last_id = last_id;
     done.fetch_add(1, Ordering::AcqRel);
     let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
     seen
@@ -567,18 +570,19 @@ fn main() {
         let tput = s.first_last.map_or(0.0, |(_, last)| {
             s.received as f64 / (last.saturating_sub(write_start) as f64 / 1e9).max(1e-9)
         });
-        let missing = written.saturating_sub(s.received);
-        total_lost += s.lost + missing;
+        // Gaps inside the sequence, plus the tail that never arrived.
+        let lost = s.lost + written.saturating_sub(s.last_id);
+        total_lost += lost;
         if s.received < written {
             incomplete += 1;
         }
         worst_p99 = worst_p99.max(percentile(&lat, 0.99));
         min_tput = min_tput.min(tput);
-        if args.subscribers <= 4 || i < 2 || s.lost + missing > 0 || s.ended.is_some() {
+        if args.subscribers <= 4 || i < 2 || lost > 0 || s.ended.is_some() {
             println!(
                 "  sub {i}: received {}/{written}, lost {}, id≠seq {}, {:.0} lines/s, latency p50 {:.3} ms p99 {:.3} ms max {:.3} ms{}",
                 s.received,
-                s.lost + missing,
+                lost,
                 s.mismatched,
                 tput,
                 percentile(&lat, 0.50),
