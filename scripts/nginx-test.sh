@@ -16,9 +16,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
         echo "missing ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root" >&2
         exit 1
     fi
-    apt-get update -qq
-    # Only the binaries are needed; the packages' own services are neither configured nor used here.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Only the binaries are needed: keep the installs from starting their system services (port 80).
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 cargo test --test pkg_nginx --test pkg_apache --test pkg_caddy

@@ -13,6 +13,8 @@ step() { printf '\n=== %s ===\n' "$*"; }
 declare -A want=(
   [squid]=/usr/sbin/squid
   [nginx]=/usr/sbin/nginx
+  [apache2]=/usr/sbin/apache2
+  [caddy]=/usr/bin/caddy
   [chromium]=/usr/bin/chromium
   [curl]=/usr/bin/curl
   [lintian]=/usr/bin/lintian

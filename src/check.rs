@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Shortest acceptable HS256 secret, in bytes (RFC 7518 §3.2: at least the hash size).
-pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// Shortest acceptable HS256 secret, in bytes (RFC 7518 §3.2: at least the hash size): the daemon's.
+pub const MIN_JWT_SECRET_BYTES: usize = crate::auth::jwt::MIN_SECRET_BYTES;
+/// The only port the packaged systemd unit lets the daemon bind (`SocketBindAllow=tcp:5001`).
+pub const PACKAGED_PORT: u16 = 5001;
 /// Widest acceptable mode for files holding credentials: owner read/write, group read.
 pub const MAX_SECRET_FILE_MODE: u32 = 0o640;
 
@@ -229,6 +231,17 @@ fn check_listen(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
             Err(_) => return,
         },
     };
+    if listen.port() != PACKAGED_PORT {
+        report.push(
+            Severity::Warning,
+            loc.clone(),
+            format!(
+                "port {} is not {PACKAGED_PORT}: the packaged unit may bind {PACKAGED_PORT} only \
+                 (SocketBindAllow=); widen it in a drop-in (`systemctl edit proxytail`)",
+                listen.port()
+            ),
+        );
+    }
     if listen.ip().is_loopback() {
         report.push(Severity::Ok, loc, format!("listening on loopback {listen}"));
     } else if s.allow_non_loopback.unwrap_or(false) {
@@ -306,9 +319,32 @@ fn check_logs(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     }
     if let Some(conf) = &s.squid_conf {
         let loc = origin.of("squid-conf", origin.cli.squid_conf.is_some());
-        match std::fs::read_to_string(conf) {
-            Ok(_) => report.push(Severity::Ok, loc, format!("{} is readable", conf.display())),
-            Err(e) => report.push(Severity::Error, loc, format!("{}: {e}", conf.display())),
+        match crate::tail::discover_squid_conf(conf) {
+            Ok(found) => {
+                report.push(
+                    Severity::Ok,
+                    loc.clone(),
+                    format!(
+                        "{}: {} access log(s) found",
+                        conf.display(),
+                        found.sources.len()
+                    ),
+                );
+                for note in found.notes {
+                    report.push(Severity::Warning, loc.clone(), note);
+                }
+                for src in found.sources {
+                    let what = format!("access log in squid.conf, format {}", src.format_name);
+                    check_readable_log(report, Some(what), &src.path);
+                }
+            }
+            Err(e) => {
+                let mut msg = e.to_string();
+                if let Some(source) = std::error::Error::source(&e) {
+                    msg = format!("{msg}: {source}");
+                }
+                report.push(Severity::Error, loc, msg)
+            }
         }
     }
 }
@@ -410,15 +446,17 @@ fn check_users(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     let mut seen = std::collections::HashMap::new();
     let mut bad = 0;
     for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
+        let Some(entry) = users::split_line(raw) else {
             continue;
-        }
+        };
         let loc = Some(format!("{}:{}", path.display(), i + 1));
-        let Some((name, hash)) = line.split_once(':') else {
-            report.push(Severity::Error, loc, "expected `name:HASH`");
-            bad += 1;
-            continue;
+        let (name, hash) = match entry {
+            Ok(parts) => parts,
+            Err(why) => {
+                report.push(Severity::Error, loc, why);
+                bad += 1;
+                continue;
+            }
         };
         let mut problems = Vec::new();
         if let Err(why) = users::check_name(name) {
@@ -480,7 +518,7 @@ fn check_jwt_secret(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     let Some(text) = read_secret_file(report, loc, path) else {
         return;
     };
-    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let secret = crate::auth::jwt::secret_of(text.as_bytes());
     if secret.len() < MIN_JWT_SECRET_BYTES {
         report.push(
             Severity::Error,

@@ -86,9 +86,17 @@ pub struct Settings {
     )]
     #[serde(default)]
     pub access_log: Vec<PathBuf>,
-    /// Log format: `squid` (native, default).
+    /// Log format: `squid` (native, default), `common`, `combined`, `referrer`, `useragent`,
+    /// `logformat` (with `--logformat`) or `regex` (with `--regex`).
     #[arg(long, env = "PROXYTAIL_FORMAT", global = true)]
     pub format: Option<String>,
+    /// With `--format regex`: a regular expression with named groups (`client_ip`, `method`,
+    /// `destination`, `code`, `bytes`, `time`, …; other names become extra fields).
+    #[arg(long, env = "PROXYTAIL_REGEX", global = true)]
+    pub regex: Option<String>,
+    /// With `--format logformat`: a Squid `logformat` definition (the part after its name).
+    #[arg(long, env = "PROXYTAIL_LOGFORMAT", global = true)]
+    pub logformat: Option<String>,
     /// Read `access_log` and `logformat` lines from this squid.conf.
     #[arg(long, env = "PROXYTAIL_SQUID_CONF", global = true)]
     pub squid_conf: Option<PathBuf>,
@@ -160,6 +168,8 @@ pub struct Config {
     pub access_logs: Vec<PathBuf>,
     /// Log format name (`squid`, …).
     pub format: String,
+    /// The compiled format of every `--access-log` (from `format`, `regex`, `logformat`).
+    pub log_format: parsers::Format,
     /// squid.conf to discover logs and formats from.
     pub squid_conf: Option<PathBuf>,
     /// Users file for Basic authentication.
@@ -224,6 +234,7 @@ impl Config {
             return Err(ConfigError::NonLoopback(listen));
         }
         let format = s.format.unwrap_or_else(|| "squid".to_owned());
+        let log_format = compile_format(&format, s.regex.as_deref(), s.logformat.as_deref())?;
         let history = s.history.unwrap_or(10_000);
         if history == 0 {
             return Err(ConfigError::Invalid {
@@ -249,6 +260,7 @@ impl Config {
             listen,
             access_logs: s.access_log,
             format,
+            log_format,
             squid_conf: s.squid_conf,
             users: s.users,
             jwt_secret_file: s.jwt_secret_file,
@@ -298,6 +310,8 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         allow_non_loopback: a.allow_non_loopback.or(b.allow_non_loopback),
         access_log: vec_or(a.access_log, b.access_log),
         format: a.format.or(b.format),
+        regex: a.regex.or(b.regex),
+        logformat: a.logformat.or(b.logformat),
         squid_conf: a.squid_conf.or(b.squid_conf),
         users: a.users.or(b.users),
         jwt_secret_file: a.jwt_secret_file.or(b.jwt_secret_file),
@@ -316,5 +330,39 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         max_connections: a.max_connections.or(b.max_connections),
         max_connections_per_ip: a.max_connections_per_ip.or(b.max_connections_per_ip),
         trust_forwarded_for: a.trust_forwarded_for.or(b.trust_forwarded_for),
+    }
+}
+
+/// The parser for `--format NAME` (with `--regex` / `--logformat` where the name asks for one).
+fn compile_format(
+    name: &str,
+    regex: Option<&str>,
+    logformat: Option<&str>,
+) -> Result<parsers::Format, ConfigError> {
+    let invalid = |field: &'static str, why: String| ConfigError::Invalid { field, why };
+    match name {
+        "regex" => {
+            let pattern = regex
+                .ok_or_else(|| invalid("regex", "--format regex needs --regex PATTERN".into()))?;
+            parsers::Format::regex(pattern).map_err(|e| invalid("regex", e.to_string()))
+        }
+        "logformat" => {
+            let def = logformat.ok_or_else(|| {
+                invalid(
+                    "logformat",
+                    "--format logformat needs --logformat DEFINITION".into(),
+                )
+            })?;
+            parsers::Format::from_logformat(def).map_err(|e| invalid("logformat", e.to_string()))
+        }
+        builtin => parsers::Format::builtin(builtin).ok_or_else(|| {
+            invalid(
+                "format",
+                format!(
+                    "unknown format {builtin:?} (known: {}, logformat, regex)",
+                    parsers::BUILTIN_NAMES.join(", ")
+                ),
+            )
+        }),
     }
 }

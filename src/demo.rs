@@ -158,6 +158,8 @@ async fn run_in(config: &mut Config, dir: &Path, signals: Signals) -> Result<(),
     config.state_dir = dir.join("state");
     config.from_start = true;
     config.format = "squid".into();
+    config.log_format = parsers::Format::builtin("squid")
+        .ok_or_else(|| StartupError::Other("the squid format is built in".into()))?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -4,10 +4,9 @@
 //! permit early.
 mod auth_support;
 
-use argon2::{Algorithm, Params, Version};
 use auth_support::*;
 use proxytail::auth::throttle::ThrottleLimits;
-use proxytail::auth::users::{hash_password_with, HashParams};
+use proxytail::auth::users::hash_password_with;
 use proxytail::auth::verify::Verifier;
 use proxytail::auth::Authenticator;
 use std::time::Duration;
@@ -25,11 +24,7 @@ async fn server(
     permits: usize,
     queue: usize,
 ) -> (TestServer, tempfile::TempDir) {
-    let params = HashParams {
-        algorithm: Algorithm::Argon2id,
-        version: Version::V0x13,
-        params: Params::new(m_kib, t, 1, None).unwrap(),
-    };
+    let params = hash_params(m_kib, t);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users");
     let hash = hash_password_with("right", &params).unwrap();
@@ -48,21 +43,31 @@ fn xff(i: usize) -> String {
     format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256)
 }
 
+/// A token request with `authorization` claiming address [`xff`]`(i)`, on its own task.
+fn spawn_attempt(
+    addr: std::net::SocketAddr,
+    authorization: &str,
+    i: usize,
+) -> tokio::task::JoinHandle<Reply> {
+    let authorization = authorization.to_owned();
+    tokio::spawn(async move {
+        let ip = xff(i);
+        get(
+            addr,
+            PATH,
+            &[("Authorization", &authorization), ("X-Forwarded-For", &ip)],
+        )
+        .await
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flood_of_wrong_passwords_is_capped_and_surplus_told_to_retry() {
     let (srv, _dir) = server(32 * 1024, 3, 2, 4).await;
     let wrong = basic("alice", "wrong");
     let mut tasks = Vec::new();
     for i in 0..200 {
-        let (addr, wrong, ip) = (srv.addr, wrong.clone(), xff(i));
-        tasks.push(tokio::spawn(async move {
-            get(
-                addr,
-                PATH,
-                &[("Authorization", &wrong), ("X-Forwarded-For", &ip)],
-            )
-            .await
-        }));
+        tasks.push(spawn_attempt(srv.addr, &wrong, i));
     }
     // While the flood is on, a request that needs no hashing still answers promptly.
     let quick = tokio::time::timeout(
@@ -119,6 +124,7 @@ async fn disconnecting_clients_keep_their_permits_until_hashing_ends() {
         let ip = xff(i);
         stream
             .write_all(&request_bytes(
+                srv.addr,
                 PATH,
                 &[("Authorization", &wrong), ("X-Forwarded-For", &ip)],
             ))
@@ -136,15 +142,7 @@ async fn disconnecting_clients_keep_their_permits_until_hashing_ends() {
     // Two more arrive at once: they must wait for the abandoned hashes, not run beside them.
     let mut later = Vec::new();
     for i in 2..4 {
-        let (addr, wrong, ip) = (srv.addr, wrong.clone(), xff(i));
-        later.push(tokio::spawn(async move {
-            get(
-                addr,
-                PATH,
-                &[("Authorization", &wrong), ("X-Forwarded-For", &ip)],
-            )
-            .await
-        }));
+        later.push(spawn_attempt(srv.addr, &wrong, i));
     }
     for task in later {
         assert_eq!(task.await.unwrap().status, 401);

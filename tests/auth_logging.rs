@@ -5,41 +5,12 @@ mod auth_support;
 
 use auth_support::*;
 use jsonwebtoken::{encode, get_current_timestamp, Algorithm, EncodingKey, Header};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-/// A `MakeWriter` appending to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 const SECRET: &str = "logging-test-secret-with-more-than-32-bytes";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_logs() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(capture.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let capture = Capture::install_global();
 
     let dir = tempfile::tempdir().unwrap();
     let password = "Tr0ub4dor&3-very-secret";
@@ -108,7 +79,7 @@ async fn secrets_never_reach_the_logs() {
         3,
         "Basic, Bearer and cookie each minted a token"
     );
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     // The capture works: failures were logged, with the peer address.
     assert!(logs.contains("authentication failed"), "{logs}");
     assert!(logs.contains("127.0.0.1"), "{logs}");

@@ -3,9 +3,8 @@
 //! skipped hashing, or a dummy hash with other parameters than the users', fails it by a wide margin.
 mod auth_support;
 
-use argon2::{Algorithm, Params, Version};
 use auth_support::*;
-use proxytail::auth::users::{hash_password_with, HashParams};
+use proxytail::auth::users::hash_password_with;
 use proxytail::auth::Authenticator;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -21,11 +20,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 async fn unknown_user_and_wrong_password_take_the_same_time() {
     // Parameters other than the crate defaults, so that a dummy hash not derived from the users'
     // own parameters would show.
-    let params = HashParams {
-        algorithm: Algorithm::Argon2id,
-        version: Version::V0x13,
-        params: Params::new(4096, 2, 1, None).unwrap(),
-    };
+    let params = hash_params(4096, 2);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users");
     let hash = hash_password_with("the right one", &params).unwrap();

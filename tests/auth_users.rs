@@ -22,6 +22,21 @@ async fn login(auth: &Authenticator, user: &str, password: &str) -> Result<Strin
         .map(|p| p.name)
 }
 
+/// Runs `proxytail hash-password` with `stdin` piped in and returns its output.
+fn hash_password_command(stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proxytail"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[tokio::test]
 async fn comments_blank_lines_and_crlf_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,22 +185,7 @@ async fn hash_password_output_is_an_accepted_argon2id_phc_string() {
 
 #[tokio::test]
 async fn hash_password_command_reads_one_line_of_stdin() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proxytail"))
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"piped pass word\r\nsecond line ignored\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = hash_password_command(b"piped pass word\r\nsecond line ignored\n");
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let hash = stdout.trim_end();
@@ -198,15 +198,7 @@ async fn hash_password_command_reads_one_line_of_stdin() {
     assert!(login(&auth, "alice", "piped pass word").await.is_ok());
 
     // An empty password is refused with a non-zero exit.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proxytail"))
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = hash_password_command(b"\n");
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
 }

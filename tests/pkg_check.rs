@@ -95,6 +95,16 @@ fn a_toml_error_is_reported_with_its_line_and_flags_are_named() {
 }
 
 #[test]
+fn a_port_the_packaged_unit_cannot_bind_is_pointed_out() {
+    let out = check_config(&["--listen", "127.0.0.1:8080", "--access-log", "/dev/null"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("warning: --listen (or PROXYTAIL_LISTEN): port 8080 is not 5001"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_clean_configuration_passes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().display();

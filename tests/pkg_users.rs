@@ -56,6 +56,9 @@ fn add_change_list_remove_keep_comments_mode_and_owner() {
         std::os::unix::fs::chown(&users, Some(4242), Some(4343)).expect("chown");
     }
     let before = std::fs::metadata(&users).expect("stat");
+    // Held open, the original file keeps its inode, so a new file cannot reuse that number and pass
+    // the "replaced by rename" check below by chance.
+    let _original = std::fs::File::open(&users).expect("open the original");
 
     let out = user(&users, &["add", "alice"], "first password\n");
     assert!(out.status.success(), "{out:?}");

@@ -234,6 +234,7 @@ async fn real_squid_logs_in_three_formats_are_streamed_exactly_once_across_a_rot
     let state = dir.path().join("state");
     let users = dir.path().join("users");
     std::fs::write(&users, format!("ops:{}\n", argon2_hash("secret"))).unwrap();
+    std::fs::set_permissions(&users, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (_, config) = proxytail::config::Config::from_args([
@@ -247,6 +248,30 @@ async fn real_squid_logs_in_three_formats_are_streamed_exactly_once_across_a_rot
         users.as_os_str(),
     ])
     .unwrap();
+    // check-config shows what it found in the real squid.conf.
+    let check = Command::new(env!("CARGO_BIN_EXE_proxytail"))
+        .arg("check-config")
+        .arg("--squid-conf")
+        .arg(&squid.conf)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .arg("--users")
+        .arg(&users)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{shown}");
+    assert!(shown.contains("3 access log(s) found"), "{shown}");
+    for (file, format) in [
+        ("access.log", "squid"),
+        ("common.log", "common"),
+        ("custom.log", "mine"),
+    ] {
+        assert!(
+            shown.contains(&format!("format {format}: {}", logs.join(file).display())),
+            "{shown}"
+        );
+    }
     let (control, signals) = proxytail::shutdown::channel();
     let daemon = tokio::spawn(proxytail::app::run(config, listener, signals));
 

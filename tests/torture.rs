@@ -99,7 +99,9 @@ fn run(plan: Plan) {
         .enable_all()
         .build()
         .unwrap();
-    let mut daemon = Daemon::start(&args);
+    // The daemons' stderr, across restarts, for failure messages.
+    let stderr = Arc::new(Mutex::new(VecDeque::new()));
+    let mut daemon = Daemon::start(&args, &stderr);
     let (addr_tx, addr_rx) = watch::channel(Some(daemon.addr));
     let (fast_tx, mut fast_rx) = watch::channel(0u64);
     let (slow_tx, mut slow_rx) = watch::channel(0u64);
@@ -130,9 +132,16 @@ fn run(plan: Plan) {
                 let (fast, slow) = subscribers.take().expect("subscribers");
                 let fast = rt.block_on(fast).unwrap();
                 let slow = rt.block_on(slow).unwrap();
-                panic!("{what}: fast {fast:?}; slow {slow:?}");
+                panic!(
+                    "{what}: fast {fast:?}; slow {slow:?}\ndaemon log:\n{}",
+                    tail_of(&stderr)
+                );
             }
-            Err(_) => panic!("{what}: not at {n} within {BOUND:?} (at {})", *rx.borrow()),
+            Err(_) => panic!(
+                "{what}: not at {n} within {BOUND:?} (at {})\ndaemon log:\n{}",
+                *rx.borrow(),
+                tail_of(&stderr)
+            ),
         }
     };
     let mut seq = 0u64;
@@ -173,7 +182,7 @@ fn run(plan: Plan) {
                 writer.write_range(seq + 1..=seq + 500);
                 seq += 500;
             }
-            daemon = Daemon::start(&args);
+            daemon = Daemon::start(&args, &stderr);
             addr_tx.send_replace(Some(daemon.addr));
         } else if seq == plan.term_at {
             let status = daemon.terminate();
@@ -182,7 +191,7 @@ fn run(plan: Plan) {
                 "SIGTERM must end the daemon with exit 0, got {status}"
             );
             restarts += 1;
-            daemon = Daemon::start(&args);
+            daemon = Daemon::start(&args, &stderr);
             addr_tx.send_replace(Some(daemon.addr));
         } else {
             let kind = match rotations % 3 {
@@ -229,6 +238,15 @@ fn run(plan: Plan) {
     );
 }
 
+fn tail_of(log: &Mutex<VecDeque<String>>) -> String {
+    let log = log.lock().unwrap();
+    log.iter()
+        .filter(|l| !l.contains("issued a WebSocket token"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The real daemon binary, its address read from its own start-up log line.
 struct Daemon {
     child: Child,
@@ -238,7 +256,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(args: &[String]) -> Daemon {
+    fn start(args: &[String], stderr: &Arc<Mutex<VecDeque<String>>>) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_proxytail"))
             .args(args)
             .env("NO_COLOR", "1")
@@ -248,7 +266,7 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr = stderr.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let pipe = child.stderr.take().unwrap();
         let keep = stderr.clone();
@@ -264,7 +282,7 @@ impl Daemon {
                 }
                 let mut keep = keep.lock().unwrap();
                 keep.push_back(line);
-                if keep.len() > 200 {
+                if keep.len() > 400 {
                     keep.pop_front();
                 }
             }

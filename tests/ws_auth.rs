@@ -9,11 +9,6 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The session streams: a `ping` is answered with exactly `pong` and nothing came before it.
-async fn assert_streaming(ws: &mut Client) {
-    assert_eq!(texts_until_pong(ws).await, Vec::<String>::new());
-}
-
 #[tokio::test]
 async fn no_token_or_empty_token_closes_4001_before_any_entry() {
     let server = Server::start(TestConfig::new(&[])).await;
@@ -53,7 +48,7 @@ async fn token_is_valid_until_its_ttl_and_refused_after() {
     tokio::time::advance(ttl - Duration::from_secs(1)).await;
     tokio::time::resume();
     let mut ws = server.connect(&format!("token={fresh}")).await;
-    assert_streaming(&mut ws).await;
+    assert_quiet(&mut ws).await;
     tokio::time::pause();
     tokio::time::advance(Duration::from_secs(2)).await;
     tokio::time::resume();
@@ -66,7 +61,7 @@ async fn token_reused_after_the_session_ended_closes_4003() {
     let server = Server::start(TestConfig::new(&[])).await;
     let token = server.token();
     let mut first = server.connect(&format!("token={token}")).await;
-    assert_streaming(&mut first).await;
+    assert_quiet(&mut first).await;
     // Full closing handshake: our Close, the server's answer.
     let answer = close_handshake(&mut first).await;
     assert!(matches!(answer, Event::Close(1000, _)), "{answer:?}");
@@ -118,13 +113,13 @@ async fn foreign_origin_is_refused_with_403_before_the_upgrade() {
     let mut ws = try_connect(&url, &[("origin", "https://dash.example.com")])
         .await
         .expect("listed origin");
-    assert_streaming(&mut ws).await;
+    assert_quiet(&mut ws).await;
     let own = format!("http://{}", server.addr);
     let url = server.ws_url(&format!("token={}", server.token()));
     let mut ws = try_connect(&url, &[("origin", own.as_str())])
         .await
         .expect("own origin");
-    assert_streaming(&mut ws).await;
+    assert_quiet(&mut ws).await;
 }
 
 /// Waits (bounded) until the server holds `n` connection slots.
@@ -143,22 +138,22 @@ async fn global_cap_refuses_with_1013_keeps_the_token_and_spares_existing_connec
     let server = Server::start(TestConfig::new(&["--max-connections", "2"])).await;
     let mut a = server.subscribe("").await;
     let mut b = server.subscribe("").await;
-    assert_streaming(&mut a).await;
-    assert_streaming(&mut b).await;
+    assert_quiet(&mut a).await;
+    assert_quiet(&mut b).await;
     let token = server.token();
     let mut refused = server.connect(&format!("token={token}")).await;
     assert_eq!(
         expect_close(&mut refused).await,
         (1013, "Too many connections; try again later".to_owned())
     );
-    assert_streaming(&mut a).await;
-    assert_streaming(&mut b).await;
+    assert_quiet(&mut a).await;
+    assert_quiet(&mut b).await;
     // A slot frees up: the refused client retries with the same token.
     let answer = close_handshake(&mut a).await;
     assert!(matches!(answer, Event::Close(1000, _)), "{answer:?}");
     slots_settle(&server, 1).await;
     let mut retry = server.connect(&format!("token={token}")).await;
-    assert_streaming(&mut retry).await;
+    assert_quiet(&mut retry).await;
 }
 
 #[tokio::test]
@@ -172,14 +167,14 @@ async fn per_address_cap_counts_the_forwarded_address_when_trusted() {
     let url = |s: &Server| s.ws_url(&format!("token={}", s.token()));
     let from = |ip: &'static str| [("x-forwarded-for", ip)];
     let mut one = try_connect(&url(&server), &from("10.0.0.1")).await.unwrap();
-    assert_streaming(&mut one).await;
+    assert_quiet(&mut one).await;
     let mut same = try_connect(&url(&server), &from("192.0.2.9, 10.0.0.1"))
         .await
         .unwrap();
     assert_eq!(expect_close(&mut same).await.0, 1013);
     let mut other = try_connect(&url(&server), &from("10.0.0.2")).await.unwrap();
-    assert_streaming(&mut other).await;
-    assert_streaming(&mut one).await;
+    assert_quiet(&mut other).await;
+    assert_quiet(&mut one).await;
 }
 
 #[tokio::test]
@@ -189,7 +184,7 @@ async fn per_address_cap_uses_the_peer_without_trust() {
     let mut one = try_connect(&url(&server), &[("x-forwarded-for", "10.0.0.1")])
         .await
         .unwrap();
-    assert_streaming(&mut one).await;
+    assert_quiet(&mut one).await;
     let mut two = try_connect(&url(&server), &[("x-forwarded-for", "10.0.0.2")])
         .await
         .unwrap();

@@ -3,12 +3,9 @@
 //! reconnect replays exactly what was missed; the stop signal closes the subscriber with 1001.
 mod common;
 
-use base64::Engine;
 use common::*;
 use std::io::Write;
 use std::path::Path;
-
-const PASSWORD: &str = "correct horse battery staple";
 
 /// A Squid native line whose URL ends in `seq`.
 fn squid_line(seq: u64) -> String {
@@ -29,86 +26,30 @@ fn append(path: &Path, seqs: std::ops::RangeInclusive<u64>) {
     }
 }
 
-/// A users file with `alice` and a cheap Argon2id hash of [`PASSWORD`].
-fn write_users(dir: &Path) -> String {
-    let params = proxytail::auth::users::HashParams {
-        algorithm: argon2::Algorithm::Argon2id,
-        version: argon2::Version::V0x13,
-        params: argon2::Params::new(1024, 1, 1, None).expect("params"),
-    };
-    let hash = proxytail::auth::users::hash_password_with(PASSWORD, &params).expect("hash");
-    let path = dir.join("users");
-    std::fs::write(&path, format!("alice:{hash}\n")).expect("users file");
-    path.display().to_string()
-}
-
-async fn fetch_token(daemon: &Daemon) -> String {
-    let credentials = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("alice:{PASSWORD}"))
-    );
-    let response = http_get(
-        daemon.addr,
-        "/api/ws-token",
-        &[("authorization", credentials.as_str())],
-    )
-    .await;
-    assert_eq!(
-        response.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&response.body)
-    );
-    let body = response.json();
-    assert_eq!(body["status"], "success");
-    body["token"].as_str().expect("token").to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_reach_a_token_holder_and_since_resumes_exactly() {
-    let scratch = tempfile::tempdir().expect("temp dir");
-    let users = write_users(scratch.path());
-    let files = TestConfig::new(&["--users", &users, "--from-start"]);
+    let files = TestConfig::with_users(&["--from-start"]);
     let log = files.access_log();
     append(&log, 1..=3);
     let daemon = Daemon::start(&files).await;
 
-    let mut ws = connect(&format!(
-        "ws://{}/api/ws/logs?token={}&since=0",
-        daemon.addr,
-        fetch_token(&daemon).await
-    ))
-    .await;
+    let mut ws = daemon.subscribe("&since=0").await;
     assert_eq!(read_ids(&mut ws, 3).await, vec![1, 2, 3]);
     append(&log, 4..=6);
-    let texts: Vec<String> = {
-        let mut v = Vec::new();
-        while v.len() < 3 {
-            match next_event(&mut ws).await {
-                Event::Text(t) => v.push(t),
-                other => panic!("{other:?}"),
-            }
-        }
-        v
-    };
-    let entry: serde_json::Value = serde_json::from_str(&texts[0]).expect("JSON entry");
+    let entries = read_entries(&mut ws, 3).await;
+    let entry = &entries[0];
     assert_eq!(entry["id"], 4);
     assert_eq!(entry["client_ip"], "192.168.1.10");
     assert_eq!(entry["method"], "GET");
     assert_eq!(entry["destination"], "http://example.com/4");
     assert_eq!(entry["status"], "200 OK");
     assert_eq!(entry["bytes"], 4096);
-    assert_eq!(entry_id(&texts[2]), 6);
+    assert_eq!(entries[2]["id"], 6);
 
     // The client drops; lines keep coming; a new token with since=6 gets exactly the missed ones.
     drop(ws);
     append(&log, 7..=10);
-    let mut again = connect(&format!(
-        "ws://{}/api/ws/logs?token={}&since=6",
-        daemon.addr,
-        fetch_token(&daemon).await
-    ))
-    .await;
+    let mut again = daemon.subscribe("&since=6").await;
     assert_eq!(read_ids(&mut again, 4).await, vec![7, 8, 9, 10]);
 
     let health = http_get(daemon.addr, "/api/health", &[]).await;
@@ -125,18 +66,11 @@ async fn log_lines_reach_a_token_holder_and_since_resumes_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn since_after_a_restart_replays_every_missed_line_exactly_once() {
-    let scratch = tempfile::tempdir().expect("temp dir");
-    let users = write_users(scratch.path());
-    let files = TestConfig::new(&["--users", &users, "--from-start"]);
+    let files = TestConfig::with_users(&["--from-start"]);
     let log = files.access_log();
     append(&log, 1..=50);
     let first = Daemon::start(&files).await;
-    let mut ws = connect(&format!(
-        "ws://{}/api/ws/logs?token={}&since=0",
-        first.addr,
-        fetch_token(&first).await
-    ))
-    .await;
+    let mut ws = first.subscribe("&since=0").await;
     // All 50 are published (the client saw them), but the client only processed 20 before the
     // daemon went away.
     assert_eq!(read_ids(&mut ws, 50).await, (1..=50).collect::<Vec<_>>());
@@ -145,12 +79,7 @@ async fn since_after_a_restart_replays_every_missed_line_exactly_once() {
     // Lines written while the daemon is down.
     append(&log, 51..=60);
     let second = Daemon::start(&files).await;
-    let mut ws = connect(&format!(
-        "ws://{}/api/ws/logs?token={}&since=20",
-        second.addr,
-        fetch_token(&second).await
-    ))
-    .await;
+    let mut ws = second.subscribe("&since=20").await;
     let entries = read_entries(&mut ws, 40).await;
     let ids: Vec<u64> = entries
         .iter()

@@ -8,11 +8,6 @@ use proxytail::http::ws::{IDLE_TIMEOUT, PING_INTERVAL};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-/// `ping` round trip: proves the session loop runs (so it has subscribed) and nothing else is queued.
-async fn assert_quiet(ws: &mut Client) {
-    assert_eq!(texts_until_pong(ws).await, Vec::<String>::new());
-}
-
 #[tokio::test]
 async fn live_stream_sends_only_new_entries_as_the_exact_serialized_json() {
     let server = Server::start(TestConfig::new(&[])).await;

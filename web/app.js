@@ -53,24 +53,27 @@ const stream = new LogStream({
 // --- connection state ------------------------------------------------------------------------
 
 let waitingUntil = 0;
-let waitingWhy = "";
 
 function showState(state, detail = "", retryAt = 0) {
   const el = $("state");
   el.dataset.state = state;
   waitingUntil = state === "waiting" ? retryAt : 0;
-  waitingWhy = detail;
   el.textContent = stateText(state, detail);
+  updateCountdown();
+}
+
+/** The seconds left before the next attempt, beside the (live) state text but not announced. */
+function updateCountdown() {
+  const secs = Math.max(0, Math.ceil((waitingUntil - Date.now()) / 1000));
+  const text = waitingUntil && secs ? `in ${secs} s` : "";
+  if ($("retry").textContent !== text) $("retry").textContent = text;
 }
 
 function stateText(state, detail) {
   switch (state) {
     case "live": return detail ? `Live — ${detail.toLowerCase()}` : "Live";
     case "connecting": return detail || "Connecting…";
-    case "waiting": {
-      const secs = Math.max(0, Math.ceil((waitingUntil - Date.now()) / 1000));
-      return `${detail}; reconnecting${secs ? ` in ${secs} s` : "…"}`;
-    }
+    case "waiting": return `${detail}; reconnecting…`;
     default: return "Signed out";
   }
 }
@@ -173,7 +176,8 @@ $("pause").addEventListener("click", () => {
 function clearAll() {
   kept = [];
   stats.reset();
-  table.shownUpTo = 0;
+  // A paused view stays empty until resumed; a live one fills again as entries arrive.
+  table.shownUpTo = stream.lastId;
   table.rebuild();
   const gaps = $("gaps");
   gaps.textContent = "";
@@ -286,7 +290,7 @@ function updateFigures() {
   $("empty").hidden = table.count() > 0;
   const note = $("paused-note");
   if (table.paused) note.textContent = `Paused — ${fmt.format(stats.total - pausedAtTotal)} new`;
-  if ($("state").dataset.state === "waiting") $("state").textContent = stateText("waiting", waitingWhy);
+  updateCountdown();
 }
 
 let lastSlow = 0;

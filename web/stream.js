@@ -130,7 +130,7 @@ export class LogStream {
     this.onState("signed-out", "");
   }
 
-  /** Forgets the last id (after "clear", the next connection asks for a backlog again). */
+  /** Forgets the last id (after sign-out: the next sign-in starts with a backlog again). */
   resetPosition() {
     this.lastId = 0;
   }
@@ -252,7 +252,7 @@ export class LogStream {
         return;
       }
       if (e.status === 429 && e.retryAfterSecs !== null) {
-        this.#schedule(e.retryAfterSecs * 1000, `Throttled; retrying in ${e.retryAfterSecs} s`);
+        this.#schedule(e.retryAfterSecs * 1000, "Sign-ins from this address are throttled");
         return;
       }
       this.#schedule(backoffDelay(this.attempt++), e.message);

@@ -89,8 +89,25 @@ export class Table {
     c[3].textContent = e.method ?? "—";
     c[4].textContent = e.destination ?? "—";
     c[4].title = e.destination ?? "";
-    c[5].textContent = klass === "denied" ? `${e.status ?? ""} (denied)` : (e.status ?? "—");
-    c[5].title = `${c[5].textContent} · ${e.result ?? ""}`;
+    // "<code> <phrase>": a phone hides the phrase; a denial says so in words, not only colour.
+    const status = typeof e.status === "string" ? e.status : "—";
+    const space = status.indexOf(" ");
+    const code = document.createElement("span");
+    code.textContent = space < 0 ? status : status.slice(0, space);
+    c[5].appendChild(code);
+    if (space >= 0) {
+      const phrase = document.createElement("span");
+      phrase.className = "phrase";
+      phrase.textContent = status.slice(space);
+      c[5].appendChild(phrase);
+    }
+    if (klass === "denied") {
+      const flag = document.createElement("span");
+      flag.className = "flag";
+      flag.textContent = "denied";
+      c[5].append(" ", flag);
+    }
+    c[5].title = `${status} · ${e.result ?? ""}`;
     c[6].textContent = formatBytes(e.bytes);
     if (typeof e.bytes === "number") c[6].title = `${e.bytes} bytes`;
     c[7].textContent = formatElapsed(e.elapsed_ms);
@@ -101,8 +118,9 @@ export class Table {
   push(e) {
     if (this.paused || this.dirty) return;
     this.pending.push(e);
-    if (this.pending.length > this.maxRows * 4) this.pending.splice(0, this.pending.length - this.maxRows);
-    this.#schedule();
+    // No frame for a while (a hidden tab): stop collecting and refill from the kept entries.
+    if (this.pending.length > this.maxRows * 4) this.rebuild();
+    else this.#schedule();
   }
 
   setFilter(filter) { this.filter = filter; this.rebuild(); }
@@ -133,7 +151,7 @@ export class Table {
     const all = this.source();
     const out = [];
     // A paused view keeps showing what it showed, whatever arrived since.
-    const limit = this.paused && this.shownUpTo ? this.shownUpTo : Infinity;
+    const limit = this.paused ? this.shownUpTo : Infinity;
     for (let i = all.length - 1; i >= 0 && out.length < this.maxRows; i--) {
       if (all[i].id <= limit && (!this.filter || this.filter(all[i]))) out.push(all[i]);
     }

@@ -2,27 +2,9 @@
 //! Each benchmark parses a batch of realistic lines from `testdata/` once per iteration.
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use parsers::Format;
-use std::path::Path;
 
-fn lines(rel: &str) -> Vec<Vec<u8>> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata")
-        .join(rel);
-    let data = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    data.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
-}
-
-/// A sidecar file's single line (a logformat definition or a regex).
-fn sidecar(rel: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata")
-        .join(rel);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    text.trim_end_matches(['\n', '\r']).to_owned()
-}
+mod support;
+use support::{lines, sidecar};
 
 fn bench_format(c: &mut Criterion, name: &str, format: &Format, batch: &[Vec<u8>]) {
     // Only lines the format accepts: the figure is for the hot path, not for error returns.

@@ -4,35 +4,16 @@
 //! `cargo run --release -p proxytail-parsers --example throughput [FORMAT]`.
 use parsers::Format;
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Instant;
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::{lines, sidecar};
 
 /// Nanoseconds this thread has spent on a CPU.
 fn cpu_ns() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     s.split_whitespace().next()?.parse().ok()
-}
-
-fn lines(rel: &str) -> Vec<Vec<u8>> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata")
-        .join(rel);
-    std::fs::read(p)
-        .expect("testdata file")
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
-}
-
-fn sidecar(rel: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata")
-        .join(rel);
-    std::fs::read_to_string(p)
-        .expect("sidecar file")
-        .trim_end()
-        .to_owned()
 }
 
 fn measure(name: &str, format: &Format, batch: &[Vec<u8>]) {

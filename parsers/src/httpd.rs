@@ -11,7 +11,7 @@
 //! `common`/`combined` take the ` [..] [..]` `log_mime_hdrs` tail like the native format. The user
 //! is `%un` (mime-blob decoded), or the ident field when `%un` is `-`. The `%rv` protocol is not
 //! kept (no entry field wants it).
-use crate::decode::{decode, opt_decode, opt_text, Encoding};
+use crate::decode::{opt_decode, opt_text, Encoding};
 use crate::scan::{self, Cursor};
 use crate::{Entry, ParseError, ParseErrorKind, Timestamp};
 use std::borrow::Cow;
@@ -148,15 +148,8 @@ pub(crate) fn parse_httpd(line: &[u8], combined: bool) -> Result<Entry<'_>, Pars
     } else if !quoted.is_empty() {
         return Err(err(ParseErrorKind::BadField, tail_start));
     }
-    if let Some((req, resp)) = mime {
-        e.extra.push((
-            Cow::Borrowed("request_headers"),
-            Some(decode(req, Encoding::MimeBlob)),
-        ));
-        e.extra.push((
-            Cow::Borrowed("response_headers"),
-            Some(decode(resp, Encoding::MimeBlob)),
-        ));
+    if let Some(blocks) = mime {
+        scan::push_mime(&mut e, blocks);
     }
     Ok(e)
 }

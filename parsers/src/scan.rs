@@ -1,6 +1,7 @@
 //! Small byte-level building blocks shared by the hand-written parsers: a space-separated token
 //! cursor, number and time parsing, and the trailing `log_mime_hdrs` blocks.
-use crate::{ParseError, ParseErrorKind, Timestamp};
+use crate::{Entry, ParseError, ParseErrorKind, Timestamp};
+use std::borrow::Cow;
 
 /// Walks a line token by token, tokens separated by runs of spaces.
 pub(crate) struct Cursor<'a> {
@@ -166,6 +167,21 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Seconds since the epoch of a civil date and time (in whatever zone they were written).
+fn civil_secs(year: i64, mon: u32, day: u32, h: u32, mi: u32, s: u32) -> i64 {
+    days_from_civil(year, mon, day) * 86_400 + i64::from(h * 3600 + mi * 60 + s)
+}
+
+/// A zone's `±hh mm` as seconds east of UTC.
+fn zone_offset(sign: u8, hh: u32, mm: u32) -> i64 {
+    let v = i64::from(hh * 3600 + mm * 60);
+    if sign == b'-' {
+        -v
+    } else {
+        v
+    }
+}
+
 /// Squid's httpd time `dd/Mon/yyyy:HH:MM:SS +hhmm` (`%tl`; `%tg` has no zone and is UTC) as the
 /// UTC instant. Also takes the odd `-03-30` a negative half-hour offset prints as (§1.2).
 pub(crate) fn httpd_time(b: &[u8]) -> Option<Timestamp> {
@@ -191,17 +207,11 @@ pub(crate) fn httpd_time(b: &[u8]) -> Option<Timestamp> {
                 [a, b, b'-', c, d] => (two(&[*a, *b])?, two(&[*c, *d])?),
                 _ => return None,
             };
-            let v = i64::from(hh * 3600 + mm * 60);
-            if *sign == b'-' {
-                -v
-            } else {
-                v
-            }
+            zone_offset(*sign, hh, mm)
         }
         _ => return None,
     };
-    let days = days_from_civil(year, mon, day);
-    let local = days * 86_400 + i64::from(h * 3600 + mi * 60 + s);
+    let local = civil_secs(year, mon, day, h, mi, s);
     Some(Timestamp::new(local - offset_secs, 0))
 }
 
@@ -277,17 +287,26 @@ fn iso8601(b: &[u8]) -> Option<Timestamp> {
                 [a, b, b':', c, d] | [a, b, c, d] => (two(&[*a, *b])?, two(&[*c, *d])?),
                 _ => return None,
             };
-            let v = i64::from(hh * 3600 + mm * 60);
-            if *sign == b'-' {
-                -v
-            } else {
-                v
-            }
+            zone_offset(*sign, hh, mm)
         }
         _ => return None,
     };
-    let secs = days_from_civil(year, mon, day) * 86_400 + i64::from(h * 3600 + mi * 60 + s);
+    let secs = civil_secs(year, mon, day, h, mi, s);
     Some(Timestamp::new(secs - offset, ms))
+}
+
+/// Adds the two blocks [`split_mime`] found, decoded, to `entry` as its `request_headers` and
+/// `response_headers` extra fields.
+pub(crate) fn push_mime<'a>(entry: &mut Entry<'a>, (request, response): (&'a [u8], &'a [u8])) {
+    use crate::decode::{decode, Encoding};
+    entry.extra.push((
+        Cow::Borrowed("request_headers"),
+        Some(decode(request, Encoding::MimeBlob)),
+    ));
+    entry.extra.push((
+        Cow::Borrowed("response_headers"),
+        Some(decode(response, Encoding::MimeBlob)),
+    ));
 }
 
 /// Splits off the two ` [request headers] [reply headers]` blocks `log_mime_hdrs on` appends

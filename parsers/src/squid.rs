@@ -13,7 +13,7 @@
 //!   *first* record: the fields up to the cut, with an extra field `truncated` = `"true"`; fields
 //!   lost in the cut are `null`. [`glued_record`] hands the second record to the caller, who
 //!   parses it as a line of its own, so neither record is lost.
-use crate::decode::{decode, Encoding, Src};
+use crate::decode::Src;
 use crate::scan::{self, Cursor};
 use crate::{Entry, ParseError, ParseErrorKind, Timestamp};
 use std::borrow::Cow;
@@ -186,15 +186,8 @@ fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
     entry.hierarchy = src.opt(&hier[..slash]);
     entry.peer = src.opt(&hier[slash + 1..]);
     entry.content_type = src.opt(mt);
-    if let Some((req, resp)) = mime {
-        entry.extra.push((
-            Cow::Borrowed("request_headers"),
-            Some(decode(req, Encoding::MimeBlob)),
-        ));
-        entry.extra.push((
-            Cow::Borrowed("response_headers"),
-            Some(decode(resp, Encoding::MimeBlob)),
-        ));
+    if let Some(blocks) = mime {
+        scan::push_mime(&mut entry, blocks);
     }
     Ok(entry)
 }

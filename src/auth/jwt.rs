@@ -169,14 +169,9 @@ fn pinned(algorithm: Algorithm, key: DecodingKey, config: &Config) -> PinnedKey 
 /// Reads an HS256 secret: the file's bytes minus one trailing newline (`\n` or `\r\n`), at least
 /// [`MIN_SECRET_BYTES`] long.
 fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
-    let mut secret = std::fs::read(path)
+    let raw = std::fs::read(path)
         .map_err(|e| format!("cannot read JWT secret file {}: {e}", path.display()))?;
-    if secret.last() == Some(&b'\n') {
-        secret.pop();
-        if secret.last() == Some(&b'\r') {
-            secret.pop();
-        }
-    }
+    let secret = secret_of(&raw);
     if secret.len() < MIN_SECRET_BYTES {
         return Err(format!(
             "JWT secret file {} holds {} bytes; at least {MIN_SECRET_BYTES} are required",
@@ -184,7 +179,16 @@ fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
             secret.len()
         ));
     }
-    Ok(secret)
+    Ok(secret.to_vec())
+}
+
+/// The HS256 secret a secret file's bytes hold: all of them minus one trailing newline (`\n` or
+/// `\r\n`). `check-config` measures the secret with this too, so it judges what the daemon uses.
+pub fn secret_of(raw: &[u8]) -> &[u8] {
+    match raw.strip_suffix(b"\n") {
+        Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
+        None => raw,
+    }
 }
 
 /// Parses the configured asymmetric algorithm; HMAC names are refused (the secret file is for HS256).
@@ -197,5 +201,19 @@ fn parse_asymmetric(name: &str) -> Result<Algorithm, String> {
             "jwt-algorithm {name} is symmetric; use jwt-secret-file for HS256"
         )),
         a => Ok(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_of;
+
+    #[test]
+    fn secret_of_drops_one_line_end_only() {
+        assert_eq!(secret_of(b"abc\n"), b"abc");
+        assert_eq!(secret_of(b"abc\r\n"), b"abc");
+        assert_eq!(secret_of(b"abc"), b"abc");
+        assert_eq!(secret_of(b"abc\n\n"), b"abc\n");
+        assert_eq!(secret_of(b"abc\r"), b"abc\r");
     }
 }

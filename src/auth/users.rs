@@ -121,20 +121,16 @@ impl UsersFile {
     pub fn parse(text: &str, path: &Path) -> Result<UsersFile, UsersError> {
         let mut file = UsersFile::default();
         for (index, raw) in text.lines().enumerate() {
-            let line = raw.trim_end();
-            let trimmed = line.trim_start();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                file.lines.push(Line::Other(line.to_owned()));
-                continue;
-            }
             let err = |why: String| UsersError::Line {
                 path: path.to_owned(),
                 line: index + 1,
                 why,
             };
-            let Some((name, hash)) = trimmed.split_once(':') else {
-                return Err(err("expected `name:HASH`".into()));
+            let Some(entry) = split_line(raw) else {
+                file.lines.push(Line::Other(raw.trim_end().to_owned()));
+                continue;
             };
+            let (name, hash) = entry.map_err(|why| err(why.into()))?;
             check_name(name).map_err(&err)?;
             check_hash(hash).map_err(|why| err(format!("user {name}: {why}")))?;
             if file.get(name).is_some() {
@@ -255,6 +251,17 @@ impl UsersFile {
     }
 }
 
+/// The syntax of one line of a users file: `None` for a blank line or a `#` comment, else the name
+/// and the hash around the first `:` (white space around the line removed), or why the line is not
+/// `name:HASH`. Neither part is checked here: [`check_name`] and [`check_hash`] do that.
+pub fn split_line(raw: &str) -> Option<Result<(&str, &str), &'static str>> {
+    let line = raw.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    Some(line.split_once(':').ok_or("expected `name:HASH`"))
+}
+
 /// Checks a user name: 1 to [`MAX_USER_BYTES`] bytes, no `:`, no whitespace or control characters.
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -364,6 +371,19 @@ mod tests {
             params: Params::new(1024, 1, 1, None).unwrap(),
         };
         hash_password_with(password, &params).unwrap()
+    }
+
+    #[test]
+    fn split_line_separates_syntax_from_checks() {
+        assert_eq!(split_line(""), None);
+        assert_eq!(split_line("   \r"), None);
+        assert_eq!(split_line("  # alice:x"), None);
+        assert_eq!(
+            split_line(" alice:$argon2id$x \r"),
+            Some(Ok(("alice", "$argon2id$x")))
+        );
+        assert_eq!(split_line(":x:y"), Some(Ok(("", "x:y"))));
+        assert_eq!(split_line("no-colon"), Some(Err("expected `name:HASH`")));
     }
 
     #[test]

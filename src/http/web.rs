@@ -273,26 +273,18 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_paths_and_methods_are_left_to_other_routes() {
-        let unknown = warp::test::request()
-            .path("/nope.js")
-            .filter(&files())
-            .await;
-        assert!(unknown.is_err());
-        let api = warp::test::request()
-            .path("/api/ws-token")
-            .filter(&files())
-            .await;
-        assert!(api.is_err());
-        let post = warp::test::request()
-            .method("POST")
-            .path("/")
-            .filter(&files())
-            .await;
-        assert!(post.is_err());
-        let traversal = warp::test::request()
-            .path("/../Cargo.toml")
-            .filter(&files())
-            .await;
-        assert!(traversal.is_err());
+        for (method, path) in [
+            ("GET", "/nope.js"),
+            ("GET", "/api/ws-token"),
+            ("POST", "/"),
+            ("GET", "/../Cargo.toml"),
+        ] {
+            let answer = warp::test::request()
+                .method(method)
+                .path(path)
+                .filter(&files())
+                .await;
+            assert!(answer.is_err(), "{method} {path} is not ours");
+        }
     }
 }

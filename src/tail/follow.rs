@@ -438,6 +438,10 @@ pub struct Follower {
     state: FollowState,
     /// True when the last call stopped at its byte budget: more data is ready now.
     more: bool,
+    /// Creation time of the file that was open when the path vanished (deleted or renamed with
+    /// nothing in its place yet): generations created after it and rotated away before the path
+    /// is seen again are found by it when the path reappears.
+    vanished_born: Option<std::time::SystemTime>,
 }
 
 impl Follower {
@@ -542,7 +546,7 @@ impl Follower {
             // Rotated while stopped: generations created after the newest saved file, other than
             // the one the path names now, are read too (from 0).
             let newest = saved.iter().filter_map(|p| p.born).max().map(from_pair);
-            f.find_skipped_generations(newest, path_id, &lost_fps, now);
+            f.find_skipped_generations(newest, path_id, &lost_fps, &[], now);
             match OpenFile::open(&f.path, 0, now) {
                 Ok(mut file) => {
                     file.past_fps = lost_fps;
@@ -567,6 +571,7 @@ impl Follower {
             stats: FollowStats::default(),
             state: FollowState::Waiting,
             more: false,
+            vanished_born: None,
         }
     }
 
@@ -640,8 +645,15 @@ impl Follower {
         let mut i = 0;
         while i < self.draining.len() {
             let file = &mut self.draining[i];
+            let before = out.len();
             match file.read_lines(&self.opts, budget, &mut out, &mut self.stats) {
                 Ok(n) => {
+                    tracing::trace!(
+                        ino = file.id.ino,
+                        lines = out.len() - before,
+                        bytes = n,
+                        "read rotated file"
+                    );
                     budget = budget.saturating_sub(n);
                     if n > 0 {
                         file.last_growth = now;
@@ -669,8 +681,41 @@ impl Follower {
             i += 1;
         }
         if let Some(file) = &mut self.current {
+            let before = out.len();
+            // A truncation while reading would splice old and new content into one read: the
+            // lines are kept only if the first bytes are unchanged afterwards, else rolled back
+            // and the truncation handled on the next call (at once: `more`).
+            let snapshot = (
+                file.read_pos,
+                file.committed,
+                file.partial.clone(),
+                file.discarding,
+                self.stats.clone(),
+            );
             match file.read_lines(&self.opts, budget, &mut out, &mut self.stats) {
+                Ok(n) if n > 0 && file.check_truncated().unwrap_or(false) => {
+                    tracing::debug!(
+                        ino = file.id.ino,
+                        "truncated while being read; reading again"
+                    );
+                    out.truncate(before);
+                    (
+                        file.read_pos,
+                        file.committed,
+                        file.partial,
+                        file.discarding,
+                        self.stats,
+                    ) = snapshot;
+                    self.more = true;
+                }
                 Ok(n) => {
+                    tracing::trace!(
+                        ino = file.id.ino,
+                        lines = out.len() - before,
+                        bytes = n,
+                        from = file.read_pos - n as u64,
+                        "read current file"
+                    );
                     if n >= budget {
                         self.more = true;
                     }
@@ -690,6 +735,12 @@ impl Follower {
         let Some(cur) = &mut self.current else {
             match OpenFile::open(&self.path, 0, now) {
                 Ok(file) => {
+                    if let Some(born) = self.vanished_born.take() {
+                        // Delete + recreate, then a rename before we looked: the generation in
+                        // between sits beside the path now and is read first.
+                        let prefix = file.fp.clone();
+                        self.find_skipped_generations(Some(born), Some(file.id), &[], &prefix, now);
+                    }
                     self.current = Some(file);
                     self.state = FollowState::Following;
                 }
@@ -704,6 +755,15 @@ impl Follower {
         };
         if moved {
             self.stats.rotations += 1;
+            // Open what the path names now *before* listing skipped generations: one rotated away
+            // between the listing and the open would be missed otherwise.
+            let new = match OpenFile::open(&self.path, 0, now) {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    self.note_open_error(e);
+                    None
+                }
+            };
             if let Some(mut old) = self.current.take() {
                 old.last_growth = now;
                 // It may also have been truncated before it was moved away.
@@ -713,19 +773,15 @@ impl Follower {
                 }
                 let born = old.born;
                 self.draining.push_back(old);
-                let exclude = path_meta.as_ref().ok().map(FileId::of);
-                self.find_skipped_generations(born, exclude, &[], now);
+                let exclude = new.as_ref().map(|f| f.id);
+                let prefix = new.as_ref().map(|f| f.fp.clone()).unwrap_or_default();
+                self.find_skipped_generations(born, exclude, &[], &prefix, now);
             }
-            if path_meta.is_ok() {
-                match OpenFile::open(&self.path, 0, now) {
-                    Ok(file) => {
-                        self.current = Some(file);
-                        self.state = FollowState::Following;
-                    }
-                    Err(e) => self.note_open_error(e),
-                }
+            if let Some(file) = new {
+                self.current = Some(file);
+                self.state = FollowState::Following;
             } else {
-                self.state = FollowState::Waiting;
+                self.vanished_born = self.draining.back().and_then(|f| f.born);
             }
             return;
         }
@@ -757,12 +813,26 @@ impl Follower {
                 // Seen empty last time, content now: copies made meanwhile (copytruncate of
                 // content never seen) hold lines that are nowhere else.
                 let past = file.past_fps.clone();
-                self.find_skipped_generations(Some(since), Some(file.id), &past, now);
+                let prefix = file.fp.clone();
+                self.find_skipped_generations(Some(since), Some(file.id), &past, &prefix, now);
             }
             return Ok(());
         }
         self.stats.truncations += 1;
-        let copy = find_copy(&self.path, &file.fp, file.committed, now);
+        // Files already open or read to their end are never a copy to read again (a closed
+        // file's inode number may be reused: it is matched with its creation time).
+        let mut known: Vec<(FileId, Option<(u64, u32)>)> =
+            self.draining.iter().map(|f| (f.id, None)).collect();
+        known.extend(self.retired.iter().map(|p| {
+            (
+                FileId {
+                    dev: p.dev,
+                    ino: p.ino,
+                },
+                Some(p.born.unwrap_or_default()),
+            )
+        }));
+        let copy = find_copy(&self.path, &file.fp, file.committed, &known, now);
         tracing::info!(
             path = %self.path.display(),
             offset = file.committed,
@@ -782,7 +852,8 @@ impl Follower {
             seen.push((file.fp.len() as u64, fingerprint_hex(&file.fp)));
         }
         if cycles {
-            self.find_skipped_generations(Some(since), Some(file.id), &seen, now);
+            // (The log's content before the truncation is in `seen`; it holds new content now.)
+            self.find_skipped_generations(Some(since), Some(file.id), &seen, &[], now);
         }
         file.reset_to_start()
     }
@@ -798,6 +869,7 @@ impl Follower {
         born: Option<std::time::SystemTime>,
         exclude: Option<FileId>,
         extra_past: &[(u64, String)],
+        current_prefix: &[u8],
         now: Instant,
     ) {
         let Some(born) = born else {
@@ -815,9 +887,11 @@ impl Follower {
                 f.read_prefix(len).unwrap_or_else(|_| f.fp.clone())
             })
             .collect();
+        // A copy of what the log holds now (a copytruncate in progress) is read from the log.
         let fps: Vec<&[u8]> = fresh
             .iter()
             .map(Vec::as_slice)
+            .chain(std::iter::once(current_prefix))
             .filter(|fp| strong(fp))
             .collect();
         let past: Vec<&(u64, String)> = self
@@ -826,7 +900,13 @@ impl Follower {
             .flat_map(|f| f.past_fps.iter())
             .chain(extra_past)
             .collect();
-        let mut missed: Vec<(std::time::SystemTime, PathBuf)> = rotated_siblings(&self.path)
+        // Oldest first. File-system creation times come from a coarse clock (a few ms): files
+        // created within one tick are ordered by their first bytes, which for Squid's native
+        // format start with the epoch timestamp (fixed width: lexical order is time order), then
+        // by inode number. Names are no guide: `.1` is the newest for logrotate, the oldest for
+        // date suffixes.
+        type Candidate = (std::time::SystemTime, Vec<u8>, u64, PathBuf);
+        let mut missed: Vec<Candidate> = rotated_siblings(&self.path)
             .into_iter()
             .filter(|p| {
                 p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
@@ -851,6 +931,10 @@ impl Follower {
                 }
                 // A copy of content already seen (copytruncate) is not a generation.
                 let head = OpenFile::open(&p, 0, now).ok()?.fp;
+                if head.is_empty() {
+                    // Nothing to read (or a copy still being written: the log still has it).
+                    return None;
+                }
                 let is_copy = fps.iter().any(|fp| {
                     let n = fp.len().min(head.len());
                     strong(&head[..n]) && fp[..n] == head[..n]
@@ -858,14 +942,14 @@ impl Follower {
                     let len = *len as usize;
                     head.len() >= len && fingerprint_hex(&head[..len]) == *hash
                 });
-                (!is_copy).then_some((b, p))
+                (!is_copy).then_some((b, head, m.ino(), p))
             })
             .collect();
         missed.sort();
-        for (_, p) in missed {
+        for (_, _, _, p) in missed {
             match OpenFile::open(&p, 0, now) {
                 Ok(f) => {
-                    tracing::info!(path = %p.display(), "reading a generation rotated away before it was seen");
+                    tracing::info!(path = %p.display(), ino = f.id.ino, "reading a generation rotated away before it was seen");
                     self.stats.rotations += 1;
                     self.draining.push_back(f);
                 }
@@ -973,7 +1057,13 @@ fn find_copy_by_hash(candidates: &[PathBuf], pos: &FilePosition, now: Instant) -
 }
 
 /// After a truncation: a sibling holding the old content (a `copytruncate` copy), opened at `offset`.
-fn find_copy(path: &Path, fp: &[u8], offset: u64, now: Instant) -> Option<OpenFile> {
+fn find_copy(
+    path: &Path,
+    fp: &[u8],
+    offset: u64,
+    known: &[(FileId, Option<(u64, u32)>)],
+    now: Instant,
+) -> Option<OpenFile> {
     if !strong(fp) {
         return None;
     }
@@ -981,7 +1071,13 @@ fn find_copy(path: &Path, fp: &[u8], offset: u64, now: Instant) -> Option<OpenFi
         let Ok(meta) = std::fs::metadata(&sib) else {
             continue;
         };
-        if meta.len() < offset {
+        let id = FileId::of(&meta);
+        let born = meta.created().ok().and_then(to_pair).unwrap_or_default();
+        if meta.len() < offset
+            || known
+                .iter()
+                .any(|(k, b)| *k == id && b.is_none_or(|b| b == born))
+        {
             continue;
         }
         let Ok(mut file) = OpenFile::open(&sib, 0, now) else {

@@ -110,33 +110,14 @@ impl TailHealth {
 /// The configured sources: each path with its format (`--access-log` with `--format`, then the
 /// logs a `squid.conf` writes, each in its own format; a path is taken once).
 fn sources_of(config: &Config) -> Result<Vec<(PathBuf, Format)>, StartupError> {
-    let invalid = |why: String| {
-        StartupError::Config(crate::error::ConfigError::Invalid {
-            field: "format",
-            why,
-        })
-    };
-    let format = Format::builtin(&config.format).ok_or_else(|| {
-        invalid(format!(
-            "unknown format {:?} (known: {})",
-            config.format,
-            parsers::BUILTIN_NAMES.join(", ")
-        ))
-    })?;
+    let format = config.log_format.clone();
     let mut out: Vec<(PathBuf, Format)> = config
         .access_logs
         .iter()
         .map(|p| (p.clone(), format.clone()))
         .collect();
     if let Some(conf) = &config.squid_conf {
-        let text = std::fs::read_to_string(conf).map_err(|source| {
-            StartupError::Config(crate::error::ConfigError::Read {
-                path: conf.clone(),
-                source,
-            })
-        })?;
-        let found = parsers::discover_with_notes(&text, conf, &mut read_include)
-            .map_err(|e| StartupError::Other(format!("{}: {e}", conf.display())))?;
+        let found = discover_squid_conf(conf)?;
         for note in &found.notes {
             tracing::info!(squid_conf = %conf.display(), "{note}");
         }
@@ -148,6 +129,18 @@ fn sources_of(config: &Config) -> Result<Vec<(PathBuf, Format)>, StartupError> {
         }
     }
     Ok(out)
+}
+
+/// Reads `conf` (and its `include` files) and finds every access log it writes, with its format.
+pub fn discover_squid_conf(conf: &Path) -> Result<parsers::Discovery, StartupError> {
+    let text = std::fs::read_to_string(conf).map_err(|source| {
+        StartupError::Config(crate::error::ConfigError::Read {
+            path: conf.to_owned(),
+            source,
+        })
+    })?;
+    parsers::discover_with_notes(&text, conf, &mut read_include)
+        .map_err(|e| StartupError::Other(format!("{}: {e}", conf.display())))
 }
 
 /// `include` of a squid.conf: the files matching the (absolute) pattern, with their text.

@@ -314,6 +314,11 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.keyboard.press("Escape");
     await page.waitForSelector("#detail:not([open])", { state: "attached", timeout: WAIT });
     assert.equal(await page.evaluate(() => document.activeElement.dataset.id), "15", "focus returns to the row");
+    await page.click('#rows .row[data-id="12"]');
+    await page.waitForSelector("#detail[open]", { timeout: WAIT });
+    assert.equal(await page.textContent("#detail-title"), "Entry 12");
+    await page.click("#detail-close");
+    await page.waitForSelector("#detail:not([open])", { state: "attached", timeout: WAIT });
   });
 
   it("keeps counting while paused and shows everything on resume", async () => {
@@ -330,6 +335,13 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
   });
 
   it("loses nothing across a daemon restart while lines are appended", async () => {
+    // Every connection state the page shows from here on, as the user (and a screen reader) gets it.
+    await page.evaluate(() => {
+      window.__states = [];
+      const el = document.getElementById("state");
+      new MutationObserver(() => window.__states.push(`${el.dataset.state}: ${el.textContent}`))
+        .observe(el, { childList: true, characterData: true, subtree: true, attributes: true });
+    });
     append(100); // read (or not yet) by the running daemon
     const stopping = daemon.stop();
     append(100); // while it shuts down
@@ -340,6 +352,9 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     append(50); // after it is back
     const last = written;
     await lastIdIs(last, 60_000);
+    const states = await page.evaluate(() => window.__states);
+    assert.ok(states.includes("waiting: The daemon is restarting; reconnecting…"), states.join("\n"));
+    assert.equal(states.at(-1), "live: Live — reconnected", states.join("\n"));
     const query = (url) => Object.fromEntries(new URL(url).searchParams);
     assert.ok(sockets.length >= 2, `reconnected: ${sockets.length} sockets`);
     assert.ok(query(sockets[0]).backlog, "the first connection asks for a backlog");
@@ -412,11 +427,13 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     // The top lists are refreshed once a second too: wait until they count the bursts.
     await page.waitForFunction(() => Number(document.querySelector("#top-dest li .count")?.textContent.replace(/\D/g, "")) >= 150, null, { timeout: WAIT });
     await page.evaluate(() => document.activeElement?.blur());
+    await page.mouse.move(1, 1);
     fs.mkdirSync(path.join(ROOT, "docs"), { recursive: true });
     await page.screenshot({ path: path.join(ROOT, "docs/dashboard.png") });
     await page.setViewportSize({ width: 390, height: 844 });
     await page.waitForFunction(() => document.documentElement.scrollWidth <= window.innerWidth, null, { timeout: WAIT });
     assert.ok(await page.isVisible("#rows .row"));
+    await page.screenshot({ path: path.join(ROOT, "docs/dashboard-phone.png"), fullPage: true });
     await page.setViewportSize({ width: 1400, height: 900 });
   });
 

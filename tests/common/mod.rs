@@ -3,38 +3,36 @@
 //! test feeds itself), then talk to it with real clients: tokio-tungstenite WebSockets and a minimal
 //! HTTP/1.1 client. Every wait has a bound ([`WAIT`] unless told otherwise); nothing sleeps.
 //!
-//! Each test binary includes it with `mod common;` and uses what it needs.
+//! Each test binary includes it with `mod common;` and uses what it needs. The HTTP client
+//! ([`http`]), the WebSocket client ([`ws`], re-exported whole), the routes-only server
+//! ([`server`]), users files ([`users`]) and the tracing capture ([`capture`]) are leaf submodules
+//! that `tests/auth_support` and `tests/pkg_support` include too, so each exists once.
 #![allow(dead_code)]
 
-use futures_util::{SinkExt, StreamExt};
+pub mod capture;
+pub mod http;
+pub mod server;
+pub mod users;
+pub mod ws;
+
+#[allow(unused_imports)]
+pub use self::capture::Capture;
+#[allow(unused_imports)]
+pub use self::http::{basic, get_within, parse_response, request_bytes, HttpResponse};
+#[allow(unused_imports)]
+pub use self::server::{bind_loopback, serve_routes};
+#[allow(unused_imports)]
+pub use self::users::{cheap_hash, cheap_params, hash_params};
+pub use self::ws::*;
+
 use proxytail::auth::Authenticator;
 use proxytail::config::Config;
-use proxytail::http::{self, AppState, Connections};
+use proxytail::http::AppState;
 use proxytail::hub::{Hub, Record};
 use proxytail::shutdown::{self, Control};
-use proxytail::tail::TailHealth;
-use proxytail::tokens::TokenStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-/// Default upper bound for any single wait in a test (a failure bound, not a delay).
-pub const WAIT: Duration = Duration::from_secs(10);
-
-/// A WebSocket client connection.
-pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A configuration for tests: a temporary state directory and access log, everything else default.
 pub struct TestConfig {
@@ -47,7 +45,20 @@ pub struct TestConfig {
 impl TestConfig {
     /// Defaults plus `extra` command-line arguments (e.g. `["--history", "100"]`).
     pub fn new(extra: &[&str]) -> TestConfig {
+        TestConfig::in_dir(tempfile::tempdir().expect("temp dir"), extra)
+    }
+
+    /// Like [`TestConfig::new`] with `--users` naming a users file in the temporary directory that
+    /// holds `alice` ([`write_users`]), so [`fetch_token`] works against it.
+    pub fn with_users(extra: &[&str]) -> TestConfig {
         let dir = tempfile::tempdir().expect("temp dir");
+        let users = write_users(dir.path()).display().to_string();
+        let mut args = vec!["--users", users.as_str()];
+        args.extend_from_slice(extra);
+        TestConfig::in_dir(dir, &args)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, extra: &[&str]) -> TestConfig {
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).expect("state dir");
         let log = dir.path().join("access.log");
@@ -67,12 +78,6 @@ impl TestConfig {
     pub fn access_log(&self) -> PathBuf {
         self.config.access_logs[0].clone()
     }
-}
-
-/// A listener on 127.0.0.1:0 bound the way the daemon binds its own.
-pub fn bind_loopback() -> TcpListener {
-    proxytail::app::bind_listener("127.0.0.1:0".parse().expect("address"))
-        .expect("bind 127.0.0.1:0")
 }
 
 /// The whole daemon (`app::run`) on 127.0.0.1:0 in this runtime. The test keeps the
@@ -100,6 +105,18 @@ impl Daemon {
         }
     }
 
+    /// Connects to the stream with a fresh token from [`fetch_token`] (the configuration must name
+    /// a users file with `alice`, as [`TestConfig::with_users`] does) plus `extra` query
+    /// (e.g. `&since=0`).
+    pub async fn subscribe(&self, extra: &str) -> Client {
+        let token = fetch_token(self.addr).await;
+        connect(&format!(
+            "ws://{}/api/ws/logs?token={token}{extra}",
+            self.addr
+        ))
+        .await
+    }
+
     /// Sends the stop signal and waits (bounded) for `app::run` to return.
     pub async fn stop(mut self) -> Result<(), proxytail::error::StartupError> {
         if let Some(control) = self.control.take() {
@@ -123,27 +140,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `http::routes` for a state built from `files.config` on 127.0.0.1:0.
+    /// Serves the routes for a state built from `files.config` on 127.0.0.1:0.
     pub async fn start(files: TestConfig) -> Server {
-        let listener = bind_loopback();
-        let addr = listener.local_addr().expect("local addr");
         let config = files.config.clone();
-        let state = AppState {
-            hub: Arc::new(Hub::new(config.history)),
-            auth: Arc::new(Authenticator::load(&config).expect("authenticator")),
-            tokens: Arc::new(TokenStore::new(config.token_ttl)),
-            health: Arc::new(TailHealth::default()),
-            config: Arc::new(config),
-            local_addr: addr,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            connections: Arc::new(Connections::default()),
-        };
-        let server = warp::serve(http::routes(state.clone()))
-            .incoming(listener)
-            .graceful(state.shutdown.clone().cancelled_owned());
-        state.tracker.spawn(server.run());
-        Server { addr, state, files }
+        let auth = Authenticator::load(&config).expect("authenticator");
+        let state = serve_routes(config, auth);
+        Server {
+            addr: state.local_addr,
+            state,
+            files,
+        }
     }
 
     /// A fresh single-use token.
@@ -215,249 +221,33 @@ pub fn publish(hub: &Hub, ids: std::ops::RangeInclusive<u64>, batch: usize) {
     }
 }
 
-/// Connects a WebSocket client to `url`; panics on failure.
-pub async fn connect(url: &str) -> Client {
-    try_connect(url, &[]).await.expect("WebSocket handshake")
-}
-
-/// Connects with extra request headers; returns the handshake error (e.g. HTTP 403) as is.
-pub async fn try_connect(
-    url: &str,
-    headers: &[(&'static str, &str)],
-) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
-    let mut request = url.into_client_request()?;
-    for (name, value) in headers {
-        request.headers_mut().insert(
-            *name,
-            HeaderValue::from_str(value).expect("valid header value"),
-        );
-    }
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("handshake within the bound")?;
-    Ok(ws)
-}
-
-/// What the next frame of interest from the server was.
-#[derive(Debug)]
-pub enum Event {
-    /// A text frame.
-    Text(String),
-    /// A Close frame: code and reason (1005 when it had none).
-    Close(u16, String),
-    /// The connection ended without a Close frame (EOF or an I/O error).
-    Gone(String),
-}
-
-/// The next text or Close frame (Ping/Pong/binary are skipped), within `bound`.
-pub async fn next_event_within(ws: &mut Client, bound: Duration) -> Event {
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        let frame = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .expect("a frame within the bound");
-        match frame {
-            None => return Event::Gone("end of stream".into()),
-            Some(Err(e)) => return Event::Gone(e.to_string()),
-            Some(Ok(Message::Text(t))) => return Event::Text(t.to_string()),
-            Some(Ok(Message::Close(frame))) => {
-                // Poll once more so the client sends its answering Close, as a browser does, and
-                // the server's closing handshake completes; this ends when the server hangs up.
-                let _ = tokio::time::timeout_at(deadline, ws.next()).await;
-                return match frame {
-                    Some(CloseFrame { code, reason }) => {
-                        Event::Close(u16::from(code), reason.to_string())
-                    }
-                    None => Event::Close(1005, String::new()),
-                };
-            }
-            Some(Ok(_)) => continue,
-        }
-    }
-}
-
-/// The next text or Close frame within [`WAIT`].
-pub async fn next_event(ws: &mut Client) -> Event {
-    next_event_within(ws, WAIT).await
-}
-
-/// Expects a Close frame before any text frame; returns its code and reason.
-pub async fn expect_close(ws: &mut Client) -> (u16, String) {
-    match next_event(ws).await {
-        Event::Close(code, reason) => (code, reason),
-        other => panic!("expected a Close frame first, got {other:?}"),
-    }
-}
-
-/// Reads exactly `n` entries (text frames parsed as JSON) and returns their ids; panics on a Close,
-/// a non-JSON text or the bound.
-pub async fn read_ids(ws: &mut Client, n: usize) -> Vec<u64> {
-    let mut ids = Vec::with_capacity(n);
-    while ids.len() < n {
-        match next_event(ws).await {
-            Event::Text(t) => ids.push(entry_id(&t)),
-            other => panic!(
-                "after {} entries: expected an entry, got {other:?}",
-                ids.len()
-            ),
-        }
-    }
-    ids
-}
-
-/// Reads exactly `n` entries and returns them parsed; panics on a Close, a non-JSON text or the bound.
-pub async fn read_entries(ws: &mut Client, n: usize) -> Vec<serde_json::Value> {
-    let mut entries = Vec::with_capacity(n);
-    while entries.len() < n {
-        match next_event(ws).await {
-            Event::Text(t) => entries.push(
-                serde_json::from_str(&t).unwrap_or_else(|e| panic!("entry is JSON ({e}): {t}")),
-            ),
-            other => panic!(
-                "after {} entries: expected an entry, got {other:?}",
-                entries.len()
-            ),
-        }
-    }
-    entries
-}
-
-/// The `id` field of an entry's JSON text.
-pub fn entry_id(text: &str) -> u64 {
-    // Fast path for the daemon's own serialization (`id` is always the first key).
-    if let Some(rest) = text.strip_prefix("{\"id\":") {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if let Ok(id) = rest[..digits].parse() {
-            return id;
-        }
-    }
-    let v: serde_json::Value =
-        serde_json::from_str(text).unwrap_or_else(|e| panic!("entry is JSON ({e}): {text}"));
-    v["id"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("entry has an id: {text}"))
-}
-
-/// Sends a client text message.
-pub async fn send_text(ws: &mut Client, text: &str) {
-    ws.send(Message::text(text)).await.expect("send text");
-}
-
-/// Runs the client side of a closing handshake (Close 1000) and returns the server's answer.
-pub async fn close_handshake(ws: &mut Client) -> Event {
-    let frame = CloseFrame {
-        code: CloseCode::Normal,
-        reason: "bye".into(),
-    };
-    ws.close(Some(frame)).await.expect("send Close");
-    next_event(ws).await
-}
-
-/// Checks that nothing but the given text arrives before a `ping`→`pong` round trip: sends `ping`
-/// and returns every text frame received up to (excluding) the `pong`.
-pub async fn texts_until_pong(ws: &mut Client) -> Vec<String> {
-    send_text(ws, "ping").await;
-    let mut seen = Vec::new();
-    loop {
-        match next_event(ws).await {
-            Event::Text(t) if t == "pong" => return seen,
-            Event::Text(t) => seen.push(t),
-            other => panic!("expected pong, got {other:?}"),
-        }
-    }
-}
-
-/// A plain HTTP response.
-#[derive(Debug)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: u16,
-    /// Header names (lower-case) and values, in order.
-    pub headers: Vec<(String, String)>,
-    /// The body (de-chunked).
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body parsed as JSON.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
-
-/// `GET path` over a fresh HTTP/1.1 connection with `Connection: close` and extra `headers`.
+/// `GET path` over a fresh HTTP/1.1 connection with `Connection: close` and extra `headers`,
+/// within [`WAIT`].
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read");
-        raw
-    };
-    let raw = tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("HTTP response within the bound");
-    parse_response(&raw)
+    get_within(addr, path, headers, WAIT).await
 }
 
-fn parse_response(raw: &[u8]) -> HttpResponse {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
-    let head = std::str::from_utf8(&raw[..split]).expect("ASCII head");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    HttpResponse {
-        status,
-        headers,
-        body,
-    }
+/// The user that [`write_users`] creates.
+pub const USER: &str = "alice";
+/// Password of the [`USER`] that [`write_users`] creates.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Writes a users file with [`USER`] (a cheap Argon2id hash of [`PASSWORD`]) into `dir`.
+pub fn write_users(dir: &std::path::Path) -> PathBuf {
+    users::write_users(dir, &[(USER, PASSWORD)])
 }
 
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size_text = std::str::from_utf8(&data[..line_end]).expect("chunk size");
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .expect("hex chunk size");
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
+/// A WebSocket token from `/api/ws-token` with [`USER`]'s Basic credentials.
+pub async fn fetch_token(addr: SocketAddr) -> String {
+    let credentials = basic(USER, PASSWORD);
+    let response = http_get(
+        addr,
+        "/api/ws-token",
+        &[("authorization", credentials.as_str())],
+    )
+    .await;
+    assert_eq!(response.status, 200, "{response:?}");
+    let json = response.json();
+    assert_eq!(json["status"], "success", "{json}");
+    json["token"].as_str().expect("token").to_owned()
 }

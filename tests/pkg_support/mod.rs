@@ -1,105 +1,61 @@
 //! Shared by the reverse proxy tests (`pkg_nginx`, `pkg_apache`, `pkg_caddy`): a real daemon on
 //! 127.0.0.1:0 with a users file and a temporary log, a minimal HTTP/1.1 client, WebSocket helpers,
 //! and the token + WebSocket flow run through a front end, close codes included.
+//! The in-process daemon, its users file and the HTTP/1.1 and WebSocket clients are `tests/common`'s,
+//! included here whole.
 #![allow(dead_code)]
-use futures_util::{SinkExt, StreamExt};
-use proxytail::config::Config;
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::{
+    basic, expect_close, fetch_token, get_within, next_event, send_text, try_connect, Client,
+    Event, HttpResponse, TestConfig, USER,
+};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
-pub const USER: &str = "alice";
-pub const PASSWORD: &str = "correct horse battery staple";
 /// Upper bound for any single step; a failure bound, not a delay.
 pub const STEP: Duration = Duration::from_secs(10);
 
-/// A minimal HTTP/1.1 GET (Connection: close); returns the status, the header block and the body.
-pub async fn get(
-    addr: SocketAddr,
-    path: &str,
-    auth: Option<(&str, &str)>,
-) -> (u16, String, String) {
-    use base64::Engine as _;
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some((u, p)) = auth {
-        let cred = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-        req.push_str(&format!("Authorization: Basic {cred}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.expect("send");
-    let mut buf = Vec::new();
-    tokio::time::timeout(STEP, stream.read_to_end(&mut buf))
-        .await
-        .expect("response in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    (status, head.to_owned(), body.to_owned())
+/// `GET path` (Connection: close), with `user:password` Basic credentials when given.
+pub async fn get(addr: SocketAddr, path: &str, auth: Option<(&str, &str)>) -> HttpResponse {
+    let credentials = auth.map(|(user, password)| basic(user, password));
+    let headers: Vec<(&str, &str)> = credentials
+        .iter()
+        .map(|c| ("Authorization", c.as_str()))
+        .collect();
+    get_within(addr, path, &headers, STEP).await
 }
 
-pub type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// A WebSocket client connection.
+pub type Ws = Client;
 
+/// Connects to `/api/ws/logs{query}` at `addr` with an `Origin` header; panics unless upgraded.
 pub async fn connect(addr: SocketAddr, query: &str, origin: &str) -> Ws {
-    let mut req = format!("ws://{addr}/api/ws/logs{query}")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut()
-        .insert("Origin", origin.parse().expect("origin header"));
-    let (ws, resp) = tokio::time::timeout(STEP, tokio_tungstenite::connect_async(req))
-        .await
-        .expect("handshake in time")
-        .expect("handshake");
-    assert_eq!(resp.status(), 101);
-    ws
+    try_connect(
+        &format!("ws://{addr}/api/ws/logs{query}"),
+        &[("Origin", origin)],
+    )
+    .await
+    .expect("handshake")
 }
 
-/// The next text message, skipping Ping/Pong control frames.
+/// The next text message, skipping control frames.
 pub async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        match tokio::time::timeout(STEP, ws.next())
-            .await
-            .expect("message in time")
-        {
-            Some(Ok(Message::Text(t))) => return t.as_str().to_owned(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => panic!("expected a text message, got {other:?}"),
-        }
+    match next_event(ws).await {
+        Event::Text(t) => t,
+        other => panic!("expected a text message, got {other:?}"),
     }
 }
 
 /// The close code the server sends next (no data may come first).
 pub async fn close_code(ws: &mut Ws) -> u16 {
-    loop {
-        match tokio::time::timeout(STEP, ws.next())
-            .await
-            .expect("close in time")
-        {
-            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
-
-pub async fn token(addr: SocketAddr) -> String {
-    let (status, _, body) = get(addr, "/api/ws-token", Some((USER, PASSWORD))).await;
-    assert_eq!(status, 200, "{body}");
-    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(json["status"], "success");
-    json["token"].as_str().expect("token").to_owned()
+    expect_close(ws).await.0
 }
 
 /// True if the front end binary exists. Absent outside CI: skip with a message; absent in CI
@@ -150,56 +106,33 @@ pub fn run_ok(cmd: &mut Command, log: &Path) {
     );
 }
 
-/// A daemon running in-process on 127.0.0.1:0 with one user and an empty log.
+/// A daemon running in-process on 127.0.0.1:0 (`tests/common`'s) with [`USER`] in an owner-only
+/// users file and an empty log.
 pub struct Daemon {
     /// Where the daemon listens; the front end's backend.
     pub addr: SocketAddr,
     /// The access log it follows; the flow appends a line to it.
     pub log: PathBuf,
-    /// Stops the daemon.
-    control: proxytail::shutdown::Control,
-    /// The daemon's task, awaited to prove a clean exit.
-    task: tokio::task::JoinHandle<Result<(), proxytail::error::StartupError>>,
+    /// The running daemon; the flow stops it to prove a clean exit.
+    daemon: common::Daemon,
     /// Holds the log, users file and state directory.
-    _dir: tempfile::TempDir,
+    _files: TestConfig,
 }
 
 impl Daemon {
     /// Starts the daemon (reading the log from its start, trusting X-Forwarded-For from loopback).
     pub async fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log: PathBuf = dir.path().join("access.log");
+        let files = TestConfig::with_users(&["--from-start", "--trust-forwarded-for"]);
+        let log = files.access_log();
         std::fs::write(&log, "").expect("log");
-        let users = dir.path().join("users");
-        let hash = proxytail::auth::hash_password(PASSWORD).expect("hash");
-        std::fs::write(&users, format!("{USER}:{hash}\n")).expect("users");
+        let users = files.config.users.clone().expect("users file");
         std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        let state = dir.path().join("state");
-        std::fs::create_dir(&state).expect("state dir");
-        let (_, config) = Config::from_args([
-            "proxytail".as_ref(),
-            "--access-log".as_ref(),
-            log.as_os_str(),
-            "--users".as_ref(),
-            users.as_os_str(),
-            "--state-dir".as_ref(),
-            state.as_os_str(),
-            "--from-start".as_ref(),
-            "--trust-forwarded-for".as_ref(),
-        ])
-        .expect("config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (control, signals) = proxytail::shutdown::channel();
-        let task = tokio::spawn(proxytail::app::run(config, listener, signals));
+        let daemon = common::Daemon::start(&files).await;
         Daemon {
-            addr,
+            addr: daemon.addr,
             log,
-            control,
-            task,
-            _dir: dir,
+            daemon,
+            _files: files,
         }
     }
 }
@@ -212,27 +145,31 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
     let origin = format!("http://{front}");
 
     // The dashboard and the API on the same origin.
-    let (status, head, body) = get(front, "/", None).await;
-    assert_eq!(status, 200, "{head}");
+    let page = get(front, "/", None).await;
+    assert_eq!(page.status, 200, "{page:?}");
     assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/html"),
-        "{head}"
+        page.header("content-type")
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/html")),
+        "{page:?}"
     );
-    assert!(body.to_ascii_lowercase().contains("<html"), "{body}");
-    let (status, _, body) = get(front, "/api/health", None).await;
-    assert_eq!(status, 200, "{body}");
+    assert!(
+        page.text().to_ascii_lowercase().contains("<html"),
+        "{page:?}"
+    );
+    let health = get(front, "/api/health", None).await;
+    assert_eq!(health.status, 200, "{health:?}");
 
-    let (status, head, _) = get(front, "/api/ws-token", None).await;
-    assert_eq!(status, 401);
+    let challenge = get(front, "/api/ws-token", None).await;
+    assert_eq!(challenge.status, 401);
     assert!(
-        head.to_ascii_lowercase()
-            .contains("www-authenticate: basic"),
-        "{head}"
+        challenge
+            .header("www-authenticate")
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("basic")),
+        "{challenge:?}"
     );
-    let (status, _, _) = get(front, "/api/ws-token", Some((USER, "wrong"))).await;
-    assert_eq!(status, 401);
-    let first = token(front).await;
+    let wrong = get(front, "/api/ws-token", Some((USER, "wrong"))).await;
+    assert_eq!(wrong.status, 401);
+    let first = fetch_token(front).await;
 
     // The stream: a line written to the log arrives as an entry; ping gets pong.
     let mut ws = connect(front, &format!("?token={first}"), &origin).await;
@@ -249,7 +186,7 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
     assert_eq!(entry["id"], 1, "{entry}");
     assert_eq!(entry["destination"], "example.com:443");
     assert_eq!(entry["status"], "200 Connection established");
-    ws.send(Message::Text("ping".into())).await.expect("ping");
+    send_text(&mut ws, "ping").await;
     assert_eq!(next_text(&mut ws).await, "pong");
 
     // Close codes through the proxy: reused token 4003, no token 4001, unknown token 4003.
@@ -261,36 +198,38 @@ pub async fn flow(front: SocketAddr, daemon: Daemon) -> String {
     assert_eq!(close_code(&mut bogus).await, 4003);
 
     // A foreign Origin is refused at the upgrade, through the proxy too.
-    let second = token(front).await;
-    let mut req = format!("ws://{front}/api/ws/logs?token={second}")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut()
-        .insert("Origin", "http://evil.example".parse().expect("origin"));
-    match tokio::time::timeout(STEP, tokio_tungstenite::connect_async(req))
-        .await
-        .expect("answer in time")
-    {
+    let second = fetch_token(front).await;
+    let url = format!("ws://{front}/api/ws/logs?token={second}");
+    match try_connect(&url, &[("Origin", "http://evil.example")]).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status(), 403)
         }
-        Ok((mut ws, _)) => panic!(
+        Ok(mut ws) => panic!(
             "foreign origin accepted; first frame: {:?}",
-            ws.next().await
+            next_event(&mut ws).await
         ),
         Err(e) => panic!("unexpected error: {e}"),
     }
 
     // Shutdown: the subscriber behind the proxy gets 1001, the daemon returns Ok.
-    let Daemon { control, task, .. } = daemon;
-    control.stop.send(()).expect("stop");
+    let stop = tokio::spawn(daemon.daemon.stop());
     assert_eq!(close_code(&mut ws).await, 1001);
-    tokio::time::timeout(Duration::from_secs(15), task)
-        .await
-        .expect("daemon stops in time")
-        .expect("join")
-        .expect("clean exit");
+    stop.await.expect("stop task").expect("clean exit");
     first
+}
+
+/// The front end's access log at `path` recorded the token request but not `token` itself: the
+/// single-use token travels in the query string, and the shipped snippet keeps it out of the log.
+pub fn assert_token_not_logged(path: &Path, token: &str, front_end: &str) {
+    let access = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        access.contains("/api/ws-token"),
+        "{front_end} logged nothing?\n{access}"
+    );
+    assert!(
+        !access.contains(token),
+        "token logged by {front_end}:\n{access}"
+    );
 }
 
 /// Copies the shipped file `rel` into `dir`, pointing its backend `127.0.0.1:5001` at `backend`
