@@ -629,6 +629,9 @@ fn main() {
         for line in tail.iter().rev().take(10).rev() {
             eprintln!("daemon: {line}");
         }
+        drop(tail);
+        // `exit` skips destructors: remove the temp directory first.
+        drop(dir);
         std::process::exit(1);
     }
 }
