@@ -27,6 +27,9 @@ pub struct Journal {
     segment_records: usize,
     /// Records were appended since the last `sync` (an idle journal is not synced again).
     unsynced: bool,
+    /// Segments rotated away since the last sync, still to be made durable (their `fsync` is
+    /// not done on the tailer's path: see `syncer`).
+    rotated: Vec<File>,
 }
 
 /// What [`Journal::open`] found.
@@ -149,6 +152,7 @@ impl Journal {
             active_records,
             segment_records: segment_records.max(1),
             unsynced: false,
+            rotated: Vec::new(),
         };
         Ok((journal, Recovered { records, last_id }))
     }
@@ -174,6 +178,9 @@ impl Journal {
 
     /// Makes appended records durable.
     pub fn sync(&mut self) -> io::Result<()> {
+        for f in self.rotated.drain(..) {
+            f.sync_data()?;
+        }
         if self.unsynced {
             self.active.sync_data()?;
             self.unsynced = false;
@@ -181,13 +188,29 @@ impl Journal {
         Ok(())
     }
 
+    /// Handles on every segment written since the last sync, for an `fsync` elsewhere (the
+    /// syncer thread); the journal counts as synced from now on. Empty when nothing was written.
+    pub fn unsynced_handles(&mut self) -> io::Result<Vec<File>> {
+        let mut out = std::mem::take(&mut self.rotated);
+        if self.unsynced {
+            out.push(self.active.try_clone()?);
+            self.unsynced = false;
+        }
+        Ok(out)
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
-        self.active.sync_data()?;
         let next = self.active_seq + 1;
-        self.active = OpenOptions::new()
+        let new = OpenOptions::new()
             .create(true)
             .append(true)
             .open(segment_path(&self.dir, next))?;
+        // The old segment is made durable with the next sync, off the tailer's path.
+        let old = std::mem::replace(&mut self.active, new);
+        if self.unsynced {
+            self.rotated.push(old);
+            self.unsynced = false;
+        }
         if self.active_seq > 0 {
             let _ = std::fs::remove_file(segment_path(&self.dir, self.active_seq - 1));
         }

@@ -24,6 +24,7 @@
 pub mod checkpoint;
 pub mod follow;
 pub mod journal;
+pub mod syncer;
 pub mod watch;
 
 use crate::config::Config;
@@ -37,6 +38,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use syncer::{SyncJob, Syncer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use watch::Watch;
@@ -232,8 +234,10 @@ pub struct Tailer {
     pending: Option<(Vec<Record>, bool)>,
     /// The checkpoint was replaced since the last `fsync`.
     dirty: bool,
-    /// Last `fsync` of journal and checkpoint.
+    /// Last `fsync` of journal and checkpoint (handed to `syncer`).
     last_sync: Instant,
+    /// Runs the periodic `fsync` off this task, so a slow disk never holds lines back.
+    syncer: Syncer,
     /// File-system watcher (or polling) and its wakes.
     watch: Watch,
     /// Wakes from `watch`.
@@ -319,6 +323,7 @@ impl Tailer {
             pending: None,
             dirty: false,
             last_sync: Instant::now(),
+            syncer: Syncer::new(),
             watch,
             wakes,
         };
@@ -358,6 +363,7 @@ impl Tailer {
 
     /// Stops: makes the journal and the checkpoint durable.
     fn shutdown(&mut self) {
+        self.syncer.finish();
         if let Err(e) = self.journal.sync() {
             tracing::error!(error = %e, "journal sync at shutdown failed");
         }
@@ -427,20 +433,45 @@ impl Tailer {
                 return false;
             }
         }
-        let sync = self.last_sync.elapsed() >= SYNC_EVERY;
-        if sync {
-            if let Err(e) = self.journal.sync() {
-                tracing::warn!(error = %e, "journal sync failed");
-            }
-        }
-        if !self.save_checkpoint(sync) {
+        // Replaced (write + rename, which survives SIGKILL) before the batch is published; the
+        // `fsync` against power loss follows in the background (`sync_in_background`).
+        if !self.save_checkpoint(false) {
             // The journal may now hold records past the checkpoint: they are cut on the next
             // start (their lines are read again with the same ids).
             self.pending = Some((records, true));
             return false;
         }
         self.hub.publish(records);
+        self.sync_in_background();
         true
+    }
+
+    /// At most once per [`SYNC_EVERY`], hands the journal segments and the checkpoint written
+    /// since the last sync to the syncer thread (skipped while a sync still runs).
+    fn sync_in_background(&mut self) {
+        if self.last_sync.elapsed() < SYNC_EVERY || self.syncer.busy() {
+            return;
+        }
+        let journal = match self.journal.unsynced_handles() {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(error = %e, "journal sync failed");
+                Vec::new()
+            }
+        };
+        let checkpoint = self.dirty.then(|| {
+            let dir = self.state.path().to_owned();
+            (dir.join(checkpoint::CHECKPOINT_FILE), dir)
+        });
+        self.last_sync = Instant::now();
+        if journal.is_empty() && checkpoint.is_none() {
+            return;
+        }
+        self.dirty = false;
+        self.syncer.submit(SyncJob {
+            journal,
+            checkpoint,
+        });
     }
 
     fn note_write_error(&self) {
