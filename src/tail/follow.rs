@@ -483,7 +483,7 @@ impl Follower {
         for pos in saved.iter().filter(|p| p.retired) {
             // Remembered while the file still exists beside the log.
             let exists = candidates.iter().any(|c| {
-                std::fs::metadata(c).is_ok_and(|m| m.dev() == pos.dev && m.ino() == pos.ino)
+                std::fs::metadata(c).is_ok_and(|m| is_saved_file(&m, pos))
             });
             if exists {
                 f.retired.push_back(pos.clone());
@@ -511,11 +511,13 @@ impl Follower {
                             found.push((PathBuf::new(), copy));
                         }
                     }
-                    // The same inode with other content (refilled after a truncation, or the
-                    // inode number reused): read it from 0.
+                    // The same file with other content (refilled after a truncation): read it
+                    // from 0. A file that merely reused the inode number (another creation time)
+                    // is not it: taken for it, the path would count as found and generations
+                    // rotated away while stopped would not be searched for.
                     let same_inode = candidates.iter().find_map(|c| {
                         let m = std::fs::metadata(c).ok()?;
-                        (m.dev() == pos.dev && m.ino() == pos.ino).then_some(c)
+                        is_saved_file(&m, pos).then_some(c)
                     });
                     match same_inode.and_then(|c| OpenFile::open(c, 0, now).ok()) {
                         Some(mut file) => {
@@ -1003,6 +1005,17 @@ pub fn rotated_siblings(path: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// True if `meta` is the file `pos` was saved for: same device and inode and, where both are
+/// known, the same creation time (freed inode numbers are reused at once by ext4 and others).
+fn is_saved_file(meta: &Metadata, pos: &FilePosition) -> bool {
+    meta.dev() == pos.dev
+        && meta.ino() == pos.ino
+        && match (pos.born, meta.created().ok().and_then(to_pair)) {
+            (Some(saved), Some(now)) => saved == now,
+            _ => true,
+        }
+}
+
 /// Opens `candidate` at `pos.offset` if it is the file `pos` describes (identity and fingerprint).
 fn match_position(
     candidate: &Path,
@@ -1010,7 +1023,7 @@ fn match_position(
     now: Instant,
 ) -> Option<(PathBuf, OpenFile)> {
     let meta = std::fs::metadata(candidate).ok()?;
-    if meta.dev() != pos.dev || meta.ino() != pos.ino {
+    if !is_saved_file(&meta, pos) {
         return None;
     }
     let mut file = OpenFile::open(candidate, 0, now).ok()?;
