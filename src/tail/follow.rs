@@ -482,9 +482,9 @@ impl Follower {
         let mut lost_fps: Vec<(u64, String)> = Vec::new();
         for pos in saved.iter().filter(|p| p.retired) {
             // Remembered while the file still exists beside the log.
-            let exists = candidates.iter().any(|c| {
-                std::fs::metadata(c).is_ok_and(|m| is_saved_file(&m, pos))
-            });
+            let exists = candidates
+                .iter()
+                .any(|c| std::fs::metadata(c).is_ok_and(|m| is_saved_file(&m, pos)));
             if exists {
                 f.retired.push_back(pos.clone());
             }
