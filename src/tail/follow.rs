@@ -71,7 +71,8 @@ pub struct FilePosition {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub past: Vec<(u64, String)>,
     /// Creation time `(secs, nanos)` since the epoch, where the file system reports it: after a
-    /// restart, generations created after it and rotated away meanwhile are read too.
+    /// restart, generations created after it and rotated away meanwhile are read too; and part of
+    /// the identity on resume (a file deleted while stopped frees its inode number for the next).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub born: Option<(u64, u32)>,
     /// A file read to its end and closed, remembered (bounded) so that it is never taken for a
