@@ -481,6 +481,8 @@ impl Follower {
         let mut found: Vec<(PathBuf, OpenFile)> = Vec::new();
         // Fingerprints of content that is gone from where it was (truncated while stopped).
         let mut lost_fps: Vec<(u64, String)> = Vec::new();
+        // Saved files found again with other content (truncated and refilled while stopped).
+        let mut refilled: Vec<FileId> = Vec::new();
         for pos in saved.iter().filter(|p| p.retired) {
             // Remembered while the file still exists beside the log.
             let exists = candidates
@@ -523,6 +525,7 @@ impl Follower {
                     match same_inode.and_then(|c| OpenFile::open(c, 0, now).ok()) {
                         Some(mut file) => {
                             file.past_fps = past;
+                            refilled.push(file.id);
                             if !found.iter().any(|(_, o)| o.id == file.id) {
                                 found.push((PathBuf::new(), file));
                             }
@@ -545,10 +548,17 @@ impl Follower {
                 f.draining.push_back(file);
             }
         }
+        let newest = saved.iter().filter_map(|p| p.born).max().map(from_pair);
+        if let Some(cur) = f.current.as_ref().filter(|c| refilled.contains(&c.id)) {
+            // Truncated while stopped, maybe more than once: copies of the later cycles (content
+            // written between two truncations) hold lines found nowhere else. Copies of content
+            // already taken are told apart by their first bytes.
+            let prefix = cur.fp.clone();
+            f.find_skipped_generations(newest, path_id, &lost_fps, &prefix, now);
+        }
         if f.current.is_none() {
             // Rotated while stopped: generations created after the newest saved file, other than
             // the one the path names now, are read too (from 0).
-            let newest = saved.iter().filter_map(|p| p.born).max().map(from_pair);
             f.find_skipped_generations(newest, path_id, &lost_fps, &[], now);
             match OpenFile::open(&f.path, 0, now) {
                 Ok(mut file) => {
