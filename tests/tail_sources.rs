@@ -2,8 +2,11 @@
 //! glued Squid ≤ 5 records, the testdata samples end to end, health counters.
 mod tail_support;
 
+use proxytail::hub::Hub;
+use proxytail::tail::Tailer;
 use std::fs::{self, File};
 use std::path::Path;
+use std::sync::Arc;
 use tail_support::*;
 
 fn testdata(rel: &str) -> std::path::PathBuf {
@@ -14,23 +17,11 @@ fn testdata(rel: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_format_is_refused_at_start() {
-    // Formats are compiled when the configuration is read: the refusal comes from there, before
-    // any tailer exists.
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    let state = dir.path().join("state");
-    let args = [
-        "proxytail".to_owned(),
-        "--access-log".to_owned(),
-        log.display().to_string(),
-        "--state-dir".to_owned(),
-        state.display().to_string(),
-        "--format".to_owned(),
-        "nope".to_owned(),
-    ];
-    let err = proxytail::config::Config::from_args(args).unwrap_err();
+    let cfg = config(&[&log], &dir.path().join("state"), &["--format", "nope"]);
+    let err = Tailer::new(&cfg, Arc::new(Hub::new(10))).unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
-    assert!(!state.exists(), "nothing is created before the refusal");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
