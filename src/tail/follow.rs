@@ -71,7 +71,8 @@ pub struct FilePosition {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub past: Vec<(u64, String)>,
     /// Creation time `(secs, nanos)` since the epoch, where the file system reports it: after a
-    /// restart, generations created after it and rotated away meanwhile are read too.
+    /// restart, generations created after it and rotated away meanwhile are read too; and part of
+    /// the identity on resume (a file deleted while stopped frees its inode number for the next).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub born: Option<(u64, u32)>,
     /// A file read to its end and closed, remembered (bounded) so that it is never taken for a
@@ -480,11 +481,13 @@ impl Follower {
         let mut found: Vec<(PathBuf, OpenFile)> = Vec::new();
         // Fingerprints of content that is gone from where it was (truncated while stopped).
         let mut lost_fps: Vec<(u64, String)> = Vec::new();
+        // Saved files found again with other content (truncated and refilled while stopped).
+        let mut refilled: Vec<FileId> = Vec::new();
         for pos in saved.iter().filter(|p| p.retired) {
             // Remembered while the file still exists beside the log.
-            let exists = candidates.iter().any(|c| {
-                std::fs::metadata(c).is_ok_and(|m| m.dev() == pos.dev && m.ino() == pos.ino)
-            });
+            let exists = candidates
+                .iter()
+                .any(|c| std::fs::metadata(c).is_ok_and(|m| is_saved_file(&m, pos)));
             if exists {
                 f.retired.push_back(pos.clone());
             }
@@ -511,15 +514,18 @@ impl Follower {
                             found.push((PathBuf::new(), copy));
                         }
                     }
-                    // The same inode with other content (refilled after a truncation, or the
-                    // inode number reused): read it from 0.
+                    // The same file with other content (refilled after a truncation): read it
+                    // from 0. A file that merely reused the inode number (another creation time)
+                    // is not it: taken for it, the path would count as found and generations
+                    // rotated away while stopped would not be searched for.
                     let same_inode = candidates.iter().find_map(|c| {
                         let m = std::fs::metadata(c).ok()?;
-                        (m.dev() == pos.dev && m.ino() == pos.ino).then_some(c)
+                        is_saved_file(&m, pos).then_some(c)
                     });
                     match same_inode.and_then(|c| OpenFile::open(c, 0, now).ok()) {
                         Some(mut file) => {
                             file.past_fps = past;
+                            refilled.push(file.id);
                             if !found.iter().any(|(_, o)| o.id == file.id) {
                                 found.push((PathBuf::new(), file));
                             }
@@ -542,10 +548,17 @@ impl Follower {
                 f.draining.push_back(file);
             }
         }
+        let newest = saved.iter().filter_map(|p| p.born).max().map(from_pair);
+        if let Some(cur) = f.current.as_ref().filter(|c| refilled.contains(&c.id)) {
+            // Truncated while stopped, maybe more than once: copies of the later cycles (content
+            // written between two truncations) hold lines found nowhere else. Copies of content
+            // already taken are told apart by their first bytes.
+            let prefix = cur.fp.clone();
+            f.find_skipped_generations(newest, path_id, &lost_fps, &prefix, now);
+        }
         if f.current.is_none() {
             // Rotated while stopped: generations created after the newest saved file, other than
             // the one the path names now, are read too (from 0).
-            let newest = saved.iter().filter_map(|p| p.born).max().map(from_pair);
             f.find_skipped_generations(newest, path_id, &lost_fps, &[], now);
             match OpenFile::open(&f.path, 0, now) {
                 Ok(mut file) => {
@@ -1003,6 +1016,17 @@ pub fn rotated_siblings(path: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// True if `meta` is the file `pos` was saved for: same device and inode and, where both are
+/// known, the same creation time (freed inode numbers are reused at once by ext4 and others).
+fn is_saved_file(meta: &Metadata, pos: &FilePosition) -> bool {
+    meta.dev() == pos.dev
+        && meta.ino() == pos.ino
+        && match (pos.born, meta.created().ok().and_then(to_pair)) {
+            (Some(saved), Some(now)) => saved == now,
+            _ => true,
+        }
+}
+
 /// Opens `candidate` at `pos.offset` if it is the file `pos` describes (identity and fingerprint).
 fn match_position(
     candidate: &Path,
@@ -1010,7 +1034,7 @@ fn match_position(
     now: Instant,
 ) -> Option<(PathBuf, OpenFile)> {
     let meta = std::fs::metadata(candidate).ok()?;
-    if meta.dev() != pos.dev || meta.ino() != pos.ino {
+    if !is_saved_file(&meta, pos) {
         return None;
     }
     let mut file = OpenFile::open(candidate, 0, now).ok()?;
