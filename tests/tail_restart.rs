@@ -52,11 +52,7 @@ async fn graceful_restart_resends_nothing_and_skips_nothing() {
 // 22: a crash (the task is aborted: no final checkpoint, no shutdown path).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_then_restart_loses_nothing_and_repeats_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let state = dir.path().join("state");
-    File::create(&log).unwrap();
-    let cfg = config(&[&log], &state, &[]);
+    let (_dir, log, _state, cfg) = scratch(&[]);
     let mut run = start(&cfg);
     append(&log, lines(1..=500).as_bytes());
     assert_exact(&run.collect(500).await, 1, 1..=500);
@@ -76,11 +72,7 @@ async fn crash_then_restart_loses_nothing_and_repeats_nothing() {
 // again get exactly the ids they had, and the rebuilt history holds no duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_read_again_after_an_older_checkpoint_get_the_same_ids() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let state = dir.path().join("state");
-    File::create(&log).unwrap();
-    let cfg = config(&[&log], &state, &[]);
+    let (_dir, log, state, cfg) = scratch(&[]);
     let mut run = start(&cfg);
     append(&log, lines(1..=50).as_bytes());
     run.collect(50).await;
@@ -109,11 +101,7 @@ async fn lines_read_again_after_an_older_checkpoint_get_the_same_ids() {
 // 62: copytruncate, then a crash before any periodic checkpoint, then restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copytruncate_then_crash_never_gives_an_id_to_another_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let state = dir.path().join("state");
-    File::create(&log).unwrap();
-    let cfg = config(&[&log], &state, &[]);
+    let (_dir, log, _state, cfg) = scratch(&[]);
     let mut run = start(&cfg);
     append(&log, lines(1..=30).as_bytes());
     let mut seen: HashMap<u64, bytes::Bytes> = HashMap::new();
@@ -143,11 +131,7 @@ async fn copytruncate_then_crash_never_gives_an_id_to_another_line() {
 // 26: rotation while stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_while_stopped_drains_the_rotated_file_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let state = dir.path().join("state");
-    File::create(&log).unwrap();
-    let cfg = config(&[&log], &state, &[]);
+    let (_dir, log, _state, cfg) = scratch(&[]);
     let mut run = start(&cfg);
     append(&log, lines(1..=10).as_bytes());
     run.collect(10).await;
@@ -163,11 +147,7 @@ async fn rotation_while_stopped_drains_the_rotated_file_first() {
 // 23: a half-written temp file beside a complete checkpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_written_temp_checkpoint_is_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let state = dir.path().join("state");
-    File::create(&log).unwrap();
-    let cfg = config(&[&log], &state, &[]);
+    let (_dir, log, state, cfg) = scratch(&[]);
     let mut run = start(&cfg);
     append(&log, lines(1..=5).as_bytes());
     run.collect(5).await;
@@ -218,11 +198,7 @@ async fn corrupt_checkpoint_falls_back_to_documented_policy() {
 // 29: a second instance on the same state directory refuses to start and touches nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_instance_on_the_same_state_dir_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let state = dir.path().join("state");
-    File::create(&log).unwrap();
-    let cfg = config(&[&log], &state, &[]);
+    let (_dir, log, state, cfg) = scratch(&[]);
     let mut run = start(&cfg);
     append(&log, lines(1..=3).as_bytes());
     run.collect(3).await;
@@ -259,11 +235,7 @@ async fn first_start_begins_at_the_end_of_the_file() {
 // 30: the checkpoint on disk covers every published batch at once, and is not rewritten idle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_covers_each_published_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let state = dir.path().join("state");
-    File::create(&log).unwrap();
-    let cfg = config(&[&log], &state, &[]);
+    let (_dir, log, state, cfg) = scratch(&[]);
     let mut run = start(&cfg);
     for k in 1..=5u64 {
         append(&log, lines([k]).as_bytes());

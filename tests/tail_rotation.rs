@@ -88,11 +88,7 @@ fn writer(log: PathBuf, kind: Kind, seen: Option<Seen>) {
 }
 
 async fn rotation_case(kind: Kind, paced: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("access.log");
-    let state = dir.path().join("state");
-    File::create(&log).unwrap();
-    let cfg = config(&[&log], &state, &["--history", "100000"]);
+    let (_dir, log, _state, cfg) = scratch(&["--history", "100000"]);
     let mut run = start(&cfg);
     let seen: Seen = Arc::new((Mutex::new(0), Condvar::new()));
     let w = {

@@ -155,3 +155,14 @@ pub fn assert_exact(records: &[Record], first_id: u64, seqs: impl IntoIterator<I
 pub fn rotated(log: &Path, g: u64) -> PathBuf {
     log.with_file_name(format!("access.log.{g}"))
 }
+
+/// A temporary directory with an empty `access.log` and a `state` directory path, and the
+/// configuration following that log with `extra` arguments: the prologue most tailer tests share.
+pub fn scratch(extra: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf, Config) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("access.log");
+    let state = dir.path().join("state");
+    std::fs::File::create(&log).expect("create the log");
+    let cfg = config(&[&log], &state, extra);
+    (dir, log, state, cfg)
+}
