@@ -170,7 +170,15 @@ impl Journal {
             buf.extend_from_slice(&r.json);
             buf.push(b'\n');
         }
-        self.active.write_all(&buf)?;
+        let before = self.active.metadata()?.len();
+        if let Err(e) = self.active.write_all(&buf) {
+            // A partial append (disk full) would stay as a torn run in the middle of the journal
+            // once the batch is retried: cut it back; shrinking needs no free space.
+            if let Err(cut) = self.active.set_len(before) {
+                tracing::error!(error = %cut, "cannot cut a partial journal append back");
+            }
+            return Err(e);
+        }
         self.active_records += records.len();
         self.unsynced = true;
         Ok(())
