@@ -133,6 +133,9 @@ pub struct Settings {
     /// Read the log from its start the first time instead of its end.
     #[arg(long, env = "PROXYTAIL_FROM_START", num_args = 0..=1, default_missing_value = "true", global = true)]
     pub from_start: Option<bool>,
+    /// Write `timestamp` in the machine's local time zone (`TZ` or /etc/localtime) instead of UTC.
+    #[arg(long, env = "PROXYTAIL_LOCAL_TIME", num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub local_time: Option<bool>,
     /// Poll the file instead of using inotify (network file systems).
     #[arg(long, env = "PROXYTAIL_POLL", num_args = 0..=1, default_missing_value = "true", global = true)]
     pub poll: Option<bool>,
@@ -194,6 +197,8 @@ pub struct Config {
     pub history: usize,
     /// Start at the beginning of a file seen for the first time.
     pub from_start: bool,
+    /// `timestamp` in local time rather than UTC.
+    pub local_time: bool,
     /// Use polling instead of inotify.
     pub poll: bool,
     /// Longest line taken, in bytes.
@@ -273,6 +278,7 @@ impl Config {
             state_dir: s.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
             history,
             from_start: s.from_start.unwrap_or(false),
+            local_time: s.local_time.unwrap_or(false),
             poll: s.poll.unwrap_or(false),
             max_line_bytes,
             allowed_origins: s.allowed_origin,
@@ -324,6 +330,7 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         state_dir: a.state_dir.or(b.state_dir),
         history: a.history.or(b.history),
         from_start: a.from_start.or(b.from_start),
+        local_time: a.local_time.or(b.local_time),
         poll: a.poll.or(b.poll),
         max_line_bytes: a.max_line_bytes.or(b.max_line_bytes),
         allowed_origin: vec_or(a.allowed_origin, b.allowed_origin),

@@ -19,7 +19,12 @@ impl Timestamp {
 
     /// `YYYY-MM-DD HH:MM:SS` in UTC (the `timestamp` field), without allocating.
     pub fn utc_text(&self) -> [u8; 19] {
-        let secs = self.millis.div_euclid(1000);
+        self.text_at_offset(0)
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS` in the zone `offset_secs` east of UTC.
+    pub fn text_at_offset(&self, offset_secs: i32) -> [u8; 19] {
+        let secs = self.millis.div_euclid(1000) + i64::from(offset_secs);
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
@@ -93,6 +98,9 @@ pub struct Entry<'a> {
     /// Fields a format carries beyond the standard ones (referer, user agent, headers, source …),
     /// serialized after them in this order. Names never repeat a standard field's name.
     pub extra: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+    /// Seconds east of UTC in which `timestamp` is written (0: UTC, the default); `ts` is always
+    /// the exact instant.
+    pub utc_offset_secs: i32,
 }
 
 impl Entry<'_> {
@@ -115,6 +123,7 @@ impl Entry<'_> {
             hierarchy: own(self.hierarchy),
             peer: own(self.peer),
             content_type: own(self.content_type),
+            utc_offset_secs: self.utc_offset_secs,
             extra: self
                 .extra
                 .into_iter()
@@ -241,7 +250,12 @@ impl Serialize for Entry<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(15 + self.extra.len()))?;
         m.serialize_entry("id", &self.id)?;
-        m.serialize_entry("timestamp", &self.time.map(|t| TimeText(t.utc_text())))?;
+        m.serialize_entry(
+            "timestamp",
+            &self
+                .time
+                .map(|t| TimeText(t.text_at_offset(self.utc_offset_secs))),
+        )?;
         m.serialize_entry("client_ip", &self.client_ip)?;
         m.serialize_entry("method", &self.method)?;
         m.serialize_entry("destination", &self.destination)?;
@@ -268,6 +282,21 @@ impl Serialize for Entry<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamp_in_a_configured_zone() {
+        let t = Timestamp::new(1_774_449_130, 123);
+        assert_eq!(&t.text_at_offset(3600), b"2026-03-25 15:32:10");
+        assert_eq!(&t.text_at_offset(-5 * 3600 - 1800), b"2026-03-25 09:02:10");
+        let e = Entry {
+            time: Some(t),
+            utc_offset_secs: 7200,
+            ..Entry::default()
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["timestamp"], "2026-03-25 16:32:10");
+        assert_eq!(json["ts"], 1774449130.123);
+    }
 
     #[test]
     fn utc_text_matches_known_instants() {

@@ -131,6 +131,16 @@ fn sources_of(config: &Config) -> Result<Vec<(PathBuf, Format)>, StartupError> {
     Ok(out)
 }
 
+/// Seconds east of UTC of the machine's time zone (the `TZ` variable or /etc/localtime) at `time`.
+fn local_offset(time: Option<parsers::Timestamp>) -> i32 {
+    use chrono::{Offset, TimeZone};
+    let Some(t) = time else { return 0 };
+    chrono::Local
+        .timestamp_millis_opt(t.millis)
+        .single()
+        .map_or(0, |dt| dt.offset().fix().local_minus_utc())
+}
+
 /// Reads `conf` (and its `include` files) and finds every access log it writes, with its format.
 pub fn discover_squid_conf(conf: &Path) -> Result<parsers::Discovery, StartupError> {
     let text = std::fs::read_to_string(conf).map_err(|source| {
@@ -242,6 +252,8 @@ pub struct Tailer {
     watch: Watch,
     /// Wakes from `watch`.
     wakes: mpsc::Receiver<()>,
+    /// Write `timestamp` in the machine's local time zone (`--local-time`) instead of UTC.
+    local_time: bool,
 }
 
 impl Tailer {
@@ -326,6 +338,7 @@ impl Tailer {
             syncer: Syncer::new(),
             watch,
             wakes,
+            local_time: config.local_time,
         };
         // Record where we start (expired entries dropped, positions chosen) before anything runs.
         tailer.save_checkpoint(true);
@@ -404,6 +417,9 @@ impl Tailer {
                                     Cow::Borrowed("source"),
                                     Some(Cow::Borrowed(&src.label)),
                                 ));
+                            }
+                            if self.local_time {
+                                entry.utc_offset_secs = local_offset(entry.time);
                             }
                             records.push(Record::new(self.next_id, &mut entry));
                             self.next_id += 1;
