@@ -31,6 +31,16 @@ fn append_lines(path: &Path, seqs: impl IntoIterator<Item = u64>) {
     append(path, s.as_bytes());
 }
 
+/// Truncates `path` to 0 in place, as `copytruncate` or a writer without `O_APPEND` would.
+fn truncate(path: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn texts(lines: &[Line]) -> Vec<String> {
     lines
         .iter()
@@ -220,12 +230,7 @@ fn copytruncate_recovers_unread_lines_from_the_copy() {
     assert_eq!(seqs(&f.read_available()), vec![1, 2]);
     append_lines(&fx.log, 3..=4);
     fs::copy(&fx.log, fx.sibling("access.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&fx.log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&fx.log);
     append_lines(&fx.log, [5]);
     assert_eq!(seqs(&f.read_available()), vec![3, 4, 5]);
     assert_eq!(f.stats().truncations, 1);
@@ -239,12 +244,7 @@ fn truncation_without_copy_resets_to_zero_and_is_counted() {
     append_lines(&fx.log, 1..=3);
     let mut f = fx.follower();
     f.read_available();
-    OpenOptions::new()
-        .write(true)
-        .open(&fx.log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&fx.log);
     append_lines(&fx.log, [4]);
     assert_eq!(seqs(&f.read_available()), vec![4]);
     assert_eq!(f.stats().truncations, 1);
