@@ -89,23 +89,26 @@ async fn since_ahead_of_the_last_id_waits_for_those_ids() {
 }
 
 #[tokio::test]
-async fn since_older_than_the_history_closes_4008_at_once() {
+async fn since_older_than_the_history_replays_all_held_and_the_jump_shows_the_loss() {
     let server = Server::start(TestConfig::new(&["--history", "100"])).await;
     server.publish(1..=300, 7);
-    // Held: 201..=300. since=199 would need 200, which is gone.
-    for since in [0u64, 50, 199] {
+    // Held: 201..=300. since=199 would need 200, which is gone: the client gets 201.. (the jump
+    // from its last id shows it what was lost), exactly like since=200, which lost nothing.
+    let mut clients = Vec::new();
+    for since in [0u64, 50, 199, 200] {
         let mut ws = server.subscribe(&format!("&since={since}")).await;
         assert_eq!(
-            expect_close(&mut ws).await,
-            (4008, "Subscriber too slow; reconnect with since".to_owned()),
+            read_ids(&mut ws, 100).await,
+            (201..=300).collect::<Vec<_>>(),
             "since={since}"
         );
+        clients.push(ws);
     }
-    let mut ws = server.subscribe("&since=200").await;
-    assert_eq!(
-        read_ids(&mut ws, 100).await,
-        (201..=300).collect::<Vec<_>>()
-    );
+    // Then live, with no duplicate at the seam.
+    server.publish(301..=302, 1);
+    for ws in &mut clients {
+        assert_eq!(read_ids(ws, 2).await, vec![301, 302]);
+    }
 }
 
 #[tokio::test]

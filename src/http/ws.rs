@@ -370,8 +370,16 @@ impl Conn {
                         (rx, last)
                     }
                     Replay::TooOld { oldest } => {
-                        tracing::debug!(since, oldest, "since is older than the history");
-                        return self.close_end(close::TOO_SLOW).await;
+                        // CONTRACT §2: replay every entry after `since` still held. The ones
+                        // before `oldest` are gone; the client sees that as the jump in ids.
+                        tracing::debug!(
+                            since,
+                            oldest,
+                            "since is older than the history: replaying all held"
+                        );
+                        let mut last = since;
+                        self.push_records(hub.backlog(usize::MAX), &mut last);
+                        (rx, last)
                     }
                 }
             }
