@@ -165,6 +165,9 @@ pub enum StartAt {
     End,
 }
 
+/// Bytes read from a file per `read` call.
+const READ_BUF_BYTES: usize = 64 * 1024;
+
 /// One open file and the reading state in it.
 #[derive(Debug)]
 struct OpenFile {
@@ -291,12 +294,15 @@ impl OpenFile {
         budget: usize,
         out: &mut Vec<Line>,
         stats: &mut FollowStats,
+        buf: &mut Vec<u8>,
     ) -> io::Result<usize> {
-        let mut buf = vec![0u8; 64 * 1024];
+        if buf.len() < READ_BUF_BYTES {
+            buf.resize(READ_BUF_BYTES, 0);
+        }
         let mut total = 0;
         self.file.seek(SeekFrom::Start(self.read_pos))?;
         while total < budget {
-            let n = match self.file.read(&mut buf) {
+            let n = match self.file.read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -439,6 +445,9 @@ pub struct Follower {
     state: FollowState,
     /// True when the last call stopped at its byte budget: more data is ready now.
     more: bool,
+    /// Read buffer reused by every read, so a wake (one per line at low rates) neither allocates
+    /// nor zeroes 64 KiB.
+    read_buf: Vec<u8>,
     /// Creation time of the file that was open when the path vanished (deleted or renamed with
     /// nothing in its place yet): generations created after it and rotated away before the path
     /// is seen again are found by it when the path reappears.
@@ -584,6 +593,7 @@ impl Follower {
             stats: FollowStats::default(),
             state: FollowState::Waiting,
             more: false,
+            read_buf: Vec::new(),
             vanished_born: None,
         }
     }
@@ -659,7 +669,13 @@ impl Follower {
         while i < self.draining.len() {
             let file = &mut self.draining[i];
             let before = out.len();
-            match file.read_lines(&self.opts, budget, &mut out, &mut self.stats) {
+            match file.read_lines(
+                &self.opts,
+                budget,
+                &mut out,
+                &mut self.stats,
+                &mut self.read_buf,
+            ) {
                 Ok(n) => {
                     tracing::trace!(
                         ino = file.id.ino,
@@ -705,7 +721,13 @@ impl Follower {
                 file.discarding,
                 self.stats.clone(),
             );
-            match file.read_lines(&self.opts, budget, &mut out, &mut self.stats) {
+            match file.read_lines(
+                &self.opts,
+                budget,
+                &mut out,
+                &mut self.stats,
+                &mut self.read_buf,
+            ) {
                 Ok(n) if n > 0 && file.check_truncated().unwrap_or(false) => {
                     tracing::debug!(
                         ino = file.id.ino,
