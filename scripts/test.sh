@@ -52,6 +52,13 @@ if ! cargo deb --version >/dev/null 2>&1; then
   cargo install cargo-deb --locked
 fi
 
+# --- Lints: a late unformatted or clippy-dirty commit fails CI -------------------------------------
+lint_status=0
+step "cargo fmt --check"
+cargo fmt --all -- --check || lint_status=$?
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings || lint_status=$?
+
 # --- Rust tests --------------------------------------------------------------------------------------
 step "cargo build"
 cargo build --workspace --all-targets
@@ -76,10 +83,10 @@ if [ -f tests/browser/package.json ]; then
 fi
 
 step "summary"
-echo "cargo test: exit $cargo_status; deb: exit $deb_status; browser: exit $browser_status"
+echo "lint: exit $lint_status; cargo test: exit $cargo_status; deb: exit $deb_status; browser: exit $browser_status"
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/cargo-test.log | awk '{s+=$1} END {print s+0}')
 echo "cargo: $passed passed, $failed failed"
-if [ "$cargo_status" -ne 0 ] || [ "$deb_status" -ne 0 ] || [ "$browser_status" -ne 0 ]; then
+if [ "$lint_status" -ne 0 ] || [ "$cargo_status" -ne 0 ] || [ "$deb_status" -ne 0 ] || [ "$browser_status" -ne 0 ]; then
   exit 1
 fi

@@ -25,6 +25,7 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod filter;
 pub mod http;
 pub mod hub;
 pub mod shutdown;

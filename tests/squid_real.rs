@@ -337,7 +337,10 @@ async fn real_squid_logs_in_three_formats_are_streamed_exactly_once_across_a_rot
     let health = common::http_get(addr, "/api/health", &[]).await.json();
     assert_eq!(health["last_id"], expected as u64, "{health}");
     let sources = health["sources"].as_array().expect("sources");
-    let taken: u64 = sources.iter().map(|s| s["lines"].as_u64().unwrap_or(0)).sum();
+    let taken: u64 = sources
+        .iter()
+        .map(|s| s["lines"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(taken, expected as u64, "{health}");
     assert!(sources.iter().all(|s| s["parse_errors"] == 0), "{health}");
     drop(sent);
