@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::error::StartupError;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
+use crate::sessions::SessionStore;
 use crate::shutdown::{Signals, GRACE};
 use crate::tail::Tailer;
 use crate::tokens::TokenStore;
@@ -56,12 +57,14 @@ pub async fn run(
     let tailer = Tailer::new(&config, hub.clone())?;
     let auth = Arc::new(Authenticator::load(&config)?);
     let tokens = Arc::new(TokenStore::new(config.token_ttl));
+    let sessions = Arc::new(SessionStore::load(config.session_ttl, &config.state_dir));
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let state = AppState {
         hub: hub.clone(),
         auth: auth.clone(),
         tokens: tokens.clone(),
+        sessions: sessions.clone(),
         health: tailer.health(),
         config: Arc::new(config.clone()),
         local_addr: local,
@@ -74,6 +77,7 @@ pub async fn run(
     tracker.spawn(tailer.run(token.clone()));
     // Expired tokens are swept in the background.
     tracker.spawn(tokens.clone().sweep_until(token.clone()));
+    tracker.spawn(sessions.clone().sweep_until(token.clone()));
     // (1) the HTTP server stops accepting when the token is cancelled.
     let server = warp::serve(http::routes(state))
         .incoming(listener)
@@ -86,7 +90,11 @@ pub async fn run(
         tokio::select! {
             _ = &mut stop => break,
             Some(()) = reload.recv() => match auth.reload() {
-                Ok(()) => tracing::info!("reloaded users and keys"),
+                Ok(()) => {
+                    // A removed user, or a new password, ends the sessions opened with the old one.
+                    let ended = sessions.retain(|user, cred| auth.credential_of(user).as_ref() == Some(cred));
+                    tracing::info!(ended_sessions = ended, "reloaded users and keys");
+                }
                 Err(e) => tracing::error!(error = %e, "reload failed; keeping the previous users and keys"),
             },
         }

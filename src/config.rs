@@ -160,6 +160,10 @@ pub struct Settings {
     /// Trust `X-Forwarded-For` from loopback peers for throttling (behind a reverse proxy).
     #[arg(long, env = "PROXYTAIL_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true", global = true)]
     pub trust_forwarded_for: Option<bool>,
+    // --- dashboard sessions (issue 9) ---
+    /// Lifetime of a dashboard session in seconds, counted from sign-in (default 43200, 12 h).
+    #[arg(long, env = "PROXYTAIL_SESSION_TTL", global = true)]
+    pub session_ttl: Option<u64>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -211,6 +215,9 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Trust X-Forwarded-For from loopback peers.
     pub trust_forwarded_for: bool,
+    // --- dashboard sessions (issue 9) ---
+    /// How long a dashboard session lasts from sign-in (absolute, not sliding).
+    pub session_ttl: Duration,
 }
 
 impl Config {
@@ -261,6 +268,14 @@ impl Config {
                 why: "must be at least 256".into(),
             });
         }
+        // --- dashboard sessions (issue 9) ---
+        let session_ttl = s.session_ttl.unwrap_or(12 * 3600);
+        if session_ttl == 0 {
+            return Err(ConfigError::Invalid {
+                field: "session-ttl",
+                why: "must be at least 1 second".into(),
+            });
+        }
         Ok(Config {
             listen,
             access_logs: s.access_log,
@@ -285,6 +300,8 @@ impl Config {
             max_connections: s.max_connections.unwrap_or(256),
             max_connections_per_ip: s.max_connections_per_ip.unwrap_or(32),
             trust_forwarded_for: s.trust_forwarded_for.unwrap_or(false),
+            // --- dashboard sessions (issue 9) ---
+            session_ttl: Duration::from_secs(session_ttl),
         })
     }
 }
@@ -337,6 +354,8 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         max_connections: a.max_connections.or(b.max_connections),
         max_connections_per_ip: a.max_connections_per_ip.or(b.max_connections_per_ip),
         trust_forwarded_for: a.trust_forwarded_for.or(b.trust_forwarded_for),
+        // --- dashboard sessions (issue 9) ---
+        session_ttl: a.session_ttl.or(b.session_ttl),
     }
 }
 

@@ -14,7 +14,7 @@
 //!                                               ▼
 //!                hub (history ring + broadcast of serialized records)
 //!                                               │
-//!                    auth, tokens ──► http (warp: /api/ws-token, /api/ws/logs, /api/health, /)
+//!          auth, tokens, sessions ──► http (warp: /api/ws-token, /api/session, /api/ws/logs, /api/health, /)
 //! ```
 //!
 //! `app` wires them together; `config` turns flags, env and a TOML file into a validated [`config::Config`].
@@ -28,6 +28,7 @@ pub mod error;
 pub mod filter;
 pub mod http;
 pub mod hub;
+pub mod sessions;
 pub mod shutdown;
 pub mod tail;
 pub mod tokens;

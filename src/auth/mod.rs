@@ -157,6 +157,16 @@ impl Authenticator {
         Ok(())
     }
 
+    /// A digest of `user`'s current password hash, or `None` when the users file no longer lists
+    /// them: a dashboard session holds the digest it was opened with, and ends when they differ.
+    pub fn credential_of(&self, user: &str) -> Option<crate::sessions::Digest32> {
+        let credentials = self.current.read().unwrap_or_else(|e| e.into_inner());
+        credentials
+            .users
+            .get(user)
+            .map(|hash| crate::sessions::digest(hash))
+    }
+
     /// The Argon2 verifier, whose counters tests and health read.
     pub fn verifier(&self) -> &verify::Verifier {
         &self.verifier

@@ -2,6 +2,7 @@
 pub mod health;
 pub mod reject;
 pub mod routes;
+pub mod session;
 pub mod token;
 pub mod web;
 pub mod ws;
@@ -9,6 +10,7 @@ pub mod ws;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::sessions::SessionStore;
 use crate::tail::TailHealth;
 use crate::tokens::TokenStore;
 use std::collections::HashMap;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Outstanding single-use WebSocket tokens.
     pub tokens: Arc<TokenStore>,
+    /// Dashboard sessions (the `proxytail_session` cookie) that mint tokens without a password.
+    pub sessions: Arc<SessionStore>,
     /// Tailer counters for /api/health.
     pub health: Arc<TailHealth>,
     /// The validated configuration (limits, origins).
@@ -47,4 +51,23 @@ pub struct AppState {
 pub struct Connections {
     /// Per client address.
     pub per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// True when `origin` is the daemon's own (`http(s)://` + the `Host` header or the bound address)
+/// or one of `allowed`.
+pub fn origin_allowed(
+    origin: &str,
+    host: Option<&str>,
+    local: SocketAddr,
+    allowed: &[String],
+) -> bool {
+    let origin = origin.trim().trim_end_matches('/');
+    let same = |candidate: &str| candidate.trim_end_matches('/').eq_ignore_ascii_case(origin);
+    if allowed.iter().any(|a| same(a)) {
+        return true;
+    }
+    let own = |authority: &str| {
+        same(&format!("http://{authority}")) || same(&format!("https://{authority}"))
+    };
+    host.is_some_and(|h| !h.is_empty() && own(h.trim())) || own(&local.to_string())
 }

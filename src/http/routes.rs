@@ -1,5 +1,5 @@
 //! Every route of the daemon: one module per endpoint, each exposing `route(state)`.
-use super::{health, reject, token, web, ws, AppState};
+use super::{health, reject, session, token, web, ws, AppState};
 use warp::filters::BoxedFilter;
 use warp::Filter;
 
@@ -7,6 +7,8 @@ use warp::Filter;
 pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
     token::route(state.clone())
         .or(ws::route(state.clone()))
+        .unify()
+        .or(session::route(state.clone()))
         .unify()
         .or(health::route(state.clone()))
         .unify()

@@ -1,6 +1,6 @@
-//! `GET /api/ws-token`: authenticate (Basic, Bearer or the JWT cookie), mint a single-use WebSocket
+//! `GET /api/ws-token`: authenticate (Basic, Bearer, the JWT cookie or a dashboard session), mint a single-use WebSocket
 //! token, and answer JSON with `Cache-Control: no-store` and never any CORS header.
-use super::{reject, AppState};
+use super::{reject, session, AppState};
 use crate::auth::AuthError;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use warp::filters::BoxedFilter;
@@ -40,11 +40,21 @@ async fn handle(
         .jwt_cookie
         .as_deref()
         .and_then(|name| find_cookie(&headers, name));
-    match state
-        .auth
-        .authenticate(authorization, cookie.as_deref(), peer)
-        .await
-    {
+    // A dashboard session (no Authorization header) signs in without a password check.
+    let from_session = authorization
+        .is_none()
+        .then(|| session::principal(&headers, &state))
+        .flatten();
+    let result = match from_session {
+        Some(principal) => Ok(principal),
+        None => {
+            state
+                .auth
+                .authenticate(authorization, cookie.as_deref(), peer)
+                .await
+        }
+    };
+    match result {
         Ok(principal) => match state.tokens.mint() {
             Ok(token) => {
                 tracing::info!(user = %principal.name, %peer, "issued a WebSocket token");
@@ -60,12 +70,12 @@ async fn handle(
                 )
             }
         },
-        Err(e) => auth_error(e),
+        Err(e) => session::no_prompt_for_scripts(&headers, auth_error(e)),
     }
 }
 
 /// Maps an authentication failure to its status, body and headers.
-fn auth_error(e: AuthError) -> warp::reply::Response {
+pub(super) fn auth_error(e: AuthError) -> warp::reply::Response {
     let message = e.to_string();
     match e {
         AuthError::Missing | AuthError::Invalid => {
@@ -117,7 +127,7 @@ pub fn client_addr(
 }
 
 /// The value of cookie `name` from the `Cookie` header(s), surrounding quotes removed.
-fn find_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn find_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()

@@ -17,6 +17,7 @@
 //! flush), and the hub receiver is only polled when the outbox is empty, so a slow client costs one
 //! batch of memory, never the tailer's time. A client that falls further behind than the broadcast
 //! buffer is caught up from the history, or closed with 4008 when the history no longer reaches back.
+use super::origin_allowed;
 use super::{AppState, Connections};
 use crate::hub::{Batch, Hub, Record, Replay, BROADCAST_BATCHES};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -178,20 +179,6 @@ fn client_ip(state: &AppState, remote: Option<SocketAddr>, forwarded: Option<&st
         }
     }
     peer
-}
-
-/// True when `origin` is the daemon's own (`http(s)://` + the `Host` header or the bound address)
-/// or one of `allowed`.
-fn origin_allowed(origin: &str, host: Option<&str>, local: SocketAddr, allowed: &[String]) -> bool {
-    let origin = origin.trim().trim_end_matches('/');
-    let same = |candidate: &str| candidate.trim_end_matches('/').eq_ignore_ascii_case(origin);
-    if allowed.iter().any(|a| same(a)) {
-        return true;
-    }
-    let own = |authority: &str| {
-        same(&format!("http://{authority}")) || same(&format!("https://{authority}"))
-    };
-    host.is_some_and(|h| !h.is_empty() && own(h.trim())) || own(&local.to_string())
 }
 
 /// Decides before the upgrade (Origin → 403), reserves a slot, then upgrades.

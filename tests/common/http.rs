@@ -65,7 +65,17 @@ pub fn basic(user: &str, password: &str) -> String {
 
 /// The bytes of `GET path` to `addr` with `Connection: close` and extra `headers`.
 pub fn request_bytes(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    method_bytes(addr, "GET", path, headers)
+}
+
+/// The bytes of `method path` (no body) to `addr` with `Connection: close` and extra `headers`.
+pub fn method_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -80,7 +90,18 @@ pub async fn get_within(
     headers: &[(&str, &str)],
     bound: Duration,
 ) -> HttpResponse {
-    let request = request_bytes(addr, path, headers);
+    request_within(addr, "GET", path, headers, bound).await
+}
+
+/// `method path` (no body) with `headers` over a fresh connection; the whole exchange within `bound`.
+pub async fn request_within(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    bound: Duration,
+) -> HttpResponse {
+    let request = method_bytes(addr, method, path, headers);
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream.write_all(&request).await.expect("write");
