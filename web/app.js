@@ -1,15 +1,13 @@
 // app.js — the dashboard's wiring: sign-in and sign-out, the kept entries, the header figures,
 // filters, pause, clear, export and the entry dialog. The connection lives in stream.js, the
 // table in view.js, the counters in stats.js.
-import { LogStream, TokenError } from "./stream.js";
+import { LogStream, TokenError, currentSession } from "./stream.js";
 import { Table } from "./view.js";
 import { Stats, drawRate } from "./stats.js";
 import { makeFilter, toCsv, toNdjson, FIELDS } from "./entry.js";
 
 /** Entries kept in memory for filtering, resuming and export (the table shows at most 500). */
 const KEEP = 20_000;
-/** Key of the credentials in sessionStorage, only when the user ticks "stay signed in". */
-const CRED_KEY = "proxytail.credentials";
 
 const $ = (id) => document.getElementById(id);
 
@@ -45,7 +43,7 @@ const stream = new LogStream({
     while (box.childElementCount > 5) box.firstElementChild.remove();
   },
   onSignedOut(reason) {
-    sessionStorage.removeItem(CRED_KEY);
+    signedInAs = "";
     showSignIn(reason);
   },
 });
@@ -99,15 +97,12 @@ function showDashboard() {
   $("entries").focus({ preventScroll: true });
 }
 
-async function signIn(user, pass, remember) {
+async function signIn(user, pass) {
   const button = $("login-submit");
   button.disabled = true;
   $("login-error").textContent = "";
   try {
-    await stream.signIn(user, pass);
-    signedInAs = user;
-    if (remember) sessionStorage.setItem(CRED_KEY, JSON.stringify({ user, pass }));
-    else sessionStorage.removeItem(CRED_KEY);
+    signedInAs = await stream.signIn(user, pass);
     showDashboard();
   } catch (e) {
     showState("signed-out");
@@ -127,11 +122,10 @@ async function signIn(user, pass, remember) {
 
 $("sign-in-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  signIn($("login-user").value, $("login-pass").value, $("login-remember").checked);
+  signIn($("login-user").value, $("login-pass").value);
 });
 
 $("sign-out").addEventListener("click", () => {
-  sessionStorage.removeItem(CRED_KEY);
   stream.signOut();
   signedInAs = "";
   clearAll();
@@ -309,13 +303,19 @@ setInterval(() => {
 
 // --- start -----------------------------------------------------------------------------------
 
-showSignIn();
-try {
-  const saved = JSON.parse(sessionStorage.getItem(CRED_KEY) ?? "null");
-  if (saved && typeof saved.user === "string" && typeof saved.pass === "string") {
-    $("login-remember").checked = true;
-    signIn(saved.user, saved.pass, true);
+/**
+ * On load: a session still open (the HttpOnly cookie, which this script cannot read) resumes at
+ * once; the sign-in form shows only when the daemon says there is none (401).
+ */
+async function start() {
+  try {
+    signedInAs = await currentSession();
+    await stream.resume();
+    showDashboard();
+  } catch (e) {
+    showState("signed-out");
+    showSignIn(e instanceof TokenError && e.status === 401 ? "" : e.message);
   }
-} catch {
-  sessionStorage.removeItem(CRED_KEY);
 }
+
+start();

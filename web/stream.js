@@ -1,7 +1,9 @@
-// stream.js — the connection to the daemon (CONTRACT.md §1–2): a single-use token from
-// /api/ws-token with Basic credentials, the WebSocket /api/ws/logs, reconnection with capped and
-// jittered exponential backoff resuming with `since=<last id>`, an application `ping` every 30 s,
-// and gap detection (an id that jumps). Credentials stay in this object's memory only.
+// stream.js — the connection to the daemon (CONTRACT.md §1–2, §11): sign-in opens a session
+// (POST /api/session with Basic credentials once; the daemon sets an HttpOnly cookie), then every
+// single-use token comes from /api/ws-token with that cookie; the WebSocket /api/ws/logs,
+// reconnection with capped and jittered exponential backoff resuming with `since=<last id>`, an
+// application `ping` every 30 s, and gap detection (an id that jumps). The password is used for the
+// one sign-in request and kept nowhere: not in this object, not in any browser storage.
 
 /** Seconds between our literal `ping` messages (the contract's interval). */
 const PING_EVERY_MS = 30_000;
@@ -47,25 +49,29 @@ export function backoffDelay(attempt, random = Math.random) {
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
 
-/** Asks the daemon for a WebSocket token; throws a TokenError on any failure. */
-export async function fetchToken(authorization) {
+/**
+ * A request to the daemon's API (relative to the page, so a reverse proxy may mount the dashboard
+ * under a path prefix) with the session cookie; resolves to the parsed JSON body (or null) and
+ * throws a TokenError on a network failure or a status other than 2xx.
+ */
+async function api(path, { method = "GET", headers = {}, unauthorized = "Please sign in." } = {}) {
   let res;
   try {
-    // Relative to the page, so a reverse proxy may mount the dashboard under a path prefix.
-    res = await fetch("api/ws-token", {
-      headers: { Authorization: authorization },
+    res = await fetch(path, {
+      method,
+      headers,
       cache: "no-store",
-      // Never let the browser add (or prompt for) credentials of its own: we send them ourselves.
-      credentials: "omit",
+      // The session cookie (HttpOnly: this script never sees it) goes to this origin only.
+      credentials: "same-origin",
       redirect: "error",
     });
   } catch (e) {
     throw new TokenError(0, "The daemon cannot be reached.");
   }
   let body = null;
-  try { body = await res.json(); } catch { /* not JSON: reported below by status */ }
-  if (res.ok && body && typeof body.token === "string") return body.token;
-  if (res.status === 401) throw new TokenError(401, "Wrong user name or password.");
+  try { body = await res.json(); } catch { /* no or not JSON: reported below by status */ }
+  if (res.ok) return body;
+  if (res.status === 401) throw new TokenError(401, unauthorized);
   if (res.status === 429) {
     const secs = parseRetryAfter(res.headers.get("Retry-After"));
     throw new TokenError(429, "Too many failed sign-ins from this address.", secs);
@@ -74,12 +80,42 @@ export async function fetchToken(authorization) {
   throw new TokenError(res.status || 0, `The daemon answered ${res.status}${detail}.`);
 }
 
+/** Opens a session with the password (one check on the daemon); resolves to the user name. */
+export async function openSession(user, pass) {
+  const body = await api("api/session", {
+    method: "POST",
+    headers: { Authorization: basicAuth(user, pass) },
+    unauthorized: "Wrong user name or password.",
+  });
+  return body && typeof body.user === "string" ? body.user : user;
+}
+
+/** The user name of the current session; throws a TokenError (401 when there is none). */
+export async function currentSession() {
+  const body = await api("api/session");
+  if (body && typeof body.user === "string") return body.user;
+  throw new TokenError(0, "The daemon gave no user name.");
+}
+
+/** Ends the session (sign-out); the daemon clears the cookie. Failures are not reported. */
+export async function endSession() {
+  try { await api("api/session", { method: "DELETE" }); } catch { /* signed out locally anyway */ }
+}
+
+/** A single-use WebSocket token minted from the session cookie; throws a TokenError. */
+export async function fetchToken() {
+  const body = await api("api/ws-token", { unauthorized: "Your session has ended. Please sign in again." });
+  if (body && typeof body.token === "string") return body.token;
+  throw new TokenError(0, "The daemon gave no token.");
+}
+
 /**
  * One logical subscription that survives reconnections. Callbacks:
  * - onEntry(entry): each entry once, in id order (duplicates at a seam are dropped);
  * - onState(state, detail): "connecting" | "live" | "waiting" | "signed-out";
  * - onGap(from, to): ids from..to never arrived (history lost);
- * - onSignedOut(reason): the credentials stopped working; the caller shows the sign-in form.
+ * - onSignedOut(reason): the session ended (sign-out elsewhere, expiry, user removed); the caller
+ *   shows the sign-in form.
  */
 export class LogStream {
   constructor({ onEntry, onState, onGap, onSignedOut, backlog = 200 }) {
@@ -89,8 +125,8 @@ export class LogStream {
     this.onSignedOut = onSignedOut;
     /** Entries asked for on the first connection, for context. */
     this.backlog = backlog;
-    /** The Authorization header value; null when signed out. */
-    this.authorization = null;
+    /** True while signed in (the session lives in the daemon's HttpOnly cookie, not here). */
+    this.signedIn = false;
     /** Highest id received: the `since` of the next connection. */
     this.lastId = 0;
     /** Reconnection attempts since the last stable connection. */
@@ -111,19 +147,27 @@ export class LogStream {
     addEventListener("online", this.onOnline);
   }
 
-  /** Checks the credentials with a first token and, if good, connects. Throws TokenError. */
+  /** Opens a session with the password, then connects; resolves to the user name. Throws TokenError. */
   async signIn(user, pass) {
-    const authorization = basicAuth(user, pass);
     this.onState("connecting", "Signing in…");
-    const token = await fetchToken(authorization);
-    this.authorization = authorization;
+    const name = await openSession(user, pass);
+    await this.resume();
+    return name;
+  }
+
+  /** Connects with the session already open (a reload). Throws TokenError (401: no session). */
+  async resume() {
+    this.onState("connecting", "Connecting…");
+    const token = await fetchToken();
+    this.signedIn = true;
     this.attempt = 0;
     this.#open(token);
   }
 
-  /** Closes the socket and forgets the credentials. */
+  /** Closes the socket and ends the session. */
   signOut() {
-    this.authorization = null;
+    this.signedIn = false;
+    endSession();
     this.#teardown();
     this.socket?.close(1000, "signed out");
     this.socket = null;
@@ -200,7 +244,7 @@ export class LogStream {
   /** Decides what a close means (CONTRACT.md §2's table) and schedules the next connection. */
   #closed(code, reason) {
     this.#teardown();
-    if (!this.authorization) return;
+    if (!this.signedIn) return;
     let why;
     let immediate = false;
     switch (code) {
@@ -237,18 +281,17 @@ export class LogStream {
   async #retryNow() {
     clearTimeout(this.timer);
     this.timer = null;
-    const authorization = this.authorization;
-    if (!authorization) return;
+    if (!this.signedIn) return;
     this.onState("connecting", "Reconnecting…");
     let token;
     try {
-      token = await fetchToken(authorization);
+      token = await fetchToken();
     } catch (e) {
-      if (this.authorization !== authorization) return;
+      if (!this.signedIn) return;
       if (e.status === 401) {
-        this.authorization = null;
+        this.signedIn = false;
         this.onState("signed-out", "");
-        this.onSignedOut("The daemon no longer accepts these credentials. Please sign in again.");
+        this.onSignedOut("Your session has ended. Please sign in again.");
         return;
       }
       if (e.status === 429 && e.retryAfterSecs !== null) {
@@ -258,7 +301,7 @@ export class LogStream {
       this.#schedule(backoffDelay(this.attempt++), e.message);
       return;
     }
-    if (this.authorization !== authorization) return;
+    if (!this.signedIn) return;
     this.#open(token);
   }
 

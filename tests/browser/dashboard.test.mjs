@@ -2,6 +2,9 @@
 // against the real daemon binary: sign-in (wrong and right), live entries, filters, the entry
 // dialog, pause/resume, a daemon restart while lines are appended (ids stay contiguous in the
 // export), CSV export, a phone-sized layout, sign-out; no CSP violation or page error throughout.
+// Sessions (CONTRACT §11, RELIABILITY 72): no password in sessionStorage/localStorage, the session
+// cookie HttpOnly + SameSite=Strict, a reload and a daemon restart resume without the form, and
+// sign-out ends the session (the old cookie then gets 401 from /api/ws-token).
 // Saves docs/dashboard.png. Installs nothing: `.ci/run` provides chromium and `npm ci`.
 //
 // Run: cargo build && (cd tests/browser && npm ci) && node --test tests/browser/
@@ -172,6 +175,27 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     });
   }
 
+  /** Every key and value of sessionStorage and localStorage that holds the password in any form. */
+  async function storedSecrets() {
+    const secrets = [PASS, Buffer.from(`${USER}:${PASS}`).toString("base64"), encodeURIComponent(PASS)];
+    const all = await page.evaluate(() => {
+      const found = [];
+      for (const store of [sessionStorage, localStorage]) {
+        for (let i = 0; i < store.length; i++) {
+          const key = store.key(i);
+          found.push(key, store.getItem(key));
+        }
+      }
+      return found;
+    });
+    return all.filter((text) => secrets.some((s) => text.includes(s)));
+  }
+
+  /** The session cookie as the browser holds it, or undefined. */
+  async function sessionCookie() {
+    return (await context.cookies(base)).find((c) => c.name === "proxytail_session");
+  }
+
   /** Ids of the rows in the DOM, top to bottom. */
   async function rowIds() {
     return page.$$eval("#rows .row", (rows) =>
@@ -269,6 +293,31 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     assert.match(await klass(4), /st-5xx/);
   });
 
+  it("keeps no password in browser storage; the session cookie is HttpOnly and SameSite=Strict", async () => {
+    assert.deepEqual(await storedSecrets(), []);
+    const cookie = await sessionCookie();
+    assert.ok(cookie, "a session cookie is set");
+    assert.equal(cookie.httpOnly, true);
+    assert.equal(cookie.sameSite, "Strict");
+    assert.equal(cookie.path, "/");
+    assert.equal(cookie.secure, false, "plain HTTP on loopback");
+    assert.ok(cookie.expires > Date.now() / 1000, "it expires");
+    assert.equal(await page.evaluate(() => document.cookie), "", "invisible to scripts");
+  });
+
+  it("stays signed in across a reload, without the form", async () => {
+    assert.deepEqual(await page.evaluate(() => window.__csp), [], "no CSP violation before the reload");
+    const sessionRequests = [];
+    page.on("request", (r) => { if (r.url().includes("/api/session")) sessionRequests.push(r.method()); });
+    await page.reload();
+    await page.waitForSelector('#state[data-state="live"]', { timeout: WAIT });
+    await lastIdIs(16);
+    assert.equal(await page.isVisible("#sign-in"), false, "no sign-in form");
+    assert.equal(await page.textContent("#user-name"), USER);
+    assert.deepEqual(sessionRequests, ["GET"], "resumed from the cookie, no new sign-in");
+    assert.deepEqual(await storedSecrets(), []);
+  });
+
   it("dashboard meets WCAG 2.1 A/AA (axe-core), in light and dark schemes", async () => {
     assert.deepEqual(await accessibilityProblems(), [], "light");
     await page.emulateMedia({ colorScheme: "dark" });
@@ -363,6 +412,7 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     assert.notEqual(query(sockets[0]).token, resumed.token, "a fresh token for each connection");
     assert.equal(await page.isVisible("#gaps"), false, "no gap was reported");
     assert.equal(await page.textContent("#missed"), "0");
+    assert.ok(!states.some((s) => s.startsWith("signed-out")), `the session outlived the restart:\n${states.join("\n")}`);
     const ids = await rowIds();
     assert.deepEqual(ids, Array.from({ length: ids.length }, (_, i) => last - i), "rows are contiguous");
 
@@ -461,11 +511,24 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     assert.ok(pings.sent >= 1);
   });
 
-  it("signs out", async () => {
+  it("signs out: the session ends and its old cookie mints nothing", async () => {
+    const old = await sessionCookie();
+    assert.ok(old);
+    const withOld = () => fetch(`${base}/api/ws-token`, { headers: { cookie: `${old.name}=${old.value}` } });
+    assert.equal((await withOld()).status, 200, "the cookie works before sign-out");
+    const deleted = page.waitForResponse((r) => r.url().endsWith("/api/session") && r.request().method() === "DELETE", { timeout: WAIT });
     await page.click("#sign-out");
+    assert.equal((await deleted).status(), 204);
     await page.waitForSelector("#sign-in-form", { state: "visible", timeout: WAIT });
     assert.equal(await page.getAttribute("#state", "data-state"), "signed-out");
-    assert.equal(await page.evaluate(() => sessionStorage.length), 0, "nothing kept in storage");
+    assert.equal(await sessionCookie(), undefined, "the browser dropped the cookie");
+    assert.equal((await withOld()).status, 401, "the daemon ended the session");
+    assert.deepEqual(await storedSecrets(), []);
+    // A reload now shows the form.
+    assert.deepEqual(await page.evaluate(() => window.__csp), [], "no CSP violation before the reload");
+    await page.reload();
+    await page.waitForSelector("#sign-in-form", { state: "visible", timeout: WAIT });
+    assert.equal(await page.isVisible("#dashboard"), false);
   });
 
   it("shows the Retry-After when sign-ins are throttled", async () => {
