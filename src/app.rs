@@ -92,7 +92,13 @@ pub async fn run(
             Some(()) = reload.recv() => match auth.reload() {
                 Ok(()) => {
                     // A removed user, or a new password, ends the sessions opened with the old one.
-                    let ended = sessions.retain(|user, cred| auth.credential_of(user).as_ref() == Some(cred));
+                    // (It rewrites the sessions file: off the runtime's threads.)
+                    let (store, users) = (sessions.clone(), auth.clone());
+                    let ended = tokio::task::spawn_blocking(move || {
+                        store.retain(|user, cred| users.credential_of(user).as_ref() == Some(cred))
+                    })
+                    .await
+                    .unwrap_or(0);
                     tracing::info!(ended_sessions = ended, "reloaded users and keys");
                 }
                 Err(e) => tracing::error!(error = %e, "reload failed; keeping the previous users and keys"),

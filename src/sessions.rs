@@ -69,6 +69,7 @@ struct Session {
 struct Stored {
     /// base64url digest of the session id.
     id: String,
+    /// Who signed in.
     user: String,
     /// base64url digest of the password hash.
     credential: String,
@@ -220,7 +221,9 @@ impl SessionStore {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {
-                    let swept = self.sweep();
+                    // A sweep that drops something rewrites the state file: off the runtime's threads.
+                    let store = self.clone();
+                    let swept = tokio::task::spawn_blocking(move || store.sweep()).await.unwrap_or(0);
                     if swept > 0 {
                         tracing::debug!(swept, "expired sessions swept");
                     }

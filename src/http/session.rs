@@ -42,16 +42,12 @@ pub fn route(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
 }
 
 /// The principal of the request's session cookie, if it names an open session whose user still
-/// exists with the password hash they signed in with; a session that fails the last check ends.
+/// exists with the password hash they signed in with. (The reload ends such sessions right after
+/// swapping the users; checking here too closes the moment in between.)
 pub fn principal(headers: &HeaderMap, state: &AppState) -> Option<Principal> {
     let id = token::find_cookie(headers, COOKIE)?;
     let (user, credential) = state.sessions.lookup(&id)?;
-    if state.auth.credential_of(&user) != Some(credential) {
-        // Removed, or a new password: reached before the reload swept it.
-        state.sessions.end(&id);
-        return None;
-    }
-    Some(Principal { name: user })
+    (state.auth.credential_of(&user) == Some(credential)).then_some(Principal { name: user })
 }
 
 /// Drops the `WWW-Authenticate` challenge from a 401 answered to a browser script that sent no
