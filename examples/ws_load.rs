@@ -16,7 +16,7 @@ use proxytail::auth::Authenticator;
 use proxytail::config::Config;
 use proxytail::http::{self, AppState, Connections};
 use proxytail::hub::{Hub, Record};
-use proxytail::sessions::SessionStore;
+use proxytail::sessions::{SessionLimits, SessionStore};
 use proxytail::tail::TailHealth;
 use proxytail::tokens::TokenStore;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,7 +135,7 @@ async fn main() {
         hub: Arc::new(Hub::new(config.history)),
         auth: Arc::new(Authenticator::load(&config).expect("auth")),
         tokens: Arc::new(TokenStore::new(config.token_ttl)),
-        sessions: Arc::new(SessionStore::in_memory(config.session_ttl)),
+        sessions: Arc::new(SessionStore::in_memory(SessionLimits::of(&config))),
         health: Arc::new(TailHealth::default()),
         config: Arc::new(config),
         local_addr: addr,

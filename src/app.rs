@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::error::StartupError;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
-use crate::sessions::SessionStore;
+use crate::sessions::{SessionLimits, SessionStore};
 use crate::shutdown::{Signals, GRACE};
 use crate::tail::Tailer;
 use crate::tokens::TokenStore;
@@ -57,7 +57,10 @@ pub async fn run(
     let tailer = Tailer::new(&config, hub.clone())?;
     let auth = Arc::new(Authenticator::load(&config)?);
     let tokens = Arc::new(TokenStore::new(config.token_ttl));
-    let sessions = Arc::new(SessionStore::load(config.session_ttl, &config.state_dir));
+    let sessions = Arc::new(SessionStore::load(
+        SessionLimits::of(&config),
+        &config.state_dir,
+    ));
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let state = AppState {

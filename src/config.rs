@@ -164,6 +164,12 @@ pub struct Settings {
     /// Lifetime of a dashboard session in seconds, counted from sign-in (default 43200, 12 h).
     #[arg(long, env = "PROXYTAIL_SESSION_TTL", global = true)]
     pub session_ttl: Option<u64>,
+    /// Dashboard sessions open at once; beyond it the oldest ends (default 4096).
+    #[arg(long, env = "PROXYTAIL_MAX_SESSIONS", global = true)]
+    pub max_sessions: Option<usize>,
+    /// Dashboard sessions one user may hold; beyond it their oldest ends (default 16).
+    #[arg(long, env = "PROXYTAIL_MAX_SESSIONS_PER_USER", global = true)]
+    pub max_sessions_per_user: Option<usize>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -218,6 +224,10 @@ pub struct Config {
     // --- dashboard sessions (issue 9) ---
     /// How long a dashboard session lasts from sign-in (absolute, not sliding).
     pub session_ttl: Duration,
+    /// Dashboard sessions open at once.
+    pub max_sessions: usize,
+    /// Dashboard sessions one user may hold.
+    pub max_sessions_per_user: usize,
 }
 
 impl Config {
@@ -276,6 +286,18 @@ impl Config {
                 why: "must be at least 1 second".into(),
             });
         }
+        let max_sessions = s.max_sessions.unwrap_or(4096);
+        let max_sessions_per_user = s.max_sessions_per_user.unwrap_or(16);
+        if max_sessions == 0 || max_sessions_per_user == 0 {
+            return Err(ConfigError::Invalid {
+                field: if max_sessions == 0 {
+                    "max-sessions"
+                } else {
+                    "max-sessions-per-user"
+                },
+                why: "must be at least 1".into(),
+            });
+        }
         Ok(Config {
             listen,
             access_logs: s.access_log,
@@ -302,6 +324,8 @@ impl Config {
             trust_forwarded_for: s.trust_forwarded_for.unwrap_or(false),
             // --- dashboard sessions (issue 9) ---
             session_ttl: Duration::from_secs(session_ttl),
+            max_sessions,
+            max_sessions_per_user,
         })
     }
 }
@@ -356,6 +380,8 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         trust_forwarded_for: a.trust_forwarded_for.or(b.trust_forwarded_for),
         // --- dashboard sessions (issue 9) ---
         session_ttl: a.session_ttl.or(b.session_ttl),
+        max_sessions: a.max_sessions.or(b.max_sessions),
+        max_sessions_per_user: a.max_sessions_per_user.or(b.max_sessions_per_user),
     }
 }
 

@@ -7,9 +7,9 @@
 //!   cookie cannot be kept alive forever by a script.
 //! - Each session remembers a digest of the password hash the user signed in with; the HTTP layer
 //!   ends a session whose user is gone or whose hash changed (a SIGHUP reload, [`SessionStore::retain`]).
-//! - At most [`MAX_PER_USER`] sessions per user and [`MAX_TOTAL`] in all; a new one evicts the
-//!   oldest, so a flood of sign-ins costs bounded memory and ends only the flooder's older sessions
-//!   first.
+//! - At most `--max-sessions-per-user` sessions per user (default 16) and `--max-sessions` in all
+//!   (default 4096); a new one evicts the user's oldest, then the oldest of all, so a flood of
+//!   sign-ins costs bounded memory and ends the flooder's own sessions first.
 //! - Sessions survive a daemon restart: their digests are written to `sessions` in the state
 //!   directory (mode 0600, write and rename) whenever the set changes, so a dashboard reconnects to a
 //!   restarted daemon without asking for the password again.
@@ -17,6 +17,7 @@
 //! Only a SHA-256 digest of each session id is kept, in memory and on disk (as for tokens), so
 //! neither a memory dump nor the state file yields a usable cookie. Expiry uses
 //! [`tokio::time::Instant`] so tests can pause and advance the clock.
+use crate::config::Config;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::rngs::OsRng;
@@ -31,10 +32,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-/// Sessions one user may hold at once (browsers, tabs after sign-out/in, devices).
-pub const MAX_PER_USER: usize = 16;
-/// Sessions held at once in all.
-pub const MAX_TOTAL: usize = 4096;
 /// Longest cookie value worth hashing; a session id is 43 characters.
 const MAX_ID_LEN: usize = 128;
 /// Longest pause between two sweeps of expired sessions.
@@ -77,11 +74,33 @@ struct Stored {
     expires: u64,
 }
 
+/// How long sessions last and how many may be open.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Lifetime from sign-in (absolute).
+    pub ttl: Duration,
+    /// Sessions one user may hold at once (browsers, devices), at least 1.
+    pub per_user: usize,
+    /// Sessions held at once in all, at least 1: bounds memory and the state file.
+    pub total: usize,
+}
+
+impl SessionLimits {
+    /// The limits `config` sets.
+    pub fn of(config: &Config) -> SessionLimits {
+        SessionLimits {
+            ttl: config.session_ttl,
+            per_user: config.max_sessions_per_user,
+            total: config.max_sessions,
+        }
+    }
+}
+
 /// The open sessions.
 #[derive(Debug)]
 pub struct SessionStore {
-    /// How long a session lasts from sign-in.
-    ttl: Duration,
+    /// How long a session lasts and how many may be open.
+    limits: SessionLimits,
     /// Where the sessions are kept across restarts; `None` keeps them in memory only.
     file: Option<PathBuf>,
     /// Digest of each session id → the session.
@@ -91,12 +110,12 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    /// A store whose sessions last `ttl`, kept in `state_dir` (loaded from there now; an unreadable or
-    /// malformed file is reported and starts an empty set — its users sign in again).
-    pub fn load(ttl: Duration, state_dir: &Path) -> SessionStore {
+    /// A store with `limits`, kept in `state_dir` (loaded from there now; an unreadable or malformed
+    /// file is reported and starts an empty set — its users sign in again).
+    pub fn load(limits: SessionLimits, state_dir: &Path) -> SessionStore {
         let file = state_dir.join(FILE_NAME);
         let store = SessionStore {
-            ttl,
+            limits,
             file: Some(file.clone()),
             sessions: Mutex::new(HashMap::new()),
             writing: Mutex::new(()),
@@ -117,9 +136,9 @@ impl SessionStore {
     }
 
     /// A store kept in memory only (tests of the HTTP routes alone).
-    pub fn in_memory(ttl: Duration) -> SessionStore {
+    pub fn in_memory(limits: SessionLimits) -> SessionStore {
         SessionStore {
-            ttl,
+            limits,
             file: None,
             sessions: Mutex::new(HashMap::new()),
             writing: Mutex::new(()),
@@ -128,12 +147,12 @@ impl SessionStore {
 
     /// How long a new session lasts (the cookie's `Max-Age`).
     pub fn ttl(&self) -> Duration {
-        self.ttl
+        self.limits.ttl
     }
 
     /// Opens a session for `user`, who signed in with the password hash whose digest is
     /// `credential`; returns the id for the cookie. Evicts the user's oldest session beyond
-    /// [`MAX_PER_USER`] and the oldest of all beyond [`MAX_TOTAL`].
+    /// the per-user limit and the oldest of all beyond the total.
     pub fn create(&self, user: &str, credential: Digest32) -> Result<String, SessionError> {
         let mut raw = [0u8; 32];
         OsRng
@@ -144,10 +163,13 @@ impl SessionStore {
         {
             let mut sessions = self.lock();
             sessions.retain(|_, s| s.expires > now);
-            while sessions.values().filter(|s| s.user == user).count() >= MAX_PER_USER {
+            let SessionLimits {
+                per_user, total, ..
+            } = self.limits;
+            while sessions.values().filter(|s| s.user == user).count() >= per_user.max(1) {
                 evict_oldest(&mut sessions, |s| s.user == user);
             }
-            while sessions.len() >= MAX_TOTAL {
+            while sessions.len() >= total.max(1) {
                 evict_oldest(&mut sessions, |_| true);
             }
             sessions.insert(
@@ -155,7 +177,7 @@ impl SessionStore {
                 Session {
                     user: user.to_owned(),
                     credential,
-                    expires: now + self.ttl,
+                    expires: now + self.limits.ttl,
                 },
             );
         }
@@ -213,6 +235,7 @@ impl SessionStore {
     /// cancelled.
     pub async fn sweep_until(self: Arc<Self>, stop: CancellationToken) {
         let period = self
+            .limits
             .ttl
             .clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL);
         let mut tick = tokio::time::interval_at(Instant::now() + period, period);
@@ -255,8 +278,8 @@ impl SessionStore {
                 continue;
             };
             // A session never outlives the ttl now configured, however it was stored.
-            let left = Duration::from_secs(s.expires.saturating_sub(now_unix)).min(self.ttl);
-            if left.is_zero() || sessions.len() >= MAX_TOTAL {
+            let left = Duration::from_secs(s.expires.saturating_sub(now_unix)).min(self.limits.ttl);
+            if left.is_zero() || sessions.len() >= self.limits.total {
                 continue;
             }
             sessions.insert(
@@ -345,10 +368,20 @@ mod tests {
     use super::*;
 
     const CRED: Digest32 = [7; 32];
+    const PER_USER: usize = 3;
+    const TOTAL: usize = 8;
+
+    fn limits(ttl_secs: u64) -> SessionLimits {
+        SessionLimits {
+            ttl: Duration::from_secs(ttl_secs),
+            per_user: PER_USER,
+            total: TOTAL,
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn session_expires_after_its_ttl_however_used() {
-        let store = SessionStore::in_memory(Duration::from_secs(60));
+        let store = SessionStore::in_memory(limits(60));
         let id = store.create("alice", CRED).unwrap();
         assert_eq!(id.len(), 43);
         tokio::time::advance(Duration::from_secs(59)).await;
@@ -361,7 +394,7 @@ mod tests {
 
     #[test]
     fn only_a_digest_is_kept_and_sign_out_ends_it() {
-        let store = SessionStore::in_memory(Duration::from_secs(60));
+        let store = SessionStore::in_memory(limits(60));
         let id = store.create("alice", CRED).unwrap();
         assert!(!format!("{store:?}").contains(&id));
         assert!(store.end(&id));
@@ -372,11 +405,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn per_user_cap_evicts_that_users_oldest() {
-        let store = SessionStore::in_memory(Duration::from_secs(600));
+        let store = SessionStore::in_memory(limits(600));
         let bob = store.create("bob", CRED).unwrap();
         let first = store.create("alice", CRED).unwrap();
         tokio::time::advance(Duration::from_secs(1)).await;
-        let rest: Vec<String> = (1..MAX_PER_USER)
+        let rest: Vec<String> = (1..PER_USER)
             .map(|_| store.create("alice", CRED).unwrap())
             .collect();
         assert!(store.lookup(&first).is_some());
@@ -384,27 +417,27 @@ mod tests {
         assert_eq!(store.lookup(&first), None, "the oldest of alice's went");
         assert!(rest.iter().all(|id| store.lookup(id).is_some()));
         assert!(store.lookup(&bob).is_some(), "bob keeps his");
-        assert_eq!(store.len(), MAX_PER_USER + 1);
+        assert_eq!(store.len(), PER_USER + 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn total_cap_evicts_the_oldest_of_all() {
-        let store = SessionStore::in_memory(Duration::from_secs(600));
+        let store = SessionStore::in_memory(limits(600));
         let first = store.create("user0", CRED).unwrap();
         tokio::time::advance(Duration::from_secs(1)).await;
-        for i in 1..MAX_TOTAL {
+        for i in 1..TOTAL {
             store.create(&format!("user{i}"), CRED).unwrap();
         }
         assert!(store.lookup(&first).is_some());
         let newest = store.create("late", CRED).unwrap();
-        assert_eq!(store.len(), MAX_TOTAL);
+        assert_eq!(store.len(), TOTAL);
         assert_eq!(store.lookup(&first), None);
         assert!(store.lookup(&newest).is_some());
     }
 
     #[test]
     fn retain_ends_sessions_of_removed_or_changed_users() {
-        let store = SessionStore::in_memory(Duration::from_secs(60));
+        let store = SessionStore::in_memory(limits(60));
         let a = store.create("alice", CRED).unwrap();
         let b = store.create("bob", CRED).unwrap();
         assert_eq!(
@@ -419,7 +452,7 @@ mod tests {
     async fn sessions_survive_a_restart_in_a_0600_file() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let store = SessionStore::load(Duration::from_secs(600), dir.path());
+        let store = SessionStore::load(limits(600), dir.path());
         let kept = store.create("alice", CRED).unwrap();
         let ended = store.create("alice", CRED).unwrap();
         store.end(&ended);
@@ -428,10 +461,10 @@ mod tests {
         assert!(!text.contains(&kept), "only digests on disk");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let again = SessionStore::load(Duration::from_secs(600), dir.path());
+        let again = SessionStore::load(limits(600), dir.path());
         assert_eq!(again.lookup(&kept), Some(("alice".to_owned(), CRED)));
         assert_eq!(again.lookup(&ended), None);
         std::fs::write(&path, "not json").unwrap();
-        assert!(SessionStore::load(Duration::from_secs(600), dir.path()).is_empty());
+        assert!(SessionStore::load(limits(600), dir.path()).is_empty());
     }
 }

@@ -7,7 +7,7 @@ use proxytail::auth::Authenticator;
 use proxytail::config::Config;
 use proxytail::http::{AppState, Connections};
 use proxytail::hub::Hub;
-use proxytail::sessions::SessionStore;
+use proxytail::sessions::{SessionLimits, SessionStore};
 use proxytail::tail::TailHealth;
 use proxytail::tokens::TokenStore;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ pub fn serve_routes(config: Config, auth: Authenticator) -> AppState {
         hub: Arc::new(Hub::new(config.history)),
         auth: Arc::new(auth),
         tokens: Arc::new(TokenStore::new(config.token_ttl)),
-        sessions: Arc::new(SessionStore::in_memory(config.session_ttl)),
+        sessions: Arc::new(SessionStore::in_memory(SessionLimits::of(&config))),
         health: Arc::new(TailHealth::default()),
         config: Arc::new(config),
         local_addr: listener.local_addr().expect("local addr"),
