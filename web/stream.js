@@ -127,6 +127,10 @@ export class LogStream {
     this.backlog = backlog;
     /** True while signed in (the session lives in the daemon's HttpOnly cookie, not here). */
     this.signedIn = false;
+    /** Bumped at every sign-in and sign-out, so a reconnection begun before one is dropped after it. */
+    this.epoch = 0;
+    /** The sign-out request in flight (or done), awaited before the next sign-in. */
+    this.signingOut = Promise.resolve();
     /** Highest id received: the `since` of the next connection. */
     this.lastId = 0;
     /** Reconnection attempts since the last stable connection. */
@@ -150,6 +154,8 @@ export class LogStream {
   /** Opens a session with the password, then connects; resolves to the user name. Throws TokenError. */
   async signIn(user, pass) {
     this.onState("connecting", "Signing in…");
+    // A sign-out still under way would clear the new cookie with its answer: let it finish first.
+    await this.signingOut;
     const name = await openSession(user, pass);
     await this.resume();
     return name;
@@ -158,7 +164,9 @@ export class LogStream {
   /** Connects with the session already open (a reload). Throws TokenError (401: no session). */
   async resume() {
     this.onState("connecting", "Connecting…");
+    const epoch = ++this.epoch;
     const token = await fetchToken();
+    if (epoch !== this.epoch) return;
     this.signedIn = true;
     this.attempt = 0;
     this.#open(token);
@@ -167,7 +175,8 @@ export class LogStream {
   /** Closes the socket and ends the session. */
   signOut() {
     this.signedIn = false;
-    endSession();
+    this.epoch++;
+    this.signingOut = endSession();
     this.#teardown();
     this.socket?.close(1000, "signed out");
     this.socket = null;
@@ -282,12 +291,13 @@ export class LogStream {
     clearTimeout(this.timer);
     this.timer = null;
     if (!this.signedIn) return;
+    const epoch = this.epoch;
     this.onState("connecting", "Reconnecting…");
     let token;
     try {
       token = await fetchToken();
     } catch (e) {
-      if (!this.signedIn) return;
+      if (epoch !== this.epoch) return;
       if (e.status === 401) {
         this.signedIn = false;
         this.onState("signed-out", "");
@@ -301,7 +311,7 @@ export class LogStream {
       this.#schedule(backoffDelay(this.attempt++), e.message);
       return;
     }
-    if (!this.signedIn) return;
+    if (epoch !== this.epoch) return;
     this.#open(token);
   }
 
