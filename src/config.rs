@@ -160,6 +160,10 @@ pub struct Settings {
     /// Trust `X-Forwarded-For` from loopback peers for throttling (behind a reverse proxy).
     #[arg(long, env = "PROXYTAIL_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true", global = true)]
     pub trust_forwarded_for: Option<bool>,
+    // Subscriptions (issue 9/10).
+    /// Bytes of entries queued for one WebSocket subscriber at most (default 4 MiB).
+    #[arg(long, env = "PROXYTAIL_SUBSCRIBER_BUFFER_BYTES", global = true)]
+    pub subscriber_buffer_bytes: Option<usize>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -211,6 +215,9 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Trust X-Forwarded-For from loopback peers.
     pub trust_forwarded_for: bool,
+    // Subscriptions (issue 9/10).
+    /// Bytes of entries queued for one WebSocket subscriber at most.
+    pub subscriber_buffer_bytes: usize,
 }
 
 impl Config {
@@ -261,6 +268,14 @@ impl Config {
                 why: "must be at least 256".into(),
             });
         }
+        // Subscriptions (issue 9/10).
+        let subscriber_buffer_bytes = s.subscriber_buffer_bytes.unwrap_or(4 << 20);
+        if subscriber_buffer_bytes < 64 * 1024 {
+            return Err(ConfigError::Invalid {
+                field: "subscriber-buffer-bytes",
+                why: "must be at least 65536".into(),
+            });
+        }
         Ok(Config {
             listen,
             access_logs: s.access_log,
@@ -285,6 +300,7 @@ impl Config {
             max_connections: s.max_connections.unwrap_or(256),
             max_connections_per_ip: s.max_connections_per_ip.unwrap_or(32),
             trust_forwarded_for: s.trust_forwarded_for.unwrap_or(false),
+            subscriber_buffer_bytes,
         })
     }
 }
@@ -336,6 +352,7 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         allowed_origin: vec_or(a.allowed_origin, b.allowed_origin),
         max_connections: a.max_connections.or(b.max_connections),
         max_connections_per_ip: a.max_connections_per_ip.or(b.max_connections_per_ip),
+        subscriber_buffer_bytes: a.subscriber_buffer_bytes.or(b.subscriber_buffer_bytes),
         trust_forwarded_for: a.trust_forwarded_for.or(b.trust_forwarded_for),
     }
 }
