@@ -461,6 +461,9 @@ impl Conn {
 
     /// Closes a streaming subscriber with `code`: the one place its close code is decided.
     async fn close_end(&mut self, code: (u16, &'static str)) -> End {
+        if code == close::TOO_SLOW {
+            tracing::info!("WebSocket subscriber too slow: closing 4008");
+        }
         self.close(code).await;
         End::Closed(code.0)
     }
