@@ -152,7 +152,7 @@ async fn a_never_reading_subscriber_is_closed_4008_and_does_not_hold_back_a_fast
     let mut fast = server.subscribe("").await;
     assert_quiet(&mut slow).await;
     assert_quiet(&mut fast).await;
-    // Publish in batches of 10 (10 000 batches, more than the broadcast holds), records of ~500 bytes
+    // Publish in batches of 10 (10 000 batches), records of ~500 bytes
     // (more than the socket buffers hold). The fast client reads along every 20 000 records; the
     // slow one reads nothing until the end.
     let mut next_fast = 1u64;
