@@ -126,11 +126,6 @@ impl Hub {
         drop(st);
     }
 
-    /// History size in records (the bound, not the current fill).
-    pub fn history_cap(&self) -> usize {
-        self.history_cap
-    }
-
     /// Id of the last published record (0 if none).
     pub fn last_id(&self) -> u64 {
         self.lock().last_id
@@ -296,7 +291,7 @@ impl Subscription {
     }
 
     /// True when records this subscriber still needs have already left the history.
-    pub fn overtaken(&self) -> bool {
+    fn overtaken(&self) -> bool {
         let st = self.hub.lock();
         let inner = self.shared.inner();
         !inner.live
