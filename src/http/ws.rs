@@ -18,8 +18,8 @@
 //! (start, filter, seam, budget, gaps, 4008) is the hub's [`Subscription`]; this file keeps sockets,
 //! frames and close codes. Writes never block the loop: what the subscription hands out (at most its
 //! byte budget) waits in an outbox that a select branch drains (feed every record, then one flush),
-//! and the subscription is only asked for more when the outbox is empty, so a slow client costs its
-//! budget of memory, never the tailer's time. While a write is stalled the loop watches whether the
+//! and the subscription is only asked for more when the outbox is empty, so a slow client costs at
+//! most its budget queued plus the take being written, never the tailer's time. While a write is stalled the loop watches whether the
 //! history passes the subscriber, and closes it 4008 then.
 use super::{AppState, Connections};
 use crate::filter::Filter as EntryFilter;
