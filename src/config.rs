@@ -12,6 +12,56 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5001";
 /// Where checkpoints live unless told otherwise (systemd's `StateDirectory=proxytail`).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/proxytail";
 
+// Privacy policy (CONTRACT §7): the three settings' values; `privacy.rs` applies them.
+
+/// What happens to `client_ip`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientIpPrivacy {
+    /// As logged.
+    #[default]
+    Keep,
+    /// Host part zeroed: IPv4 /24, IPv6 /48 (IPv4-mapped IPv6 as IPv4).
+    Truncate,
+    /// A keyed hash whose key lives only in memory and changes every UTC day.
+    Pseudonymize,
+}
+
+/// What happens to `user`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserPrivacy {
+    /// As logged.
+    #[default]
+    Keep,
+    /// A keyed hash, as for client addresses.
+    Pseudonymize,
+    /// Null.
+    Drop,
+}
+
+/// What happens to the query string of `destination`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryPrivacy {
+    /// As logged.
+    #[default]
+    Keep,
+    /// Everything from `?` on removed.
+    Strip,
+}
+
+/// The daemon-wide privacy policy; all `keep` by default (the first release's behaviour).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrivacyPolicy {
+    /// `--privacy-client-ip`.
+    pub client_ip: ClientIpPrivacy,
+    /// `--privacy-user`.
+    pub user: UserPrivacy,
+    /// `--privacy-query`.
+    pub query: QueryPrivacy,
+}
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -160,6 +210,17 @@ pub struct Settings {
     /// Trust `X-Forwarded-For` from loopback peers for throttling (behind a reverse proxy).
     #[arg(long, env = "PROXYTAIL_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true", global = true)]
     pub trust_forwarded_for: Option<bool>,
+    // Privacy policy (CONTRACT §7), applied to each entry as it is made.
+    /// Client addresses: `keep` (default), `truncate` (IPv4 /24, IPv6 /48) or `pseudonymize`
+    /// (keyed hash, key replaced every UTC day).
+    #[arg(long, env = "PROXYTAIL_PRIVACY_CLIENT_IP", global = true)]
+    pub privacy_client_ip: Option<ClientIpPrivacy>,
+    /// User names: `keep` (default), `pseudonymize` or `drop` (null).
+    #[arg(long, env = "PROXYTAIL_PRIVACY_USER", global = true)]
+    pub privacy_user: Option<UserPrivacy>,
+    /// Query strings of destination URLs: `keep` (default) or `strip` (everything after `?`).
+    #[arg(long, env = "PROXYTAIL_PRIVACY_QUERY", global = true)]
+    pub privacy_query: Option<QueryPrivacy>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -211,6 +272,8 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Trust X-Forwarded-For from loopback peers.
     pub trust_forwarded_for: bool,
+    /// What the privacy policy does to client addresses, users and query strings.
+    pub privacy: PrivacyPolicy,
 }
 
 impl Config {
@@ -285,6 +348,11 @@ impl Config {
             max_connections: s.max_connections.unwrap_or(256),
             max_connections_per_ip: s.max_connections_per_ip.unwrap_or(32),
             trust_forwarded_for: s.trust_forwarded_for.unwrap_or(false),
+            privacy: PrivacyPolicy {
+                client_ip: s.privacy_client_ip.unwrap_or_default(),
+                user: s.privacy_user.unwrap_or_default(),
+                query: s.privacy_query.unwrap_or_default(),
+            },
         })
     }
 }
@@ -337,6 +405,9 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         max_connections: a.max_connections.or(b.max_connections),
         max_connections_per_ip: a.max_connections_per_ip.or(b.max_connections_per_ip),
         trust_forwarded_for: a.trust_forwarded_for.or(b.trust_forwarded_for),
+        privacy_client_ip: a.privacy_client_ip.or(b.privacy_client_ip),
+        privacy_user: a.privacy_user.or(b.privacy_user),
+        privacy_query: a.privacy_query.or(b.privacy_query),
     }
 }
 
