@@ -236,4 +236,37 @@ mod tests {
         p.apply_on_day(&mut borrowed, 1);
         assert_eq!(borrowed.destination.as_deref(), Some("http://y/"));
     }
+
+    #[test]
+    fn settings_come_from_flags_and_the_toml_file() {
+        use crate::config::Config;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("proxytail.toml");
+        std::fs::write(
+            &file,
+            "privacy-client-ip = \"truncate\"\nprivacy-user = \"drop\"\n",
+        )
+        .expect("write toml");
+        let args = [
+            "proxytail",
+            "--config",
+            file.to_str().expect("utf-8 path"),
+            "--privacy-user",
+            "pseudonymize",
+            "--privacy-query",
+            "strip",
+        ];
+        let (_, config) = Config::from_args(args).expect("valid");
+        assert_eq!(
+            config.privacy,
+            PrivacyPolicy {
+                client_ip: ClientIpPrivacy::Truncate,
+                user: UserPrivacy::Pseudonymize,
+                query: QueryPrivacy::Strip,
+            }
+        );
+        assert!(Config::from_args(["proxytail", "--privacy-query", "hide"]).is_err());
+        let (_, default) = Config::from_args(["proxytail"]).expect("valid");
+        assert_eq!(default.privacy, PrivacyPolicy::default());
+    }
 }
