@@ -29,6 +29,7 @@ pub mod filter;
 pub mod http;
 pub mod hub;
 pub mod sessions;
+pub mod privacy;
 pub mod shutdown;
 pub mod tail;
 pub mod tokens;
