@@ -40,7 +40,7 @@ async fn handle(
         .jwt_cookie
         .as_deref()
         .and_then(|name| find_cookie(&headers, name));
-    match state
+    let response = match state
         .auth
         .authenticate(authorization, cookie.as_deref(), peer)
         .await
@@ -61,11 +61,15 @@ async fn handle(
             }
         },
         Err(e) => auth_error(e),
-    }
+    };
+    state
+        .metrics
+        .token_request(crate::metrics::TokenOutcome::of_status(response.status()));
+    response
 }
 
-/// Maps an authentication failure to its status, body and headers.
-fn auth_error(e: AuthError) -> warp::reply::Response {
+/// Maps an authentication failure to its status, body and headers (also for `/metrics`).
+pub(super) fn auth_error(e: AuthError) -> warp::reply::Response {
     let message = e.to_string();
     match e {
         AuthError::Missing | AuthError::Invalid => {

@@ -265,7 +265,10 @@ async fn session(
     tracing::debug!(%peer, ?start, "WebSocket subscriber connected");
     let close_code = match conn.stream_entries(&state, start).await {
         End::Client => None,
-        End::Closed(code) => Some(code),
+        End::Closed(code) => {
+            state.metrics.subscriber_closed(code);
+            Some(code)
+        }
     };
     tracing::debug!(%peer, ?close_code, "WebSocket subscriber gone");
 }
