@@ -54,7 +54,7 @@ else
     deb=$(ls target/debian/proxytail_*.deb)
 fi
 cargo build --quiet --example ws_sub || { echo "cannot build examples/ws_sub" >&2; exit 1; }
-sub_bin=$PWD/target/debug/examples/ws_sub
+sub_bin=target/debug/examples/ws_sub
 
 # ---- the container ---------------------------------------------------------------------------
 top=$(mktemp -d -p /dev/shm)
@@ -97,6 +97,8 @@ if [ -z "$leader" ]; then
 fi
 # inside CMD...: run inside the container, at most 120 s.
 inside() { timeout 120 nsenter -t "$leader" -a "$@"; }
+# PID 1 answers systemctl once its private socket exists (a few seconds into the boot).
+for _ in $(seq 120); do inside test -S /run/systemd/private && break; sleep 0.5; done
 state=$(inside systemctl is-system-running --wait 2>&1)
 case "$state" in
     running|degraded) ok "container's systemd is up ($state)" ;;
@@ -117,7 +119,9 @@ wait_for() {
 
 # ---- install, user, Squid, service --------------------------------------------------------------
 inside mkdir -p /opt/t
+# Files go in through stdin: the container's /tmp is its own, and /work may be another mount.
 inside sh -c 'cat > /opt/t/p.deb' <"$deb"
+inside sh -c 'cat > /opt/t/ws_sub && chmod 0755 /opt/t/ws_sub' <"$sub_bin"
 check "dpkg -i the package" inside dpkg -i /opt/t/p.deb
 password='correct horse battery staple 83'
 # As the README shows it: no --config, the packaged configuration is found.
@@ -133,7 +137,7 @@ same "watchdog armed" 10000000 "$(inside systemctl show -p WatchdogUSec --value 
 request() { inside curl -s -o /dev/null --max-time 10 -x http://127.0.0.1:3128 "http://127.0.0.1:9/ops/$1"; }
 # subscribe NAME [SINCE]: a ws_sub in the background inside the container, output in /opt/t/NAME.
 subscribe() {
-    inside setsid -f sh -c "exec $sub_bin 127.0.0.1:5001 ops '$password' ${2:-} >/opt/t/$1 2>&1"
+    inside setsid -f sh -c "exec /opt/t/ws_sub 127.0.0.1:5001 ops '$password' ${2:-} >/opt/t/$1 2>&1"
     wait_for 20 "subscriber $1 connected" inside grep -q '^OPEN' "/opt/t/$1"
 }
 # exactly_once NAME FROM TO: each of /ops/FROM../ops/TO appears exactly once in NAME's output.
@@ -181,7 +185,8 @@ same "since after restart: nothing older" 5 "$(inside grep -c '^ENTRY' /opt/t/s2
 mainpid=$(inside systemctl show -p MainPID --value proxytail)
 as_unit() { inside nsenter -t "$mainpid" -m setpriv --reuid=proxytail --regid=proxytail --init-groups "$@"; }
 check "state directory writable" as_unit touch /var/lib/proxytail/probe
-for dir in /run /run/lock /run/squid /var/log/squid /etc /var/tmp /usr; do
+# (/tmp and /var/tmp are the unit's own, PrivateTmp=yes: writable, private, discarded.)
+for dir in /run /run/lock /run/squid /var/log/squid /var/lib /etc /usr; do
     check "$dir not writable by the service" bash -c "! nsenter -t $leader -a nsenter -t $mainpid -m setpriv --reuid=proxytail --regid=proxytail --init-groups touch $dir/probe 2>/dev/null"
 done
 check "/var/spool/squid unreadable" bash -c "! nsenter -t $leader -a nsenter -t $mainpid -m ls /var/spool/squid >/dev/null 2>&1"
