@@ -86,8 +86,10 @@ machine="pt-test-$$"
 systemd-nspawn -D "$root" -M "$machine" --register=no --keep-unit --private-network -b \
     </dev/null >"$top/console.log" 2>&1 &
 nspawn=$!
+# The container's PID 1 is nspawn's child once it has become systemd (an intermediate child
+# comes and goes first).
 for _ in $(seq 300); do
-    leader=$(pgrep -P "$nspawn" | head -1)
+    leader=$(pgrep -P "$nspawn" -x systemd | head -1)
     [ -n "$leader" ] && break
     sleep 0.1
 done
@@ -122,7 +124,10 @@ inside mkdir -p /opt/t
 # Files go in through stdin: the container's /tmp is its own, and /work may be another mount.
 inside sh -c 'cat > /opt/t/p.deb' <"$deb"
 inside sh -c 'cat > /opt/t/ws_sub && chmod 0755 /opt/t/ws_sub' <"$sub_bin"
-check "dpkg -i the package" inside dpkg -i /opt/t/p.deb
+# man-db's trigger rebuilds the whole man database (minutes on a loaded machine): off, in the
+# container's overlay only. A dpkg killed half-way would leave the package half-configured.
+inside rm -f /var/lib/man-db/auto-update
+check "dpkg -i the package" timeout 300 nsenter -t "$leader" -a dpkg -i /opt/t/p.deb
 password='correct horse battery staple 83'
 # As the README shows it: no --config, the packaged configuration is found.
 check "proxytail user add ops (no --config)" inside sh -c "printf '%s\n' '$password' | proxytail user add ops >/dev/null"
@@ -189,7 +194,7 @@ check "state directory writable" as_unit touch /var/lib/proxytail/probe
 for dir in /run /run/lock /run/squid /var/log/squid /var/lib /etc /usr; do
     check "$dir not writable by the service" bash -c "! nsenter -t $leader -a nsenter -t $mainpid -m setpriv --reuid=proxytail --regid=proxytail --init-groups touch $dir/probe 2>/dev/null"
 done
-check "/var/spool/squid unreadable" bash -c "! nsenter -t $leader -a nsenter -t $mainpid -m ls /var/spool/squid >/dev/null 2>&1"
+check "/var/spool/squid unreadable by the service" bash -c "! nsenter -t $leader -a nsenter -t $mainpid -m setpriv --reuid=proxytail --regid=proxytail --init-groups ls /var/spool/squid >/dev/null 2>&1"
 inside rm -f /var/lib/proxytail/probe
 
 # ---- security score on the running unit -------------------------------------------------------
@@ -229,7 +234,7 @@ same "exit status 0" 0 "$(inside systemctl show -p ExecMainStatus --value proxyt
 same "result success" success "$(inside systemctl show -p Result --value proxytail)"
 
 # ---- purge --------------------------------------------------------------------------------------
-check "apt purge" inside env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq proxytail
+check "apt purge" timeout 300 nsenter -t "$leader" -a env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq proxytail
 check "/etc/proxytail gone" inside test ! -e /etc/proxytail
 check "/var/lib/proxytail gone" inside test ! -e /var/lib/proxytail
 check "user gone" inside sh -c '! getent passwd proxytail'
