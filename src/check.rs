@@ -640,7 +640,7 @@ fn check_service(report: &mut Report, s: &Settings) {
     let notify = if std::env::var_os("NOTIFY_SOCKET").is_some() {
         "systemd notification: NOTIFY_SOCKET set (READY=1 once ready, STATUS= with the last id)"
     } else {
-        "systemd notification: no NOTIFY_SOCKET (not started by systemd with Type=notify)"
+        "systemd notification: no NOTIFY_SOCKET for this process (ExecStartPre has none; the daemon under Type=notify sends READY=1, STATUS=, WATCHDOG=1)"
     };
     report.push(Severity::Ok, None, notify);
 }
