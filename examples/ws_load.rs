@@ -142,6 +142,7 @@ async fn main() {
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
         connections: Arc::new(Connections::default()),
+        metrics: Arc::default(),
     };
     let server = warp::serve(http::routes(state.clone()))
         .incoming(listener)

@@ -200,6 +200,7 @@ pub fn check(cli: &Settings) -> Report {
     check_public_key(&mut report, &origin, &s);
     check_state_dir(&mut report, &origin, &s);
     check_origins(&mut report, &origin, &s);
+    check_service(&mut report, &s);
     if s.users.is_none() && s.jwt_secret_file.is_none() && s.jwt_public_key_file.is_none() {
         report.push(
             Severity::Warning,
@@ -603,6 +604,47 @@ fn check_origins(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
         }
     }
 }
+
+// --- Metrics and systemd (issue 11) ------------------------------------------------------------------
+/// The `/metrics` endpoint and the systemd notification/watchdog settings the daemon will use.
+fn check_service(report: &mut Report, s: &Settings) {
+    let listen = s
+        .listen
+        .map_or_else(|| DEFAULT_LISTEN.to_owned(), |a| a.to_string());
+    if s.users.is_some() || s.jwt_secret_file.is_some() || s.jwt_public_key_file.is_some() {
+        report.push(
+            Severity::Ok,
+            None,
+            format!("metrics: http://{listen}/metrics, with the same credentials as the API (a user or a JWT)"),
+        );
+    } else {
+        report.push(
+            Severity::Warning,
+            None,
+            format!("metrics: http://{listen}/metrics answers 401 to everyone: no users file or JWT key is configured"),
+        );
+    }
+    let watchdog = match crate::notify::watchdog_timeout() {
+        Some(t) => format!(
+            "watchdog: WatchdogSec={} ms, keep-alive every {} ms from the tailing loop",
+            t.as_millis(),
+            (t / 2).as_millis()
+        ),
+        None => {
+            "watchdog: not set for this process; under systemd, WatchdogSec= in the unit sets it \
+                 and the tailing loop sends keep-alives every half period"
+                .to_owned()
+        }
+    };
+    report.push(Severity::Ok, None, watchdog);
+    let notify = if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        "systemd notification: NOTIFY_SOCKET set (READY=1 once ready, STATUS= with the last id)"
+    } else {
+        "systemd notification: no NOTIFY_SOCKET for this process (ExecStartPre has none; the daemon under Type=notify sends READY=1, STATUS=, WATCHDOG=1)"
+    };
+    report.push(Severity::Ok, None, notify);
+}
+// --- end of issue 11 block ---------------------------------------------------------------------------
 
 #[cfg(test)]
 mod tests {

@@ -61,6 +61,29 @@ pub struct PrivacyPolicy {
     /// `--privacy-query`.
     pub query: QueryPrivacy,
 }
+// --- Packaged configuration found by operator commands (issue 11) ----------------------------------
+/// The configuration the Debian package installs.
+pub const PACKAGED_CONFIG: &str = "/etc/proxytail/proxytail.toml";
+
+/// `proxytail user …` and `proxytail check-config` with neither `--config` nor `--users` use the
+/// packaged configuration when it exists, so `sudo proxytail user add ops` works as the README
+/// shows on an installed package. The daemon itself never guesses: its unit names the file.
+pub fn default_config_for_operator(cli: &mut Cli) {
+    default_config_from(cli, Path::new(PACKAGED_CONFIG));
+}
+
+/// [`default_config_for_operator`] with the file to look for as a parameter (tests).
+pub fn default_config_from(cli: &mut Cli, packaged: &Path) {
+    let operator = matches!(
+        cli.command,
+        Some(Command::User { .. } | Command::CheckConfig)
+    );
+    let s = &mut cli.settings;
+    if operator && s.config.is_none() && s.users.is_none() && packaged.is_file() {
+        s.config = Some(packaged.to_owned());
+    }
+}
+// --- end of issue 11 block ---------------------------------------------------------------------------
 
 /// The command line.
 #[derive(Debug, Parser)]

@@ -14,8 +14,12 @@
 //!                                               ▼
 //!                hub (history ring + subscriptions)
 //!                                               │
-//!          auth, tokens, sessions ──► http (warp: /api/ws-token, /api/session, /api/ws/logs, /api/health, /)
+//!          auth, tokens, sessions ──► http (warp: /api/ws-token, /api/session, /api/ws/logs, /api/health,
+//!                                            /metrics, /)
 //! ```
+//!
+//! `metrics` holds the counters the HTTP side adds to and renders `/metrics`; `notify` speaks
+//! systemd's notification protocol (ready, status, watchdog keep-alives from the tailing loop).
 //!
 //! `app` wires them together; `config` turns flags, env and a TOML file into a validated [`config::Config`].
 
@@ -30,6 +34,8 @@ pub mod http;
 pub mod hub;
 pub mod sessions;
 pub mod privacy;
+pub mod metrics;
+pub mod notify;
 pub mod shutdown;
 pub mod tail;
 pub mod tokens;

@@ -1,5 +1,6 @@
 //! The HTTP side: warp filters, thin handlers, the WebSocket loop and one rejection mapper.
 pub mod health;
+pub mod metrics;
 pub mod reject;
 pub mod routes;
 pub mod session;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// Open WebSocket connections, total and per address, for the caps.
     pub connections: Arc<Connections>,
+    /// Counters for `/metrics` (token outcomes, closes by code).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Counts of open WebSocket connections.

@@ -1,5 +1,5 @@
 //! Every route of the daemon: one module per endpoint, each exposing `route(state)`.
-use super::{health, reject, session, token, web, ws, AppState};
+use super::{health, metrics, reject, session, token, web, ws, AppState};
 use warp::filters::BoxedFilter;
 use warp::Filter;
 
@@ -11,6 +11,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
         .or(session::route(state.clone()))
         .unify()
         .or(health::route(state.clone()))
+        .unify()
+        .or(metrics::route(state.clone()))
         .unify()
         .or(web::route(state))
         .unify()

@@ -54,7 +54,7 @@ async fn handle(
                 .await
         }
     };
-    match result {
+    let response = match result {
         Ok(principal) => match state.tokens.mint() {
             Ok(token) => {
                 tracing::info!(user = %principal.name, %peer, "issued a WebSocket token");
@@ -71,10 +71,14 @@ async fn handle(
             }
         },
         Err(e) => session::no_prompt_for_scripts(&headers, auth_error(e)),
-    }
+    };
+    state
+        .metrics
+        .token_request(crate::metrics::TokenOutcome::of_status(response.status()));
+    response
 }
 
-/// Maps an authentication failure to its status, body and headers.
+/// Maps an authentication failure to its status, body and headers (also for `/metrics`).
 pub(super) fn auth_error(e: AuthError) -> warp::reply::Response {
     let message = e.to_string();
     match e {

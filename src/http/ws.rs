@@ -255,7 +255,10 @@ async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Param
     );
     let close_code = match conn.stream_entries(sub, params.filter.is_some()).await {
         End::Client => None,
-        End::Closed(code) => Some(code),
+        End::Closed(code) => {
+            state.metrics.subscriber_closed(code);
+            Some(code)
+        }
     };
     drop(slot);
     tracing::debug!(%peer, ?close_code, "WebSocket subscriber gone");

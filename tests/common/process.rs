@@ -32,8 +32,19 @@ impl Proc {
     /// Starts the binary with `args` (which should include `--listen 127.0.0.1:0`) and waits,
     /// within `bound`, for it to report its address. Its stderr also goes to `log`.
     pub fn start(args: &[String], log: &LogTail, bound: Duration) -> Proc {
+        Proc::start_env(args, &[], log, bound)
+    }
+
+    /// [`Proc::start`] with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
+    pub fn start_env(
+        args: &[String],
+        env: &[(&str, &std::ffi::OsStr)],
+        log: &LogTail,
+        bound: Duration,
+    ) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_proxytail"))
             .args(args)
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .env("PROXYTAIL_LOG", "info")
             .stdin(Stdio::null())
