@@ -12,6 +12,69 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5001";
 /// Where checkpoints live unless told otherwise (systemd's `StateDirectory=proxytail`).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/proxytail";
 
+// History on disk (issue 12): how long and how much the journal keeps.
+/// Journal retention by age unless told otherwise: a week reaches back past the last weekend's
+/// changes, the usual "since the deploy" question.
+pub const DEFAULT_RETENTION: &str = "7d";
+/// Journal retention by size unless told otherwise: about 4 million entries (a busy proxy's day
+/// or two), small enough for a default /var partition. Whichever is reached first applies.
+pub const DEFAULT_RETENTION_BYTES: &str = "1GiB";
+/// Smallest accepted `--retention-bytes`: segments are a sixteenth of it, at least 64 KiB.
+pub const MIN_RETENTION_BYTES: u64 = 1 << 20;
+
+/// A duration as `90s`, `30m`, `12h`, `7d` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 7d, 12h, 30m, 90s)"))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (s, m, h, d, w)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// A size as `2GiB`, `500MB`, `64KiB` or plain bytes (SI and binary units).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 2GiB, 500MB)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -160,6 +223,14 @@ pub struct Settings {
     /// Trust `X-Forwarded-For` from loopback peers for throttling (behind a reverse proxy).
     #[arg(long, env = "PROXYTAIL_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true", global = true)]
     pub trust_forwarded_for: Option<bool>,
+    // History on disk (issue 12).
+    /// How long the journal keeps entries, by their `ts`: `7d`, `12h`, `30m` (default 7d).
+    #[arg(long, env = "PROXYTAIL_RETENTION", global = true)]
+    pub retention: Option<String>,
+    /// Most bytes the journal keeps: `2GiB`, `500MB` (default 1GiB). Whichever limit is reached
+    /// first applies.
+    #[arg(long, env = "PROXYTAIL_RETENTION_BYTES", global = true)]
+    pub retention_bytes: Option<String>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -211,6 +282,11 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Trust X-Forwarded-For from loopback peers.
     pub trust_forwarded_for: bool,
+    // History on disk (issue 12).
+    /// Journal retention by age (entries' `ts`).
+    pub retention: Duration,
+    /// Journal retention by size, in bytes.
+    pub retention_bytes: u64,
 }
 
 impl Config {
@@ -261,6 +337,33 @@ impl Config {
                 why: "must be at least 256".into(),
             });
         }
+        // History on disk (issue 12).
+        let retention = parse_duration(s.retention.as_deref().unwrap_or(DEFAULT_RETENTION))
+            .map_err(|why| ConfigError::Invalid {
+                field: "retention",
+                why,
+            })?;
+        if retention.is_zero() {
+            return Err(ConfigError::Invalid {
+                field: "retention",
+                why: "must be at least 1 second".into(),
+            });
+        }
+        let retention_bytes = parse_bytes(
+            s.retention_bytes
+                .as_deref()
+                .unwrap_or(DEFAULT_RETENTION_BYTES),
+        )
+        .map_err(|why| ConfigError::Invalid {
+            field: "retention-bytes",
+            why,
+        })?;
+        if retention_bytes < MIN_RETENTION_BYTES {
+            return Err(ConfigError::Invalid {
+                field: "retention-bytes",
+                why: "must be at least 1MiB".into(),
+            });
+        }
         Ok(Config {
             listen,
             access_logs: s.access_log,
@@ -285,6 +388,8 @@ impl Config {
             max_connections: s.max_connections.unwrap_or(256),
             max_connections_per_ip: s.max_connections_per_ip.unwrap_or(32),
             trust_forwarded_for: s.trust_forwarded_for.unwrap_or(false),
+            retention,
+            retention_bytes,
         })
     }
 }
@@ -337,6 +442,8 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         max_connections: a.max_connections.or(b.max_connections),
         max_connections_per_ip: a.max_connections_per_ip.or(b.max_connections_per_ip),
         trust_forwarded_for: a.trust_forwarded_for.or(b.trust_forwarded_for),
+        retention: a.retention.or(b.retention),
+        retention_bytes: a.retention_bytes.or(b.retention_bytes),
     }
 }
 

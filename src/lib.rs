@@ -9,7 +9,7 @@
 //!                tail::follow (complete lines, rotation, truncation)
 //!                    │
 //!                    ▼
-//!                parsers (line → Entry)  ──►  tail (ids, checkpoint)
+//!                parsers (line → Entry)  ──►  tail (ids, checkpoint) ──► store (journal on disk)
 //!                                               │
 //!                                               ▼
 //!                hub (history ring + broadcast of serialized records)
@@ -29,6 +29,7 @@ pub mod filter;
 pub mod http;
 pub mod hub;
 pub mod shutdown;
+pub mod store;
 pub mod tail;
 pub mod tokens;
 pub mod users_cmd;

@@ -23,16 +23,15 @@
 //! entry carries an extra `source` field (the path).
 pub mod checkpoint;
 pub mod follow;
-pub mod journal;
 pub mod syncer;
 pub mod watch;
 
 use crate::config::Config;
 use crate::error::StartupError;
 use crate::hub::{Hub, Record};
+use crate::store::journal::{self, Journal};
 use checkpoint::{Checkpoint, Loaded, SourceCheckpoint, StateDir};
 use follow::{FollowOptions, FollowState, Follower, StartAt};
-use journal::Journal;
 use parsers::{Format, ParseError};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -279,9 +278,13 @@ impl Tailer {
                 (None, true)
             }
         };
+        let retention = journal::Retention {
+            age: config.retention,
+            bytes: config.retention_bytes,
+        };
         let (journal, recovered) = Journal::open(
             state.path(),
-            config.history,
+            &journal::Options::new(config.history, retention),
             checkpoint.as_ref().map(|c| c.next_id),
         )
         .map_err(|e| state_err(format!("journal: {e}")))?;
@@ -349,6 +352,11 @@ impl Tailer {
     /// Shared health counters.
     pub fn health(&self) -> Arc<TailHealth> {
         self.health.clone()
+    }
+
+    /// The journal on disk, for replay from it and its figures (oldest id and ts, bytes).
+    pub fn store(&self) -> crate::store::Store {
+        self.journal.store()
     }
 
     /// Follows until `token` is cancelled, then writes the checkpoint and returns.
@@ -468,6 +476,8 @@ impl Tailer {
         if self.last_sync.elapsed() < SYNC_EVERY || self.syncer.busy() {
             return;
         }
+        // Retention by age also applies when no segment fills up (a quiet log).
+        self.journal.enforce_retention();
         let journal = match self.journal.unsynced_handles() {
             Ok(files) => files,
             Err(e) => {
