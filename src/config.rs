@@ -480,3 +480,35 @@ fn compile_format(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_settings_parse_units_and_refuse_nonsense() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("7 days").is_err());
+        assert!(parse_duration("-1d").is_err());
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert!(parse_bytes("1XB").is_err());
+        assert!(parse_bytes("99999999999TiB").is_err());
+        let base = ["proxytail", "--access-log", "/x"];
+        let (_, c) = Config::from_args(base).unwrap();
+        assert_eq!(
+            (c.retention, c.retention_bytes),
+            (Duration::from_secs(7 * 86_400), 1 << 30)
+        );
+        let with = |extra: &[&str]| Config::from_args(base.iter().chain(extra).copied());
+        let (_, c) = with(&["--retention", "12h", "--retention-bytes", "2GiB"]).unwrap();
+        assert_eq!(
+            (c.retention, c.retention_bytes),
+            (Duration::from_secs(12 * 3600), 2 << 30)
+        );
+        assert!(with(&["--retention-bytes", "1KiB"]).is_err());
+        assert!(with(&["--retention", "0s"]).is_err());
+    }
+}

@@ -223,8 +223,11 @@ fn index_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("journal.{seq}.idx"))
 }
 
-/// The files of the journal in `dir`: segments (seq, version) ascending, and index seqs.
-fn list(dir: &Path) -> io::Result<(Vec<(u64, u8)>, Vec<u64>)> {
+/// A segment file: its sequence number and format version.
+type SegmentName = (u64, u8);
+
+/// The files of the journal in `dir`: segments ascending, and the seqs of index files.
+fn list(dir: &Path) -> io::Result<(Vec<SegmentName>, Vec<u64>)> {
     let mut segs = Vec::new();
     let mut idx = Vec::new();
     for e in std::fs::read_dir(dir)? {
@@ -999,7 +1002,8 @@ mod tests {
         };
         // The steps: nothing removed; segment removed, index left; both removed; and the order
         // reversed (index removed, segment left) which a rebuilt index covers.
-        let steps: [&dyn Fn(&Path, u64); 4] = [
+        type Step<'a> = &'a dyn Fn(&Path, u64);
+        let steps: [Step; 4] = [
             &|_, _| {},
             &|d, s| std::fs::remove_file(segment_path(d, s, 2)).unwrap(),
             &|d, s| {
