@@ -197,7 +197,9 @@ pub struct Journal {
     /// Segments rotated away since the last sync, still to be made durable (their `fsync` is
     /// not done on the tailer's path: see `syncer`).
     rotated: Vec<File>,
-    /// An index write failed: warned once (the index is a hint; it is rebuilt at start).
+    /// No index write has failed since the start (the index is a hint, rebuilt at start).
+    index_ok: bool,
+    /// An index write failure was logged (once).
     index_warned: bool,
 }
 
@@ -367,6 +369,29 @@ fn write_index(path: &Path, points: &[IndexPoint]) -> io::Result<()> {
     std::fs::write(path, buf)
 }
 
+/// Appends `points` to the index of `active`, opening it on first use; false if that failed.
+fn write_points(dir: &Path, active: &mut Active, points: &[IndexPoint]) -> bool {
+    if points.is_empty() {
+        return true;
+    }
+    let mut bytes = Vec::with_capacity(points.len() * POINT_BYTES);
+    for p in points {
+        p.encode(&mut bytes);
+    }
+    let file = match &mut active.index {
+        Some(f) => f,
+        None => match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(index_path(dir, active.seq))
+        {
+            Ok(f) => active.index.insert(f),
+            Err(_) => return false,
+        },
+    };
+    file.write_all(&bytes).is_ok()
+}
+
 /// First record of a segment (id and ts) without reading the rest.
 fn first_record(path: &Path, version: u8) -> io::Result<Option<(u64, u64, Option<i64>)>> {
     let mut r = BufReader::with_capacity(64 << 10, File::open(path)?);
@@ -489,6 +514,7 @@ impl Journal {
             options: *options,
             unsynced: false,
             rotated: Vec::new(),
+            index_ok: true,
             index_warned: false,
         };
         journal.enforce_retention_at(now_ms());
@@ -530,123 +556,162 @@ impl Journal {
         }
     }
 
-    /// Appends `records` in one write, starting a new segment first when the active one is full.
+    /// Appends `records`: one write per segment they go to. A batch larger than the room left is
+    /// split across new segments, so no segment grows past `segment_bytes` by more than one
+    /// record. All or nothing: if a write fails, what this call wrote is cut back or removed
+    /// (shrinking and unlinking need no free space), so a retried batch is never journaled twice,
+    /// and readers see the batch only once all of it is written.
     pub fn append(&mut self, records: &[Record]) -> io::Result<()> {
-        let Some(first) = records.first() else {
+        if records.is_empty() {
             return Ok(());
-        };
-        if self
-            .active
-            .as_ref()
-            .is_some_and(|a| a.len >= self.options.segment_bytes)
-        {
-            self.seal();
-            self.enforce_retention_at(now_ms());
         }
-        let fresh = self.active.is_none();
-        let mut buf = Vec::with_capacity(
-            HEADER.len() + records.iter().map(|r| r.json.len() + 1).sum::<usize>(),
-        );
-        if fresh {
-            buf.extend_from_slice(HEADER);
-        }
-        let base = self.active.as_ref().map_or(0, |a| a.len);
-        let mut points = Vec::new();
-        for r in records {
-            if r.id % INDEX_EVERY == 0 {
-                points.push(IndexPoint {
-                    id: r.id,
-                    ts_ms: record_ts(&r.json),
-                    offset: base + buf.len() as u64,
-                });
-            }
-            buf.extend_from_slice(&r.json);
-            buf.push(b'\n');
-        }
-        let active = match self.active.as_mut() {
-            Some(a) => {
-                if let Err(e) = a.file.write_all(&buf) {
-                    // A partial append (disk full) would stay as a torn run in the middle of the
-                    // journal once the batch is retried: cut it back; shrinking needs no space.
-                    if let Err(cut) = a.file.set_len(a.len) {
-                        tracing::error!(error = %cut, "cannot cut a partial journal append back");
-                        // Readers stop at `len`; new records go to a new segment.
-                        self.seal();
-                    }
-                    return Err(e);
+        let limit = self.options.segment_bytes;
+        let start_len = self.active.as_ref().map(|a| a.len);
+        let mut added: Vec<IndexPoint> = Vec::new();
+        let mut created: Vec<(Active, Segment)> = Vec::new();
+        let mut rest = records;
+        let mut failed = None;
+        while !rest.is_empty() {
+            let size_of = |r: &Record| r.json.len() as u64 + 1;
+            // The active segment takes what fits; the rest goes to new segments, each filled up
+            // to the limit (with at least one record, however large).
+            let into_active = created.is_empty()
+                && self
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| a.len + size_of(&rest[0]) <= limit);
+            let mut size = match &self.active {
+                Some(a) if into_active => a.len,
+                _ => HEADER.len() as u64,
+            };
+            let mut n = 0;
+            for r in rest {
+                if n > 0 && size + size_of(r) > limit {
+                    break;
                 }
-                a.len += buf.len() as u64;
-                a
+                size += size_of(r);
+                n += 1;
             }
-            None => {
-                let seq = self.next_seq;
+            let new_segment = !into_active;
+            let used = size - rest[..n].iter().map(size_of).sum::<u64>();
+            let (piece, tail) = rest.split_at(n);
+            let base = if new_segment { 0 } else { used };
+            let mut buf = Vec::with_capacity(
+                HEADER.len() + piece.iter().map(|r| r.json.len() + 1).sum::<usize>(),
+            );
+            if new_segment {
+                buf.extend_from_slice(HEADER);
+            }
+            let mut points = Vec::new();
+            for r in piece {
+                if r.id % INDEX_EVERY == 0 {
+                    points.push(IndexPoint {
+                        id: r.id,
+                        ts_ms: record_ts(&r.json),
+                        offset: base + buf.len() as u64,
+                    });
+                }
+                buf.extend_from_slice(&r.json);
+                buf.push(b'\n');
+            }
+            if new_segment {
+                let seq = self.next_seq + created.len() as u64;
                 let path = segment_path(&self.dir, seq, 2);
-                let mut file = OpenOptions::new()
-                    .create_new(true)
-                    .append(true)
-                    .open(&path)?;
+                let opened = OpenOptions::new().create_new(true).append(true).open(&path);
+                let mut file = match opened {
+                    Ok(f) => f,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
                 if let Err(e) = file.write_all(&buf) {
                     drop(file);
                     let _ = std::fs::remove_file(&path);
-                    return Err(e);
+                    failed = Some(e);
+                    break;
                 }
-                self.next_seq += 1;
-                self.catalog
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .segments
-                    .push_back(Segment {
-                        seq,
-                        path,
-                        data_start: HEADER.len() as u64,
-                        first_id: first.id,
-                        first_ts_ms: record_ts(&first.json),
-                        len: 0,
-                        points: Vec::new(),
-                    });
-                self.active.insert(Active {
+                let seg = Segment {
+                    seq,
+                    path,
+                    data_start: HEADER.len() as u64,
+                    first_id: piece[0].id,
+                    first_ts_ms: record_ts(&piece[0].json),
+                    len: buf.len() as u64,
+                    points,
+                };
+                let active = Active {
                     seq,
                     file,
                     index: None,
                     len: buf.len() as u64,
-                })
-            }
-        };
-        if !points.is_empty() {
-            let mut bytes = Vec::with_capacity(points.len() * POINT_BYTES);
-            for p in &points {
-                p.encode(&mut bytes);
-            }
-            let written = match &mut active.index {
-                Some(f) => f.write_all(&bytes),
-                None => OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(index_path(&self.dir, active.seq))
-                    .and_then(|mut f| {
-                        f.write_all(&bytes)?;
-                        active.index = Some(f);
-                        Ok(())
-                    }),
-            };
-            if let Err(e) = written {
-                // Readers still find these records by scanning from an earlier point.
-                if !self.index_warned {
-                    tracing::warn!(error = %e, "journal index write failed; it is rebuilt at start");
-                    self.index_warned = true;
+                };
+                created.push((active, seg));
+            } else if let Some(a) = self.active.as_mut() {
+                if let Err(e) = a.file.write_all(&buf) {
+                    failed = Some(e);
+                    break;
                 }
-                points.clear();
+                a.len += buf.len() as u64;
+                added.extend(points);
             }
+            rest = tail;
         }
-        let len = active.len;
+        if let Some(e) = failed {
+            // Undo this call: new segments removed, the active one cut back.
+            for (a, seg) in created {
+                drop(a);
+                let _ = std::fs::remove_file(&seg.path);
+            }
+            if let (Some(a), Some(len)) = (self.active.as_mut(), start_len) {
+                if a.len != len || a.file.metadata().is_ok_and(|m| m.len() != len) {
+                    a.len = len;
+                    if let Err(cut) = a.file.set_len(len) {
+                        tracing::error!(error = %cut, "cannot cut a partial journal append back");
+                        // Readers stop at `len`; new records go to a new segment.
+                        self.seal();
+                    }
+                }
+            }
+            return Err(e);
+        }
+        // Index points: a hint, so a failed write only costs a longer scan later.
+        if let Some(a) = self.active.as_mut() {
+            self.index_ok &= write_points(&self.dir, a, &added);
+        }
+        for (a, seg) in &mut created {
+            self.index_ok &= write_points(&self.dir, a, &seg.points);
+        }
+        if !self.index_ok && !self.index_warned {
+            tracing::warn!("journal index write failed; it is rebuilt at start");
+            self.index_warned = true;
+        }
+        let any_new = !created.is_empty();
         let mut c = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(seg) = c.segments.back_mut() {
-            seg.len = len;
-            seg.points.extend(points);
+        if let (Some(a), Some(seg)) = (&self.active, c.segments.back_mut()) {
+            if seg.seq == a.seq {
+                seg.len = a.len;
+                seg.points.extend(added);
+            }
         }
         c.last_id = records.last().map_or(c.last_id, |r| r.id);
+        let mut actives = Vec::with_capacity(created.len());
+        for (a, seg) in created {
+            self.next_seq = seg.seq + 1;
+            c.segments.push_back(seg);
+            actives.push(a);
+        }
         drop(c);
+        for a in actives {
+            // The segment before is complete: made durable with the next sync.
+            if let Some(old) = self.active.replace(a) {
+                self.rotated.push(old.file);
+            }
+        }
         self.unsynced = true;
+        if any_new {
+            self.enforce_retention_at(now_ms());
+        }
         Ok(())
     }
 
@@ -872,8 +937,14 @@ mod tests {
         for chunk in batch.chunks(100) {
             j.append(chunk).unwrap();
         }
+        // One batch larger than a segment is split: no segment grows past the limit.
+        j.append(&(5001..=6000).map(rec).collect::<Vec<_>>())
+            .unwrap();
         let store = j.store();
         assert!(store.stats().segments >= 4);
+        for seg in &store.catalog.lock().unwrap().segments {
+            assert!(seg.len <= opts.segment_bytes, "{seg:?}");
+        }
         {
             let c = store.catalog.lock().unwrap();
             assert!(
@@ -881,25 +952,25 @@ mod tests {
                 "index points written"
             );
         }
-        for since in [0, 1, 1023, 1024, 2047, 3000, 4999, 5000] {
+        for since in [0, 1, 1023, 1024, 2047, 3000, 5999, 6000] {
             let (got, gone) = read_all(&mut store.read_after(since));
             assert!(gone.is_empty());
-            assert_eq!(got, (since + 1..=5000).collect::<Vec<_>>(), "since {since}");
+            assert_eq!(got, (since + 1..=6000).collect::<Vec<_>>(), "since {since}");
         }
         // ts of id n is base + n seconds: from base + 2500.5 s starts at 2501.
         let from = (1_700_000_000 + 2500) * 1000 + 500;
         let mut reader = store.read_from(from);
         let (got, _) = read_all(&mut reader);
         assert_eq!(got.first(), Some(&2501));
-        assert_eq!(got.len(), 2500);
+        assert_eq!(got.len(), 3500);
         // The same reader picks up what is appended after it caught up, across a new segment.
-        j.append(&(5001..=6000).map(rec).collect::<Vec<_>>())
+        j.append(&(6001..=7000).map(rec).collect::<Vec<_>>())
             .unwrap();
-        assert_eq!(read_all(&mut reader).0, (5001..=6000).collect::<Vec<_>>());
+        assert_eq!(read_all(&mut reader).0, (6001..=7000).collect::<Vec<_>>());
         // And the index survives a restart.
         drop(j);
-        let (j, r) = Journal::open(dir.path(), &opts, Some(6001)).unwrap();
-        assert_eq!(ids(&r.records), (5991..=6000).collect::<Vec<_>>());
+        let (j, r) = Journal::open(dir.path(), &opts, Some(7001)).unwrap();
+        assert_eq!(ids(&r.records), (6991..=7000).collect::<Vec<_>>());
         let c = j.catalog.lock().unwrap();
         assert!(c
             .segments
@@ -989,9 +1060,11 @@ mod tests {
     // segment file and its index) leaves a journal the next start reads with ids unchanged.
     #[test]
     fn a_crash_at_any_step_of_a_removal_leaves_a_consistent_journal() {
+        let mut opts = small(1000);
+        opts.segment_bytes = 20_000;
         let build = || {
             let dir = tempfile::tempdir().unwrap();
-            let (mut j, _) = Journal::open(dir.path(), &small(1000), Some(1)).unwrap();
+            let (mut j, _) = Journal::open(dir.path(), &opts, Some(1)).unwrap();
             let batch: Vec<Record> = (1..=3000).map(rec).collect();
             for chunk in batch.chunks(7) {
                 j.append(chunk).unwrap();
