@@ -8,10 +8,13 @@ mod common;
 use common::process::{tail_of, LogTail, Proc};
 use common::ws::{connect, read_ids};
 use common::{fetch_token, write_users};
-use proxytail::store::journal::{Journal, Options, Retention};
+use proxytail::config::Config;
+use proxytail::hub::Hub;
 use proxytail::store::reader::Chunk;
+use proxytail::tail::Tailer;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Failure bound on any wait.
@@ -91,19 +94,24 @@ async fn sigkill_while_retention_removes_segments_leaves_a_consistent_journal() 
     );
     assert!(daemon.terminate(BOUND).success(), "{}", tail_of(&tail));
 
-    let retention = Retention {
-        age: Duration::from_secs(7 * 86_400),
-        bytes: 1 << 20,
-    };
-    let (journal, recovered) = Journal::open(&state, &Options::new(100, retention), None).unwrap();
-    assert_eq!(recovered.last_id, written);
-    let stats = journal.store().stats();
+    // The daemon's own start-up path (lock, checkpoint, journal recovery), in process.
+    let argv = std::iter::once("proxytail".to_string()).chain(args.iter().cloned());
+    let (_, config) = Config::from_args(argv).unwrap();
+    let hub = Arc::new(Hub::new(config.history));
+    let tailer = Tailer::new(&config, hub.clone()).unwrap();
+    assert_eq!(
+        hub.last_id(),
+        written,
+        "history rebuilt up to the last line"
+    );
+    let store = tailer.store();
+    let stats = store.stats();
     assert!(stats.oldest_id > 1, "old segments removed: {stats:?}");
     assert!(
         stats.bytes <= (1 << 20) + 2 * (64 << 10),
         "within retention: {stats:?}"
     );
-    let mut reader = journal.store().read_after(0);
+    let mut reader = store.read_after(0);
     let mut expected = stats.oldest_id;
     loop {
         match reader.next_batch_blocking().unwrap() {
