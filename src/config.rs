@@ -85,6 +85,69 @@ pub fn default_config_from(cli: &mut Cli, packaged: &Path) {
 }
 // --- end of issue 11 block ---------------------------------------------------------------------------
 
+// History on disk (issue 12): how long and how much the journal keeps.
+/// Journal retention by age unless told otherwise: a week reaches back past the last weekend's
+/// changes, the usual "since the deploy" question.
+pub const DEFAULT_RETENTION: &str = "7d";
+/// Journal retention by size unless told otherwise: about 4 million entries (a busy proxy's day
+/// or two), small enough for a default /var partition. Whichever is reached first applies.
+pub const DEFAULT_RETENTION_BYTES: &str = "1GiB";
+/// Smallest accepted `--retention-bytes`: segments are a sixteenth of it, at least 64 KiB.
+pub const MIN_RETENTION_BYTES: u64 = 1 << 20;
+
+/// A duration as `90s`, `30m`, `12h`, `7d` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 7d, 12h, 30m, 90s)"))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (s, m, h, d, w)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// A size as `2GiB`, `500MB`, `64KiB` or plain bytes (SI and binary units).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 2GiB, 500MB)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -258,6 +321,14 @@ pub struct Settings {
     /// Query strings of destination URLs: `keep` (default) or `strip` (everything after `?`).
     #[arg(long, env = "PROXYTAIL_PRIVACY_QUERY", global = true)]
     pub privacy_query: Option<QueryPrivacy>,
+    // History on disk (issue 12).
+    /// How long the journal keeps entries, by their `ts`: `7d`, `12h`, `30m` (default 7d).
+    #[arg(long, env = "PROXYTAIL_RETENTION", global = true)]
+    pub retention: Option<String>,
+    /// Most bytes the journal keeps: `2GiB`, `500MB` (default 1GiB). Whichever limit is reached
+    /// first applies.
+    #[arg(long, env = "PROXYTAIL_RETENTION_BYTES", global = true)]
+    pub retention_bytes: Option<String>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -321,6 +392,11 @@ pub struct Config {
     pub subscriber_buffer_bytes: usize,
     /// What the privacy policy does to client addresses, users and query strings.
     pub privacy: PrivacyPolicy,
+    // History on disk (issue 12).
+    /// Journal retention by age (entries' `ts`).
+    pub retention: Duration,
+    /// Journal retention by size, in bytes.
+    pub retention_bytes: u64,
 }
 
 impl Config {
@@ -399,6 +475,33 @@ impl Config {
                 why: "must be at least 65536".into(),
             });
         }
+        // History on disk (issue 12).
+        let retention = parse_duration(s.retention.as_deref().unwrap_or(DEFAULT_RETENTION))
+            .map_err(|why| ConfigError::Invalid {
+                field: "retention",
+                why,
+            })?;
+        if retention.is_zero() {
+            return Err(ConfigError::Invalid {
+                field: "retention",
+                why: "must be at least 1 second".into(),
+            });
+        }
+        let retention_bytes = parse_bytes(
+            s.retention_bytes
+                .as_deref()
+                .unwrap_or(DEFAULT_RETENTION_BYTES),
+        )
+        .map_err(|why| ConfigError::Invalid {
+            field: "retention-bytes",
+            why,
+        })?;
+        if retention_bytes < MIN_RETENTION_BYTES {
+            return Err(ConfigError::Invalid {
+                field: "retention-bytes",
+                why: "must be at least 1MiB".into(),
+            });
+        }
         Ok(Config {
             listen,
             access_logs: s.access_log,
@@ -433,6 +536,8 @@ impl Config {
                 user: s.privacy_user.unwrap_or_default(),
                 query: s.privacy_query.unwrap_or_default(),
             },
+            retention,
+            retention_bytes,
         })
     }
 }
@@ -493,6 +598,8 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         privacy_client_ip: a.privacy_client_ip.or(b.privacy_client_ip),
         privacy_user: a.privacy_user.or(b.privacy_user),
         privacy_query: a.privacy_query.or(b.privacy_query),
+        retention: a.retention.or(b.retention),
+        retention_bytes: a.retention_bytes.or(b.retention_bytes),
     }
 }
 
@@ -527,5 +634,37 @@ fn compile_format(
                 ),
             )
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_settings_parse_units_and_refuse_nonsense() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("7 days").is_err());
+        assert!(parse_duration("-1d").is_err());
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert!(parse_bytes("1XB").is_err());
+        assert!(parse_bytes("99999999999TiB").is_err());
+        let base = ["proxytail", "--access-log", "/x"];
+        let (_, c) = Config::from_args(base).unwrap();
+        assert_eq!(
+            (c.retention, c.retention_bytes),
+            (Duration::from_secs(7 * 86_400), 1 << 30)
+        );
+        let with = |extra: &[&str]| Config::from_args(base.iter().chain(extra).copied());
+        let (_, c) = with(&["--retention", "12h", "--retention-bytes", "2GiB"]).unwrap();
+        assert_eq!(
+            (c.retention, c.retention_bytes),
+            (Duration::from_secs(12 * 3600), 2 << 30)
+        );
+        assert!(with(&["--retention-bytes", "1KiB"]).is_err());
+        assert!(with(&["--retention", "0s"]).is_err());
     }
 }

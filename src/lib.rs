@@ -9,7 +9,7 @@
 //!                tail::follow (complete lines, rotation, truncation)
 //!                    │
 //!                    ▼
-//!                parsers (line → Entry)  ──►  tail (ids, checkpoint)
+//!                parsers (line → Entry)  ──►  tail (ids, checkpoint) ──► store (journal on disk)
 //!                                               │
 //!                                               ▼
 //!                hub (history ring + subscriptions)
@@ -37,6 +37,7 @@ pub mod privacy;
 pub mod metrics;
 pub mod notify;
 pub mod shutdown;
+pub mod store;
 pub mod tail;
 pub mod tokens;
 pub mod users_cmd;

@@ -23,7 +23,6 @@
 //! entry carries an extra `source` field (the path).
 pub mod checkpoint;
 pub mod follow;
-pub mod journal;
 pub mod syncer;
 pub mod watch;
 
@@ -32,9 +31,9 @@ use crate::error::StartupError;
 use crate::hub::{Hub, Record};
 use crate::privacy::Privacy;
 use crate::notify::Watchdog;
+use crate::store::journal::{self, Journal};
 use checkpoint::{Checkpoint, Loaded, SourceCheckpoint, StateDir};
 use follow::{FollowOptions, FollowState, Follower, StartAt};
-use journal::Journal;
 use parsers::{Format, ParseError};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -313,9 +312,13 @@ impl Tailer {
                 (None, true)
             }
         };
+        let retention = journal::Retention {
+            age: config.retention,
+            bytes: config.retention_bytes,
+        };
         let (journal, recovered) = Journal::open(
             state.path(),
-            config.history,
+            &journal::Options::new(config.history, retention),
             checkpoint.as_ref().map(|c| c.next_id),
         )
         .map_err(|e| state_err(format!("journal: {e}")))?;
@@ -398,6 +401,11 @@ impl Tailer {
             let hub = &self.hub;
             w.kick(|| crate::notify::status_line(hub.last_id(), hub.subscriber_count()));
         }
+    }
+
+    /// The journal on disk, for replay from it and its figures (oldest id and ts, bytes).
+    pub fn store(&self) -> crate::store::Store {
+        self.journal.store()
     }
 
     /// Follows until `token` is cancelled, then writes the checkpoint and returns.
@@ -537,6 +545,8 @@ impl Tailer {
         if self.last_sync.elapsed() < SYNC_EVERY || self.syncer.busy() {
             return;
         }
+        // Retention by age also applies when no segment fills up (a quiet log).
+        self.journal.enforce_retention();
         let journal = match self.journal.unsynced_handles() {
             Ok(files) => files,
             Err(e) => {
