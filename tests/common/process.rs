@@ -32,7 +32,22 @@ impl Proc {
     /// Starts the binary with `args` (which should include `--listen 127.0.0.1:0`) and waits,
     /// within `bound`, for it to report its address. Its stderr also goes to `log`.
     pub fn start(args: &[String], log: &LogTail, bound: Duration) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_proxytail"))
+        Proc::start_under(&[], args, log, bound)
+    }
+
+    /// Like [`Proc::start`], run through `wrapper` (a command that execs the rest of its argv, e.g.
+    /// `["prlimit", "--nofile=1024:1024", "--"]`), so the daemon's PID is still the child's.
+    pub fn start_under(wrapper: &[&str], args: &[String], log: &LogTail, bound: Duration) -> Proc {
+        let binary = env!("CARGO_BIN_EXE_proxytail");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(args)
             .env("NO_COLOR", "1")
             .env("PROXYTAIL_LOG", "info")
@@ -71,6 +86,11 @@ impl Proc {
             .expect("local= in the listening line");
         p.addr = addr.parse().expect("listen address");
         p
+    }
+
+    /// The daemon's process id (for /proc/PID/…).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits (within `bound`) for a stderr line containing `needle`.
