@@ -55,7 +55,11 @@ pub async fn run(
     let hub = Arc::new(Hub::new(config.history));
     let tailer = Tailer::new(&config, hub.clone())?;
     let auth = Arc::new(Authenticator::load(&config)?);
-    let tokens = Arc::new(TokenStore::new(config.token_ttl));
+    let tokens = Arc::new(TokenStore::with_limits(
+        config.token_ttl,
+        config.max_tokens,
+        config.max_tokens_per_user,
+    ));
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let state = AppState {

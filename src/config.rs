@@ -160,6 +160,23 @@ pub struct Settings {
     /// Trust `X-Forwarded-For` from loopback peers for throttling (behind a reverse proxy).
     #[arg(long, env = "PROXYTAIL_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true", global = true)]
     pub trust_forwarded_for: Option<bool>,
+    // Hostile clients (CONTRACT §11): token bounds and the Host allowlist.
+    /// Outstanding WebSocket tokens allowed in total (default 10000).
+    #[arg(long, env = "PROXYTAIL_MAX_TOKENS", global = true)]
+    pub max_tokens: Option<usize>,
+    /// Outstanding WebSocket tokens one user or JWT subject may hold (default 100).
+    #[arg(long, env = "PROXYTAIL_MAX_TOKENS_PER_USER", global = true)]
+    pub max_tokens_per_user: Option<usize>,
+    /// URL the daemon is reached at through a reverse proxy (repeatable): its host is accepted in
+    /// `Host` and its origin in `Origin`. Other hosts than loopback and the listen address get 421.
+    #[arg(
+        long = "public-url",
+        env = "PROXYTAIL_PUBLIC_URL",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(default)]
+    pub public_url: Vec<String>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -211,6 +228,14 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Trust X-Forwarded-For from loopback peers.
     pub trust_forwarded_for: bool,
+    // Hostile clients (CONTRACT §11).
+    /// Bound on outstanding WebSocket tokens in total.
+    pub max_tokens: usize,
+    /// Bound on outstanding WebSocket tokens per principal.
+    pub max_tokens_per_user: usize,
+    /// Host names (lower case, no port) of the `--public-url`s, accepted in `Host` besides the
+    /// daemon's own; their origins are in `allowed_origins`.
+    pub public_hosts: Vec<String>,
 }
 
 impl Config {
@@ -261,6 +286,27 @@ impl Config {
                 why: "must be at least 256".into(),
             });
         }
+        // Hostile clients (CONTRACT §11).
+        let max_tokens = s.max_tokens.unwrap_or(crate::tokens::MAX_OUTSTANDING);
+        let max_tokens_per_user = s
+            .max_tokens_per_user
+            .unwrap_or(crate::tokens::MAX_PER_PRINCIPAL);
+        if max_tokens == 0 || max_tokens_per_user == 0 {
+            return Err(ConfigError::Invalid {
+                field: "max-tokens",
+                why: "token bounds must be at least 1".into(),
+            });
+        }
+        let mut allowed_origins = s.allowed_origin;
+        let mut public_hosts = Vec::new();
+        for url in &s.public_url {
+            let (origin, host) = public_origin(url).map_err(|why| ConfigError::Invalid {
+                field: "public-url",
+                why,
+            })?;
+            allowed_origins.push(origin);
+            public_hosts.push(host);
+        }
         Ok(Config {
             listen,
             access_logs: s.access_log,
@@ -281,10 +327,13 @@ impl Config {
             local_time: s.local_time.unwrap_or(false),
             poll: s.poll.unwrap_or(false),
             max_line_bytes,
-            allowed_origins: s.allowed_origin,
+            allowed_origins,
             max_connections: s.max_connections.unwrap_or(256),
             max_connections_per_ip: s.max_connections_per_ip.unwrap_or(32),
             trust_forwarded_for: s.trust_forwarded_for.unwrap_or(false),
+            max_tokens,
+            max_tokens_per_user,
+            public_hosts,
         })
     }
 }
@@ -337,7 +386,33 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         max_connections: a.max_connections.or(b.max_connections),
         max_connections_per_ip: a.max_connections_per_ip.or(b.max_connections_per_ip),
         trust_forwarded_for: a.trust_forwarded_for.or(b.trust_forwarded_for),
+        max_tokens: a.max_tokens.or(b.max_tokens),
+        max_tokens_per_user: a.max_tokens_per_user.or(b.max_tokens_per_user),
+        public_url: vec_or(a.public_url, b.public_url),
     }
+}
+
+/// `https://proxy.example/` → its origin (`https://proxy.example`) and host (`proxy.example`).
+fn public_origin(url: &str) -> Result<(String, String), String> {
+    let uri: warp::http::Uri = url
+        .trim()
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+    let scheme = uri.scheme_str().unwrap_or_default();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("{url:?}: the scheme must be http or https"));
+    }
+    let (Some(authority), Some(host)) = (uri.authority(), uri.host()) else {
+        return Err(format!("{url:?} has no host"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(format!("{url:?}: no user information in a public URL"));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((
+        format!("{scheme}://{}", authority.as_str().to_ascii_lowercase()),
+        host.to_ascii_lowercase(),
+    ))
 }
 
 /// The parser for `--format NAME` (with `--regex` / `--logformat` where the name asks for one).

@@ -188,7 +188,9 @@ impl Authenticator {
         match &result {
             Ok(principal) => {
                 self.throttle.record_success(peer);
-                tracing::debug!(user = %principal.name, %peer, "authenticated");
+                // A JWT subject is client text: escaped, never raw in the log.
+                let user = principal.name.escape_debug();
+                tracing::debug!(%user, %peer, "authenticated");
             }
             Err(AuthError::Invalid) => match self.throttle.record_failure(peer) {
                 Some(secs) => {

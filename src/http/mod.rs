@@ -1,5 +1,7 @@
 //! The HTTP side: warp filters, thin handlers, the WebSocket loop and one rejection mapper.
+pub mod client;
 pub mod health;
+pub mod host;
 pub mod reject;
 pub mod routes;
 pub mod token;
