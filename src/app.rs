@@ -74,8 +74,12 @@ pub async fn run(
         connections: Arc::new(http::Connections::default()),
     };
 
-    // (2) the tailer: stops producing when the token is cancelled, then writes its checkpoint.
-    tracker.spawn(tailer.run(token.clone()));
+    // (2) the tailer: stops producing when the token is cancelled, then writes its checkpoint. Its
+    // file I/O (opens, reads, fsyncs) blocks, so it runs on a blocking-pool thread of its own and
+    // never holds a runtime worker: health and signals keep answering whatever the disk does.
+    let runtime = tokio::runtime::Handle::current();
+    let tail_token = token.clone();
+    tracker.spawn_blocking(move || runtime.block_on(tailer.run(tail_token)));
     // Expired tokens are swept in the background.
     tracker.spawn(tokens.clone().sweep_until(token.clone()));
     // (1) the HTTP server stops accepting when the token is cancelled.

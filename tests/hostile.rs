@@ -347,7 +347,8 @@ async fn forwarded_for_is_read_the_same_way_everywhere() {
     let token = |r: HttpResponse| r.json()["token"].as_str().expect("token").to_owned();
 
     // The WebSocket cap (1 per address) counts the last line too.
-    let url = |t: String| format!("ws://{addr}/api/ws/logs?token={t}");
+    // `since=0`: an entry published before a session subscribes is still sent (no race).
+    let url = |t: String| format!("ws://{addr}/api/ws/logs?token={t}&since=0");
     let t1 = token(token_with(vec!["203.0.113.9".into()], right.clone()).await);
     let mut first = connect_forwarded(&url(t1), &["10.1.1.1", "203.0.113.9"]).await;
     let t2 = token(token_with(vec!["203.0.113.10".into()], right.clone()).await);
@@ -490,4 +491,82 @@ async fn client_text_is_escaped_in_the_log() {
         assert!(!l.contains('\u{1b}'), "raw ESC in {l:?}");
         assert!(!l.starts_with("FAKE"), "a forged log line: {l:?}");
     }
+}
+
+/// Makes a FIFO at `path` (mkfifo(1)).
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo(1)");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// Health within 2 s: without credentials counts and states only, no path and no error text; with
+/// `alice`'s credentials the source's path and error, which names the refusal.
+async fn health_reports_refusal(addr: std::net::SocketAddr, log: &Path) {
+    let bound = Duration::from_secs(2);
+    let open = get_within(addr, "/api/health", &[], bound).await;
+    assert_eq!(open.status, 200, "{open:?}");
+    let text = open.text();
+    let body = open.json();
+    assert_eq!(body["sources"][0]["state"], "error", "{body}");
+    assert!(body["sources"][0].get("path").is_none(), "{body}");
+    assert!(body["sources"][0].get("error").is_none(), "{body}");
+    assert!(!text.contains(&*log.to_string_lossy()), "{text}");
+    let auth = basic(USER, PASSWORD);
+    let full = get_within(addr, "/api/health", &[("authorization", &auth)], bound).await;
+    assert_eq!(full.status, 200, "{full:?}");
+    let body = full.json();
+    assert_eq!(
+        body["sources"][0]["path"],
+        log.to_string_lossy().as_ref(),
+        "{body}"
+    );
+    let reason = body["sources"][0]["error"].as_str().unwrap_or_default();
+    assert!(reason.contains("not a regular file"), "{body}");
+    let wrong = basic(USER, "wrong");
+    let refused = get_within(addr, "/api/health", &[("authorization", &wrong)], bound).await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+}
+
+/// RELIABILITY 68 (and the health detail of CONTRACT §9): a FIFO at the log path when the daemon
+/// starts is refused and reported, never opened in a way that blocks; health answers and SIGTERM
+/// exits 0 within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_at_start_is_refused_and_reported() {
+    let scratch = Scratch::new();
+    std::fs::remove_file(&scratch.log).expect("rm log");
+    mkfifo(&scratch.log);
+    let users = write_users(scratch.dir.path());
+    let args = scratch.args(&["--users", users.to_str().expect("path")]);
+    let mut daemon = Proc::start(&args, &LogTail::default(), WAIT);
+    health_reports_refusal(daemon.addr, &scratch.log).await;
+    let status = daemon.terminate(Duration::from_secs(5));
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+/// RELIABILITY 68: a FIFO renamed over the followed log at run time: the lines before it are
+/// streamed, the FIFO is refused and reported, health answers, SIGTERM exits 0 within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_swapped_in_is_refused_and_reported() {
+    let scratch = Scratch::new();
+    std::fs::write(&scratch.log, squid_line(1)).expect("log");
+    let users = write_users(scratch.dir.path());
+    let args = scratch.args(&["--users", users.to_str().expect("path"), "--from-start"]);
+    let mut daemon = Proc::start(&args, &LogTail::default(), WAIT);
+    let token = fetch_token(daemon.addr).await;
+    let mut ws = connect(&format!(
+        "ws://{}/api/ws/logs?token={token}&since=0",
+        daemon.addr
+    ))
+    .await;
+    assert_eq!(read_ids(&mut ws, 1).await, vec![1]);
+    let fifo = scratch.path("fifo");
+    mkfifo(&fifo);
+    std::fs::rename(&fifo, &scratch.log).expect("rename the FIFO over the log");
+    daemon.await_line("cannot open the log", WAIT);
+    health_reports_refusal(daemon.addr, &scratch.log).await;
+    let status = daemon.terminate(Duration::from_secs(5));
+    assert!(status.success(), "exit status after SIGTERM: {status}");
 }

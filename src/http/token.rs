@@ -75,7 +75,7 @@ async fn handle(headers: HeaderMap, peer: IpAddr, state: AppState) -> warp::repl
 }
 
 /// Maps an authentication failure to its status, body and headers.
-fn auth_error(e: AuthError) -> warp::reply::Response {
+pub(super) fn auth_error(e: AuthError) -> warp::reply::Response {
     let message = e.to_string();
     match e {
         AuthError::Missing | AuthError::Invalid => {
