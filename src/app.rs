@@ -83,10 +83,17 @@ pub async fn run(
     // Expired tokens are swept in the background.
     tracker.spawn(tokens.clone().sweep_until(token.clone()));
     // (1) the HTTP server stops accepting when the token is cancelled.
-    let server = warp::serve(http::routes(state))
-        .incoming(listener)
-        .graceful(token.clone().cancelled_owned());
-    tracker.spawn(server.run());
+    let limits = http::server::Limits {
+        header_read: config.header_read_timeout,
+        total: config.max_http_connections,
+        per_ip: config.max_http_connections_per_ip,
+    };
+    tracker.spawn(http::server::run(
+        http::routes(state),
+        listener,
+        limits,
+        token.clone(),
+    ));
     tracing::info!(%local, "proxytail listening");
 
     let mut stop = stop;

@@ -177,6 +177,15 @@ pub struct Settings {
     )]
     #[serde(default)]
     pub public_url: Vec<String>,
+    /// Seconds a client has to send a request's headers, also the keep-alive idle limit (default 10).
+    #[arg(long, env = "PROXYTAIL_HEADER_READ_TIMEOUT", global = true)]
+    pub header_read_timeout: Option<u64>,
+    /// Open HTTP connections, WebSockets included, at most (default 768).
+    #[arg(long, env = "PROXYTAIL_MAX_HTTP_CONNECTIONS", global = true)]
+    pub max_http_connections: Option<usize>,
+    /// Open HTTP connections from one non-loopback address at most (default 64).
+    #[arg(long, env = "PROXYTAIL_MAX_HTTP_CONNECTIONS_PER_IP", global = true)]
+    pub max_http_connections_per_ip: Option<usize>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -236,6 +245,12 @@ pub struct Config {
     /// Host names (lower case, no port) of the `--public-url`s, accepted in `Host` besides the
     /// daemon's own; their origins are in `allowed_origins`.
     pub public_hosts: Vec<String>,
+    /// Deadline for a request's headers, and for the next request on an idle keep-alive connection.
+    pub header_read_timeout: Duration,
+    /// Cap on open HTTP connections.
+    pub max_http_connections: usize,
+    /// Cap on open HTTP connections per non-loopback peer address.
+    pub max_http_connections_per_ip: usize,
 }
 
 impl Config {
@@ -297,6 +312,16 @@ impl Config {
                 why: "token bounds must be at least 1".into(),
             });
         }
+        let header_read_timeout = s.header_read_timeout.unwrap_or(10);
+        let max_http_connections = s.max_http_connections.unwrap_or(768);
+        let max_http_connections_per_ip = s.max_http_connections_per_ip.unwrap_or(64);
+        if header_read_timeout == 0 || max_http_connections == 0 || max_http_connections_per_ip == 0
+        {
+            return Err(ConfigError::Invalid {
+                field: "header-read-timeout",
+                why: "HTTP limits must be at least 1".into(),
+            });
+        }
         let mut allowed_origins = s.allowed_origin;
         let mut public_hosts = Vec::new();
         for url in &s.public_url {
@@ -334,6 +359,9 @@ impl Config {
             max_tokens,
             max_tokens_per_user,
             public_hosts,
+            header_read_timeout: Duration::from_secs(header_read_timeout),
+            max_http_connections,
+            max_http_connections_per_ip,
         })
     }
 }
@@ -389,6 +417,11 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         max_tokens: a.max_tokens.or(b.max_tokens),
         max_tokens_per_user: a.max_tokens_per_user.or(b.max_tokens_per_user),
         public_url: vec_or(a.public_url, b.public_url),
+        header_read_timeout: a.header_read_timeout.or(b.header_read_timeout),
+        max_http_connections: a.max_http_connections.or(b.max_http_connections),
+        max_http_connections_per_ip: a
+            .max_http_connections_per_ip
+            .or(b.max_http_connections_per_ip),
     }
 }
 

@@ -570,3 +570,68 @@ async fn fifo_swapped_in_is_refused_and_reported() {
     let status = daemon.terminate(Duration::from_secs(5));
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
+
+/// RELIABILITY 64: 300 sockets that send nothing and 300 that trickle a request one byte every 2 s,
+/// against a daemon limited to 1,024 descriptors: health and a token request still answer within
+/// 2 s, and every one of those sockets is closed by the daemon within 30 s (the header deadline is
+/// 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_trickling_sockets_do_not_starve_real_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const EACH: usize = 300;
+    let scratch = Scratch::new();
+    let users = write_users(scratch.dir.path());
+    let args = scratch.args(&["--users", users.to_str().expect("path")]);
+    let wrapper = ["prlimit", "--nofile=1024:1024", "--"];
+    let daemon = Proc::start_under(&wrapper, &args, &LogTail::default(), WAIT);
+    let addr = daemon.addr;
+    let started = tokio::time::Instant::now();
+    let mut idle = Vec::with_capacity(EACH);
+    for _ in 0..EACH {
+        idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::channel::<()>(2 * EACH);
+    let request = format!("GET /api/health HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
+    for _ in 0..EACH {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (request, closed) = (request.clone(), closed_tx.clone());
+        tokio::spawn(async move {
+            // The attack's own pace, bounded by the request's length.
+            let mut pace = tokio::time::interval(Duration::from_secs(2));
+            for byte in request.iter().take(request.len() - 1) {
+                pace.tick().await;
+                if s.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = closed.send(()).await;
+        });
+    }
+    for mut s in idle {
+        let closed = closed_tx.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            // EOF (or a reset) is the daemon closing it; it never sends anything else.
+            let _ = s.read(&mut buf).await;
+            let _ = closed.send(()).await;
+        });
+    }
+    drop(closed_tx);
+    let bound = Duration::from_secs(2);
+    let health = get_within(addr, "/api/health", &[], bound).await;
+    assert_eq!(health.status, 200, "{health:?}");
+    let auth = basic(USER, PASSWORD);
+    let token = get_within(addr, "/api/ws-token", &[("authorization", &auth)], bound).await;
+    assert_eq!(token.status, 200, "{token:?}");
+    let mut closed = 0;
+    let all_closed = async {
+        while closed_rx.recv().await.is_some() {
+            closed += 1;
+        }
+    };
+    let deadline = started + Duration::from_secs(30);
+    tokio::time::timeout_at(deadline, all_closed)
+        .await
+        .unwrap_or_else(|_| panic!("{closed} of {} sockets closed within 30 s", 2 * EACH));
+    eprintln!("held sockets: all closed after {:?}", started.elapsed());
+}

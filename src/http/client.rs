@@ -27,13 +27,24 @@ pub fn client_addr(
         .unwrap_or(peer)
 }
 
+/// The TCP peer of a connection accepted by [`super::server`], put in each request's extensions
+/// (warp's own `addr::remote` is only filled by `warp::serve`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
 /// A filter extracting [`client_addr`] for the request.
 pub fn address(
     trust_forwarded: bool,
 ) -> impl Filter<Extract = (IpAddr,), Error = std::convert::Infallible> + Clone {
     warp::header::headers_cloned()
+        .and(warp::ext::optional::<Peer>())
         .and(warp::addr::remote())
-        .map(move |headers: HeaderMap, remote| client_addr(&headers, remote, trust_forwarded))
+        .map(
+            move |headers: HeaderMap, peer: Option<Peer>, remote: Option<SocketAddr>| {
+                let remote = peer.map(|p| p.0).or(remote);
+                client_addr(&headers, remote, trust_forwarded)
+            },
+        )
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ pub mod health;
 pub mod host;
 pub mod reject;
 pub mod routes;
+pub mod server;
 pub mod token;
 pub mod web;
 pub mod ws;
