@@ -5,9 +5,9 @@ use crate::config::Config;
 use crate::error::StartupError;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
-use crate::sessions::{SessionLimits, SessionStore};
 use crate::metrics::Metrics;
 use crate::notify::{status_line, Notifier, Watchdog};
+use crate::sessions::{SessionLimits, SessionStore};
 use crate::shutdown::{Signals, GRACE};
 use crate::tail::Tailer;
 use crate::tokens::TokenStore;
@@ -95,7 +95,11 @@ async fn serve(
     // systemd: READY=1 below, STATUS= and WATCHDOG=1 from the tailing loop itself.
     let notifier = Notifier::from_env();
     tailer.set_watchdog(Watchdog::from_env(&notifier));
-    let tokens = Arc::new(TokenStore::new(config.token_ttl));
+    let tokens = Arc::new(TokenStore::with_limits(
+        config.token_ttl,
+        config.max_tokens,
+        config.max_tokens_per_user,
+    ));
     let sessions = Arc::new(SessionStore::load(
         SessionLimits::of(&config),
         &config.state_dir,
@@ -116,16 +120,27 @@ async fn serve(
         metrics: Arc::new(Metrics::default()),
     };
 
-    // (2) the tailer: stops producing when the token is cancelled, then writes its checkpoint.
-    tracker.spawn(tailer.run(token.clone()));
+    // (2) the tailer: stops producing when the token is cancelled, then writes its checkpoint. Its
+    // file I/O (opens, reads, fsyncs) blocks, so it runs on a blocking-pool thread of its own and
+    // never holds a runtime worker: health and signals keep answering whatever the disk does.
+    let runtime = tokio::runtime::Handle::current();
+    let tail_token = token.clone();
+    tracker.spawn_blocking(move || runtime.block_on(tailer.run(tail_token)));
     // Expired tokens are swept in the background.
     tracker.spawn(tokens.clone().sweep_until(token.clone()));
     tracker.spawn(sessions.clone().sweep_until(token.clone()));
     // (1) the HTTP server stops accepting when the token is cancelled.
-    let server = warp::serve(http::routes(state))
-        .incoming(listener)
-        .graceful(token.clone().cancelled_owned());
-    tracker.spawn(server.run());
+    let limits = http::server::Limits {
+        header_read: config.header_read_timeout,
+        total: config.max_http_connections,
+        per_ip: config.max_http_connections_per_ip,
+    };
+    tracker.spawn(http::server::run(
+        http::routes(state),
+        listener,
+        limits,
+        token.clone(),
+    ));
     // Journal recovered and sources positioned (`Parts::prepare`), listener bound and served.
     notifier.ready(&status_line(hub.last_id(), hub.subscriber_count()));
     tracing::info!(%local, "proxytail listening");

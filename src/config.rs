@@ -329,6 +329,32 @@ pub struct Settings {
     /// first applies.
     #[arg(long, env = "PROXYTAIL_RETENTION_BYTES", global = true)]
     pub retention_bytes: Option<String>,
+    // Hostile clients (CONTRACT §11): token bounds and the Host allowlist.
+    /// Outstanding WebSocket tokens allowed in total (default 10000).
+    #[arg(long, env = "PROXYTAIL_MAX_TOKENS", global = true)]
+    pub max_tokens: Option<usize>,
+    /// Outstanding WebSocket tokens one user or JWT subject may hold (default 100).
+    #[arg(long, env = "PROXYTAIL_MAX_TOKENS_PER_USER", global = true)]
+    pub max_tokens_per_user: Option<usize>,
+    /// URL the daemon is reached at through a reverse proxy (repeatable): its host is accepted in
+    /// `Host` and its origin in `Origin`. Other hosts than loopback and the listen address get 421.
+    #[arg(
+        long = "public-url",
+        env = "PROXYTAIL_PUBLIC_URL",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(default)]
+    pub public_url: Vec<String>,
+    /// Seconds a client has to send a request's headers, also the keep-alive idle limit (default 10).
+    #[arg(long, env = "PROXYTAIL_HEADER_READ_TIMEOUT", global = true)]
+    pub header_read_timeout: Option<u64>,
+    /// Open HTTP connections, WebSockets included, at most (default 768).
+    #[arg(long, env = "PROXYTAIL_MAX_HTTP_CONNECTIONS", global = true)]
+    pub max_http_connections: Option<usize>,
+    /// Open HTTP connections from one non-loopback address at most (default 64).
+    #[arg(long, env = "PROXYTAIL_MAX_HTTP_CONNECTIONS_PER_IP", global = true)]
+    pub max_http_connections_per_ip: Option<usize>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -397,6 +423,20 @@ pub struct Config {
     pub retention: Duration,
     /// Journal retention by size, in bytes.
     pub retention_bytes: u64,
+    // Hostile clients (CONTRACT §11).
+    /// Bound on outstanding WebSocket tokens in total.
+    pub max_tokens: usize,
+    /// Bound on outstanding WebSocket tokens per principal.
+    pub max_tokens_per_user: usize,
+    /// Host names (lower case, no port) of the `--public-url`s, accepted in `Host` besides the
+    /// daemon's own; their origins are in `allowed_origins`.
+    pub public_hosts: Vec<String>,
+    /// Deadline for a request's headers, and for the next request on an idle keep-alive connection.
+    pub header_read_timeout: Duration,
+    /// Cap on open HTTP connections.
+    pub max_http_connections: usize,
+    /// Cap on open HTTP connections per non-loopback peer address.
+    pub max_http_connections_per_ip: usize,
 }
 
 impl Config {
@@ -502,6 +542,37 @@ impl Config {
                 why: "must be at least 1MiB".into(),
             });
         }
+        // Hostile clients (CONTRACT §11).
+        let max_tokens = s.max_tokens.unwrap_or(crate::tokens::MAX_OUTSTANDING);
+        let max_tokens_per_user = s
+            .max_tokens_per_user
+            .unwrap_or(crate::tokens::MAX_PER_PRINCIPAL);
+        if max_tokens == 0 || max_tokens_per_user == 0 {
+            return Err(ConfigError::Invalid {
+                field: "max-tokens",
+                why: "token bounds must be at least 1".into(),
+            });
+        }
+        let header_read_timeout = s.header_read_timeout.unwrap_or(10);
+        let max_http_connections = s.max_http_connections.unwrap_or(768);
+        let max_http_connections_per_ip = s.max_http_connections_per_ip.unwrap_or(64);
+        if header_read_timeout == 0 || max_http_connections == 0 || max_http_connections_per_ip == 0
+        {
+            return Err(ConfigError::Invalid {
+                field: "header-read-timeout",
+                why: "HTTP limits must be at least 1".into(),
+            });
+        }
+        let mut allowed_origins = s.allowed_origin;
+        let mut public_hosts = Vec::new();
+        for url in &s.public_url {
+            let (origin, host) = public_origin(url).map_err(|why| ConfigError::Invalid {
+                field: "public-url",
+                why,
+            })?;
+            allowed_origins.push(origin);
+            public_hosts.push(host);
+        }
         Ok(Config {
             listen,
             access_logs: s.access_log,
@@ -522,7 +593,7 @@ impl Config {
             local_time: s.local_time.unwrap_or(false),
             poll: s.poll.unwrap_or(false),
             max_line_bytes,
-            allowed_origins: s.allowed_origin,
+            allowed_origins,
             max_connections: s.max_connections.unwrap_or(256),
             max_connections_per_ip: s.max_connections_per_ip.unwrap_or(32),
             trust_forwarded_for: s.trust_forwarded_for.unwrap_or(false),
@@ -538,6 +609,12 @@ impl Config {
             },
             retention,
             retention_bytes,
+            max_tokens,
+            max_tokens_per_user,
+            public_hosts,
+            header_read_timeout: Duration::from_secs(header_read_timeout),
+            max_http_connections,
+            max_http_connections_per_ip,
         })
     }
 }
@@ -600,7 +677,38 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         privacy_query: a.privacy_query.or(b.privacy_query),
         retention: a.retention.or(b.retention),
         retention_bytes: a.retention_bytes.or(b.retention_bytes),
+        max_tokens: a.max_tokens.or(b.max_tokens),
+        max_tokens_per_user: a.max_tokens_per_user.or(b.max_tokens_per_user),
+        public_url: vec_or(a.public_url, b.public_url),
+        header_read_timeout: a.header_read_timeout.or(b.header_read_timeout),
+        max_http_connections: a.max_http_connections.or(b.max_http_connections),
+        max_http_connections_per_ip: a
+            .max_http_connections_per_ip
+            .or(b.max_http_connections_per_ip),
     }
+}
+
+/// `https://proxy.example/` → its origin (`https://proxy.example`) and host (`proxy.example`).
+fn public_origin(url: &str) -> Result<(String, String), String> {
+    let uri: warp::http::Uri = url
+        .trim()
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+    let scheme = uri.scheme_str().unwrap_or_default();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("{url:?}: the scheme must be http or https"));
+    }
+    let (Some(authority), Some(host)) = (uri.authority(), uri.host()) else {
+        return Err(format!("{url:?} has no host"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(format!("{url:?}: no user information in a public URL"));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((
+        format!("{scheme}://{}", authority.as_str().to_ascii_lowercase()),
+        host.to_ascii_lowercase(),
+    ))
 }
 
 /// The parser for `--format NAME` (with `--regex` / `--logformat` where the name asks for one).

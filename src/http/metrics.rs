@@ -23,7 +23,7 @@ async fn handle(
     remote: Option<SocketAddr>,
     state: AppState,
 ) -> warp::reply::Response {
-    let peer = token::client_addr(&headers, remote, state.config.trust_forwarded_for);
+    let peer = super::client::client_addr(&headers, remote, state.config.trust_forwarded_for);
     // Not visible ASCII: cannot be a valid credential, so it fails like one (as for tokens).
     let authorization = headers
         .get(AUTHORIZATION)

@@ -1,8 +1,11 @@
 //! The HTTP side: warp filters, thin handlers, the WebSocket loop and one rejection mapper.
+pub mod client;
 pub mod health;
+pub mod host;
 pub mod metrics;
 pub mod reject;
 pub mod routes;
+pub mod server;
 pub mod session;
 pub mod token;
 pub mod web;
