@@ -170,6 +170,10 @@ pub struct Settings {
     /// Dashboard sessions one user may hold; beyond it their oldest ends (default 16).
     #[arg(long, env = "PROXYTAIL_MAX_SESSIONS_PER_USER", global = true)]
     pub max_sessions_per_user: Option<usize>,
+    // Subscriptions (issue 9/10).
+    /// Bytes of entries queued for one WebSocket subscriber at most (default 4 MiB).
+    #[arg(long, env = "PROXYTAIL_SUBSCRIBER_BUFFER_BYTES", global = true)]
+    pub subscriber_buffer_bytes: Option<usize>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -228,6 +232,9 @@ pub struct Config {
     pub max_sessions: usize,
     /// Dashboard sessions one user may hold.
     pub max_sessions_per_user: usize,
+    // Subscriptions (issue 9/10).
+    /// Bytes of entries queued for one WebSocket subscriber at most.
+    pub subscriber_buffer_bytes: usize,
 }
 
 impl Config {
@@ -298,6 +305,14 @@ impl Config {
                 why: "must be at least 1".into(),
             });
         }
+        // Subscriptions (issue 9/10).
+        let subscriber_buffer_bytes = s.subscriber_buffer_bytes.unwrap_or(4 << 20);
+        if subscriber_buffer_bytes < 64 * 1024 {
+            return Err(ConfigError::Invalid {
+                field: "subscriber-buffer-bytes",
+                why: "must be at least 65536".into(),
+            });
+        }
         Ok(Config {
             listen,
             access_logs: s.access_log,
@@ -326,6 +341,7 @@ impl Config {
             session_ttl: Duration::from_secs(session_ttl),
             max_sessions,
             max_sessions_per_user,
+            subscriber_buffer_bytes,
         })
     }
 }
@@ -377,6 +393,7 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         allowed_origin: vec_or(a.allowed_origin, b.allowed_origin),
         max_connections: a.max_connections.or(b.max_connections),
         max_connections_per_ip: a.max_connections_per_ip.or(b.max_connections_per_ip),
+        subscriber_buffer_bytes: a.subscriber_buffer_bytes.or(b.subscriber_buffer_bytes),
         trust_forwarded_for: a.trust_forwarded_for.or(b.trust_forwarded_for),
         // --- dashboard sessions (issue 9) ---
         session_ttl: a.session_ttl.or(b.session_ttl),

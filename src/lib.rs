@@ -12,7 +12,7 @@
 //!                parsers (line → Entry)  ──►  tail (ids, checkpoint)
 //!                                               │
 //!                                               ▼
-//!                hub (history ring + broadcast of serialized records)
+//!                hub (history ring + subscriptions)
 //!                                               │
 //!          auth, tokens, sessions ──► http (warp: /api/ws-token, /api/session, /api/ws/logs, /api/health, /)
 //! ```

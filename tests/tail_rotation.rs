@@ -99,8 +99,8 @@ async fn rotation_case(kind: Kind, paced: bool) {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + BOUND;
     while got.len() < total {
-        let batch = match tokio::time::timeout_at(deadline, run.rx.recv()).await {
-            Ok(b) => b.unwrap().to_vec(),
+        let batch = match tokio::time::timeout_at(deadline, run.recv()).await {
+            Ok(b) => b,
             Err(_) => {
                 let have: std::collections::BTreeSet<u64> = got.iter().map(seq_of).collect();
                 let missing: Vec<u64> = (1..=total as u64).filter(|s| !have.contains(s)).collect();

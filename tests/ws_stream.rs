@@ -152,7 +152,7 @@ async fn a_never_reading_subscriber_is_closed_4008_and_does_not_hold_back_a_fast
     let mut fast = server.subscribe("").await;
     assert_quiet(&mut slow).await;
     assert_quiet(&mut fast).await;
-    // Publish in batches of 10 (10 000 batches, more than the broadcast holds), records of ~500 bytes
+    // Publish in batches of 10 (10 000 batches), records of ~500 bytes
     // (more than the socket buffers hold). The fast client reads along every 20 000 records; the
     // slow one reads nothing until the end.
     let mut next_fast = 1u64;
@@ -339,7 +339,8 @@ async fn health_reports_ids_subscribers_and_sources_without_caching() {
 
 #[tokio::test]
 async fn client_close_is_acknowledged_while_entries_are_pending() {
-    let server = Server::start(TestConfig::new(&[])).await;
+    // A subscriber buffer above the 16 MB published at once here: the only close is the client's.
+    let server = Server::start(TestConfig::new(&["--subscriber-buffer-bytes", "33554432"])).await;
     let mut ws = server.subscribe("").await;
     assert_quiet(&mut ws).await;
     // More than the socket buffers hold, so the server is mid-write when the Close arrives.
@@ -416,10 +417,10 @@ async fn unmasked_client_frame_closes_1002() {
 
 #[tokio::test]
 async fn a_subscriber_lagging_behind_the_broadcast_is_caught_up_from_the_history() {
-    // One thread: while the test publishes without yielding, the session cannot run, so its
-    // receiver falls more than the broadcast's 4096 batches behind (9000 single-record batches);
-    // the history (10 000) still holds them all.
-    let server = Server::start(TestConfig::new(&[])).await;
+    // One thread: while the test publishes without yielding, the session cannot run, so it falls
+    // further behind than its buffer (64 KiB, about 180 of these records); the history (10 000)
+    // still holds the 9000 published.
+    let server = Server::start(TestConfig::new(&["--subscriber-buffer-bytes", "65536"])).await;
     let mut ws = server.subscribe("").await;
     assert_quiet(&mut ws).await;
     server.publish(1..=9000, 1);
@@ -433,7 +434,9 @@ async fn a_subscriber_lagging_behind_the_broadcast_is_caught_up_from_the_history
 
 #[tokio::test]
 async fn a_subscriber_lagging_behind_the_history_too_is_closed_4008() {
-    let server = Server::start(TestConfig::new(&[])).await;
+    // Its buffer (64 KiB, the least) and the history (10 000) together hold less than the 12 000
+    // records published while it cannot run.
+    let server = Server::start(TestConfig::new(&["--subscriber-buffer-bytes", "65536"])).await;
     let mut ws = server.subscribe("").await;
     assert_quiet(&mut ws).await;
     server.publish(1..=12_000, 1);

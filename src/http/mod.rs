@@ -24,7 +24,7 @@ pub use routes::routes;
 /// Everything a handler may need, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// Entries: history and live broadcast.
+    /// Entries: the history and the subscriptions.
     pub hub: Arc<Hub>,
     /// Credential checks.
     pub auth: Arc<Authenticator>,

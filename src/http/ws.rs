@@ -1,27 +1,33 @@
-//! `GET /api/ws/logs`: the token-gated WebSocket stream of entries (CONTRACT.md §2).
+//! `GET /api/ws/logs`: the token-gated WebSocket stream of entries (CONTRACT.md §2, §6, §11).
 //!
-//! Before the upgrade: the `Origin` check (HTTP 403) and a connection slot (the caps). After it,
-//! in this order: a refused slot → Close 1013, no or empty token → 4001, a token that is unknown,
-//! expired or used → 4003, a bad `since`/`backlog` → 1008; then replay (`since`/`backlog`) and live.
-//! The caps answer after the upgrade (1013 "try again later") rather than with an HTTP 503, because a
-//! browser cannot read the status of a failed handshake; the slot is checked before the token, so a
-//! refused client keeps its token and may retry with it. The Origin check stays an HTTP 403: a page
-//! on a foreign origin gets nothing to read at all.
+//! Before the upgrade: the `Origin` check (HTTP 403). After it, in this order: a connection slot
+//! (refused → Close 1013), no or empty token → 4001, a token that is unknown, expired or used →
+//! 4003, a bad `since`/`backlog` → 1008, a bad `filter` → 1008 naming the problem; then replay and
+//! live. The caps answer after the upgrade (1013 "try again later") rather than with an HTTP 503,
+//! because a browser cannot read the status of a failed handshake; the slot is taken before the
+//! token is consumed, so a refused client keeps its token and may retry with it, and given back
+//! before a refused client is told why, so a client without a valid token never holds one while its
+//! closing handshake (at most [`REFUSED_CLOSE_TIMEOUT`]) runs. The Origin check stays an HTTP 403:
+//! a page on a foreign origin gets nothing to read at all.
 //!
 //! warp spawns the socket task itself; a [`TaskTracker`](tokio_util::task::TaskTracker) token taken
 //! when the request arrives keeps it counted, so shutdown waits for upgrades already under way.
 //!
-//! One task per socket runs one `select!` over the client's frames, the hub's receiver, the write in
-//! progress, the keep-alive timers and the daemon's shutdown token. Writes never block the loop: the
-//! records of a batch wait in a small outbox that a select branch drains (feed every record, then one
-//! flush), and the hub receiver is only polled when the outbox is empty, so a slow client costs one
-//! batch of memory, never the tailer's time. A client that falls further behind than the broadcast
-//! buffer is caught up from the history, or closed with 4008 when the history no longer reaches back.
+//! One task per socket runs one `select!` over the client's frames, the subscription, the write in
+//! progress, the keep-alive timers and the daemon's shutdown token. The replay-then-live protocol
+//! (start, filter, seam, budget, gaps, 4008) is the hub's [`Subscription`]; this file keeps sockets,
+//! frames and close codes. Writes never block the loop: what the subscription hands out (at most its
+//! byte budget) waits in an outbox that a select branch drains (feed every record, then one flush),
+//! and the subscription is only asked for more when the outbox is empty, so a slow client costs at
+//! most its budget queued plus the take being written, never the tailer's time. While a write is stalled the loop watches whether the
+//! history passes the subscriber, and closes it 4008 then.
 use super::origin_allowed;
 use super::{AppState, Connections};
-use crate::hub::{Batch, Hub, Record, Replay, BROADCAST_BATCHES};
+use crate::filter::Filter as EntryFilter;
+use crate::hub::{Next, Record, Start, Subscription};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, StreamExt};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::error::Error as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -29,8 +35,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, watch};
 use tokio::time::{sleep_until, Instant};
 use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::filters::BoxedFilter;
@@ -51,11 +55,14 @@ pub const MAX_WRITE_BUFFER: usize = 1 << 20;
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the closing handshake may take when the daemon is stopping (below `shutdown::GRACE`).
 pub const SHUTDOWN_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the closing handshake may take for a client refused before streaming (cap, token,
+/// parameters; CONTRACT §11): it holds no slot meanwhile, but its socket is dropped soon.
+pub const REFUSED_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest close reason that fits a Close frame (125 bytes of payload minus the code).
+const MAX_CLOSE_REASON: usize = 123;
 /// Pongs waiting behind a stalled write; a client that sends more pings than this without reading is
 /// closed (1008) rather than buffered for.
 const MAX_PENDING_CONTROL: usize = 64;
-/// Records gathered from batches already waiting in the receiver before one flush.
-const COALESCE: usize = 512;
 
 /// Close codes and reasons sent by this endpoint.
 pub mod close {
@@ -123,6 +130,8 @@ struct Params {
     since: Option<String>,
     /// `backlog` as sent, validated after the token.
     backlog: Option<String>,
+    /// `filter` as sent, compiled after the token; its presence also turns on gap messages.
+    filter: Option<String>,
 }
 
 impl Params {
@@ -133,6 +142,7 @@ impl Params {
                 "token" => &mut p.token,
                 "since" => &mut p.since,
                 "backlog" => &mut p.backlog,
+                "filter" => &mut p.filter,
                 _ => continue,
             };
             // The first occurrence wins.
@@ -142,28 +152,24 @@ impl Params {
     }
 }
 
-/// Where the stream starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Start {
-    /// Live only.
-    Live,
-    /// Every held entry with an id greater than this, then live.
-    Since(u64),
-    /// The last n held entries, then live.
-    Backlog(usize),
+/// Where the stream starts; `since` wins over `backlog` when both are given.
+fn parse_start(p: &Params) -> Result<Start, ()> {
+    if let Some(s) = &p.since {
+        return s.parse().map(Start::Since).map_err(|_| ());
+    }
+    if let Some(b) = &p.backlog {
+        return b.parse().map(Start::Backlog).map_err(|_| ());
+    }
+    Ok(Start::Live)
 }
 
-impl Start {
-    /// `since` wins over `backlog` when both are given.
-    fn parse(p: &Params) -> Result<Start, ()> {
-        if let Some(s) = &p.since {
-            return s.parse().map(Start::Since).map_err(|_| ());
-        }
-        if let Some(b) = &p.backlog {
-            return b.parse().map(Start::Backlog).map_err(|_| ());
-        }
-        Ok(Start::Live)
+/// `reason` cut to fit a Close frame, on a character boundary.
+fn close_reason(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
     }
+    reason[..end].to_owned()
 }
 
 /// The client address the caps count: the TCP peer, or the last `X-Forwarded-For` hop when that is
@@ -201,11 +207,6 @@ fn upgrade(
             return super::reject::json_error(StatusCode::FORBIDDEN, "origin not allowed");
         }
     }
-    let slot = state.connections.try_acquire(
-        peer,
-        state.config.max_connections,
-        state.config.max_connections_per_ip,
-    );
     // Counted by the tracker from now on, so shutdown waits for an upgrade already under way.
     let tracked = state.tracker.token();
     let state = state.clone();
@@ -213,48 +214,73 @@ fn upgrade(
         .max_message_size(MAX_FRAME)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
-            session(socket, state, peer, params, slot).await;
+            session(socket, state, peer, params).await;
             drop(tracked);
         })
         .into_response()
 }
 
 /// One upgraded connection, from the checks to the last frame.
-async fn session(
-    socket: WebSocket,
-    state: AppState,
-    peer: IpAddr,
-    params: Params,
-    slot: Option<Slot>,
-) {
+async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Params) {
     let (sink, stream) = socket.split();
     let mut conn = Conn::new(sink, stream, state.shutdown.clone());
-    let Some(_slot) = slot else {
+    let Some(slot) = state.connections.try_acquire(
+        peer,
+        state.config.max_connections,
+        state.config.max_connections_per_ip,
+    ) else {
         tracing::info!(%peer, "WebSocket refused: connection cap reached");
-        return conn.close(close::TRY_AGAIN).await;
+        return conn
+            .refuse(close::TRY_AGAIN.0, close::TRY_AGAIN.1.into())
+            .await;
     };
-    let token = params.token.as_deref().unwrap_or("");
-    if token.is_empty() {
-        tracing::debug!(%peer, "WebSocket closed: no token");
-        return conn.close(close::TOKEN_MISSING).await;
-    }
-    if state.tokens.consume(token).is_err() {
-        tracing::info!(%peer, "WebSocket closed: token invalid, expired or already used");
-        return conn.close(close::TOKEN_INVALID).await;
-    }
-    let Ok(start) = Start::parse(&params) else {
-        return conn.close(close::POLICY).await;
+    let refusal = check(&state, &params, peer);
+    let (start, filter) = match refusal {
+        Ok(accepted) => accepted,
+        Err((code, reason)) => {
+            drop(slot);
+            return conn.refuse(code, reason).await;
+        }
     };
     if state.shutdown.is_cancelled() {
         return conn.close(close::GOING_AWAY).await;
     }
-    let _counted = state.hub.subscriber_guard();
     tracing::debug!(%peer, ?start, "WebSocket subscriber connected");
-    let close_code = match conn.stream_entries(&state, start).await {
+    // A user's view will be ANDed in here: `view.and(&filter)`.
+    let sub = Subscription::new(
+        state.hub.clone(),
+        start,
+        filter,
+        state.config.subscriber_buffer_bytes,
+    );
+    let close_code = match conn.stream_entries(sub, params.filter.is_some()).await {
         End::Client => None,
         End::Closed(code) => Some(code),
     };
+    drop(slot);
     tracing::debug!(%peer, ?close_code, "WebSocket subscriber gone");
+}
+
+/// The token (consumed here), then the parameters: where to start and the filter, or the close to
+/// refuse with.
+fn check(
+    state: &AppState,
+    params: &Params,
+    peer: IpAddr,
+) -> Result<(Start, EntryFilter), (u16, Cow<'static, str>)> {
+    let token = params.token.as_deref().unwrap_or("");
+    if token.is_empty() {
+        tracing::debug!(%peer, "WebSocket closed: no token");
+        return Err((close::TOKEN_MISSING.0, close::TOKEN_MISSING.1.into()));
+    }
+    if state.tokens.consume(token).is_err() {
+        tracing::info!(%peer, "WebSocket closed: token invalid, expired or already used");
+        return Err((close::TOKEN_INVALID.0, close::TOKEN_INVALID.1.into()));
+    }
+    let start = parse_start(params).map_err(|()| (close::POLICY.0, close::POLICY.1.into()))?;
+    let filter = EntryFilter::parse(params.filter.as_deref().unwrap_or(""))
+        .map_err(|e| (close::POLICY.0, Cow::Owned(close_reason(&e.to_string()))))?;
+    Ok((start, filter))
 }
 
 /// How a subscriber's stream ended.
@@ -290,13 +316,13 @@ struct Conn {
     sink: SplitSink<WebSocket, Message>,
     /// Read half, polled on every loop turn so Pings and Closes from the client are answered.
     stream: SplitStream<WebSocket>,
-    /// Frames fed to `sink` by the next drive; at most one batch (or one replay from the history)
-    /// plus a few control frames.
+    /// Frames fed to `sink` by the next drive; at most one take from the subscription (its byte
+    /// budget) plus a few control frames.
     outbox: VecDeque<Out>,
     /// Control frames and pongs in `outbox`, bounded by `MAX_PENDING_CONTROL`.
     pending_control: usize,
-    /// Something was fed or queued and not yet flushed: the drive branch is active, the hub is not
-    /// read.
+    /// Something was fed or queued and not yet flushed: the drive branch is active, the
+    /// subscription is not asked for more.
     dirty: bool,
     /// The daemon's shutdown token.
     shutdown: tokio_util::sync::CancellationToken,
@@ -318,17 +344,6 @@ impl Conn {
         }
     }
 
-    /// Queues the records newer than `last_sent` (ids only grow) and advances it.
-    fn push_records(&mut self, records: impl IntoIterator<Item = Record>, last_sent: &mut u64) {
-        for r in records {
-            if r.id > *last_sent {
-                *last_sent = r.id;
-                self.outbox.push_back(Out::Record(r));
-                self.dirty = true;
-            }
-        }
-    }
-
     /// Queues a control frame; false when too many are already waiting.
     fn push_control(&mut self, msg: Message) -> bool {
         if self.pending_control >= MAX_PENDING_CONTROL {
@@ -340,49 +355,14 @@ impl Conn {
         true
     }
 
-    /// Replay, then live, until the client leaves or the server closes.
-    async fn stream_entries(&mut self, state: &AppState, start: Start) -> End {
-        let hub = &state.hub;
-        let mut last_id_watch: watch::Receiver<u64> = hub.watch_last_id();
-        // Subscribe first, then read the history: nothing published in between is missed, and
-        // anything seen twice is skipped by id.
-        let (mut rx, mut last_sent) = match start {
-            Start::Live => hub.subscribe_at(),
-            Start::Since(since) => {
-                let rx = hub.subscribe();
-                match hub.since(since) {
-                    Replay::Records(records) => {
-                        let mut last = since;
-                        self.push_records(records, &mut last);
-                        (rx, last)
-                    }
-                    Replay::TooOld { oldest } => {
-                        // CONTRACT §2: replay every entry after `since` still held. The ones
-                        // before `oldest` are gone; the client sees that as the jump in ids.
-                        tracing::debug!(
-                            since,
-                            oldest,
-                            "since is older than the history: replaying all held"
-                        );
-                        let mut last = since;
-                        self.push_records(hub.backlog(usize::MAX), &mut last);
-                        (rx, last)
-                    }
-                }
-            }
-            Start::Backlog(n) => {
-                let (rx, live_after) = hub.subscribe_at();
-                // The backlog may end before or after `live_after` (records published since the
-                // subscription are in both): live continues after the greater.
-                let mut last = 0;
-                self.push_records(hub.backlog(n), &mut last);
-                (rx, last.max(live_after))
-            }
-        };
+    /// Replay, then live, until the client leaves or the server closes. `gaps`: the client sent a
+    /// filter, so it is told about lost entries (CONTRACT §6); others see the jump in ids.
+    async fn stream_entries(&mut self, mut sub: Subscription, gaps: bool) -> End {
         let mut last_heard = Instant::now();
         let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let stalled = self.dirty;
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return self.close_end(close::GOING_AWAY).await,
@@ -404,21 +384,21 @@ impl Conn {
                     }
                     self.dirty = false;
                 }
-                received = rx.recv(), if !self.dirty => {
-                    if let Err(code) = self.take(received, &mut rx, hub, &mut last_sent) {
-                        return self.close_end(code).await;
-                    }
-                }
-                // While a write is stalled the receiver is not read: each publish checks whether
-                // the entries this client still needs are gone from both the broadcast and the history.
-                changed = last_id_watch.changed(), if self.dirty => {
-                    if changed.is_err() {
-                        return self.close_end(close::GOING_AWAY).await;
-                    }
-                    let needed = last_sent.saturating_add(1);
-                    let history_lost = hub.oldest_id().is_some_and(|oldest| oldest > needed);
-                    if history_lost && rx.len() > BROADCAST_BATCHES {
-                        return self.close_end(close::TOO_SLOW).await;
+                // More only once the outbox is written; while it is stalled, only whether the
+                // history has passed this subscriber.
+                next = async { if stalled { sub.gone().await } else { sub.next().await } } => {
+                    match next {
+                        Next::Entries(records) => {
+                            self.outbox.extend(records.into_iter().map(Out::Record));
+                            self.dirty = true;
+                        }
+                        Next::Gap { after, before } => {
+                            let gap = format!(r#"{{"type":"gap","after":{after},"before":{before}}}"#);
+                            if gaps && !self.push_control(Message::text(gap)) {
+                                return self.close_end(close::FLOOD).await;
+                            }
+                        }
+                        Next::Gone => return self.close_end(close::TOO_SLOW).await,
                     }
                 }
                 _ = ping.tick() => {
@@ -430,38 +410,6 @@ impl Conn {
                     return self.close_end(close::IDLE).await;
                 }
             }
-        }
-    }
-
-    /// Queues `received` and whatever else the receiver already holds (up to [`COALESCE`] records,
-    /// so several small batches share one flush). A lag is caught up from the history; `Err` is the
-    /// close to send when that is impossible.
-    fn take(
-        &mut self,
-        received: Result<Batch, RecvError>,
-        rx: &mut broadcast::Receiver<Batch>,
-        hub: &Hub,
-        last_sent: &mut u64,
-    ) -> Result<(), (u16, &'static str)> {
-        let mut received = received;
-        loop {
-            match received {
-                Ok(batch) => self.push_records(batch.iter().cloned(), last_sent),
-                Err(RecvError::Lagged(_)) => match hub.since(*last_sent) {
-                    Replay::Records(records) => self.push_records(records, last_sent),
-                    Replay::TooOld { .. } => return Err(close::TOO_SLOW),
-                },
-                Err(RecvError::Closed) => return Err(close::GOING_AWAY),
-            }
-            if self.outbox.len() >= COALESCE {
-                return Ok(());
-            }
-            received = match rx.try_recv() {
-                Ok(batch) => Ok(batch),
-                Err(TryRecvError::Empty) => return Ok(()),
-                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
-                Err(TryRecvError::Closed) => Err(RecvError::Closed),
-            };
         }
     }
 
@@ -498,7 +446,11 @@ impl Conn {
         End::Client
     }
 
+    /// Closes a streaming subscriber with `code`: the one place its close code is decided.
     async fn close_end(&mut self, code: (u16, &'static str)) -> End {
+        if code == close::TOO_SLOW {
+            tracing::info!("WebSocket subscriber too slow: closing 4008");
+        }
         self.close(code).await;
         End::Closed(code.0)
     }
@@ -506,16 +458,35 @@ impl Conn {
     /// Sends Close `code` after whatever is already on its way (pending entries are dropped), then
     /// waits for the client's Close (or the end of the stream), both bounded in time.
     async fn close(&mut self, (code, reason): (u16, &'static str)) {
-        self.outbox.clear();
-        self.pending_control = 0;
-        self.outbox
-            .push_back(Out::Other(Message::close_with(code, reason)));
         let stopping = (code, reason) == close::GOING_AWAY;
         let limit = if stopping {
             SHUTDOWN_CLOSE_TIMEOUT
         } else {
             CLOSE_TIMEOUT
         };
+        self.close_within(code, reason.into(), limit, stopping)
+            .await;
+    }
+
+    /// Closes a client refused before streaming, waiting at most [`REFUSED_CLOSE_TIMEOUT`].
+    async fn refuse(&mut self, code: u16, reason: Cow<'static, str>) {
+        self.close_within(code, reason, REFUSED_CLOSE_TIMEOUT, false)
+            .await;
+    }
+
+    /// Sends Close and waits for the client's (or the end of the stream) at most `limit`; a daemon
+    /// stop cuts that short unless this close is the stop's own.
+    async fn close_within(
+        &mut self,
+        code: u16,
+        reason: Cow<'static, str>,
+        limit: Duration,
+        stopping: bool,
+    ) {
+        self.outbox.clear();
+        self.pending_control = 0;
+        self.outbox
+            .push_back(Out::Other(Message::close_with(code, reason)));
         let handshake = async {
             if drive(&mut self.sink, &mut self.outbox, &mut self.pending_control)
                 .await
@@ -669,10 +640,11 @@ mod tests {
             ("since".into(), "7".into()),
             ("since".into(), "9".into()),
         ]);
-        assert_eq!(Start::parse(&p), Ok(Start::Since(7)));
+        assert_eq!(parse_start(&p), Ok(Start::Since(7)));
         let p = Params::from_query(vec![("backlog".into(), "-1".into())]);
-        assert_eq!(Start::parse(&p), Err(()));
-        assert_eq!(Start::parse(&Params::default()), Ok(Start::Live));
+        assert_eq!(parse_start(&p), Err(()));
+        assert_eq!(parse_start(&Params::default()), Ok(Start::Live));
+        assert_eq!(close_reason(&"é".repeat(100)).len(), 122);
     }
 
     #[test]

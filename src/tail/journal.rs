@@ -116,10 +116,7 @@ impl Journal {
                     // A gap (an earlier failure): keep only the run after it.
                     records.clear();
                 }
-                records.push(Record {
-                    id,
-                    json: Bytes::copy_from_slice(line),
-                });
+                records.push(Record::from_json(id, Bytes::copy_from_slice(line)));
                 count += 1;
                 pos += nl + 1;
                 good_len = pos;
@@ -233,10 +230,7 @@ mod tests {
     use super::*;
 
     fn rec(id: u64) -> Record {
-        Record {
-            id,
-            json: Bytes::from(format!("{{\"id\":{id},\"x\":1}}")),
-        }
+        Record::from_json(id, Bytes::from(format!("{{\"id\":{id},\"x\":1}}")))
     }
 
     #[test]

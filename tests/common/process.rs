@@ -89,6 +89,11 @@ impl Proc {
         }
     }
 
+    /// The child's process id (for /proc/PID/status).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` (`-HUP`, `-TERM`, …) with `kill(1)`.
     pub fn signal(&self, signal: &str) {
         let sent = Command::new("kill")

@@ -2,14 +2,14 @@
 //! watcher, a hub subscriber that collects records with a time bound (never a sleep).
 #![allow(dead_code)]
 use proxytail::config::Config;
-use proxytail::hub::{Hub, Record};
+use proxytail::filter::Filter;
+use proxytail::hub::{Hub, Next, Record, Start, Subscription};
 use proxytail::tail::Tailer;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +70,8 @@ pub fn config(logs: &[&Path], state: &Path, extra: &[&str]) -> Config {
 /// A started tailer.
 pub struct Running {
     pub hub: Arc<Hub>,
-    pub rx: broadcast::Receiver<proxytail::hub::Batch>,
+    /// Everything published after start-up (an unbounded budget: the checker may lag).
+    pub rx: Subscription,
     pub token: CancellationToken,
     pub task: JoinHandle<()>,
     pub health: Arc<proxytail::tail::TailHealth>,
@@ -84,8 +85,9 @@ pub fn start(config: &Config) -> Running {
         .with_test_writer()
         .try_init();
     let hub = Arc::new(Hub::new(config.history));
-    let rx = hub.subscribe();
     let tailer = Tailer::new(config, hub.clone()).unwrap();
+    // After `new`, which preloads the history: live from there, as a WebSocket client would be.
+    let rx = Subscription::new(hub.clone(), Start::Live, Filter::default(), usize::MAX);
     let health = tailer.health();
     let token = CancellationToken::new();
     let task = tokio::spawn(tailer.run(token.clone()));
@@ -99,14 +101,21 @@ pub fn start(config: &Config) -> Running {
 }
 
 impl Running {
+    /// The next records published (waits without bound: callers bound it).
+    pub async fn recv(&mut self) -> Vec<Record> {
+        match self.rx.next().await {
+            Next::Entries(records) => records,
+            other => panic!("subscription: {other:?}"),
+        }
+    }
+
     /// Receives records until `n` were collected; panics after [`BOUND`].
     pub async fn collect(&mut self, n: usize) -> Vec<Record> {
         let mut out = Vec::with_capacity(n);
         let deadline = tokio::time::Instant::now() + BOUND;
         while out.len() < n {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Ok(batch)) => out.extend(batch.iter().cloned()),
-                Ok(Err(e)) => panic!("hub receiver: {e}"),
+            match tokio::time::timeout_at(deadline, self.recv()).await {
+                Ok(batch) => out.extend(batch),
                 Err(_) => panic!(
                     "timed out with {} of {n} records; last {:?}",
                     out.len(),

@@ -1,0 +1,334 @@
+//! Subscriptions (CONTRACT §2, §6, §11): connection slots only for valid tokens (RELIABILITY 65), a
+//! byte-bounded subscriber on the real binary (66), filtered `backlog`/`since` (74) and filter errors
+//! (75). The filtered tests need the filter grammar (src/filter.rs, built on another branch) and are
+//! ignored until it lands.
+mod common;
+
+use common::process::{LogTail, Proc};
+use common::*;
+use std::io::Write;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Opens a WebSocket by hand (so it never answers the server's Close) and reads the 101 response.
+async fn raw_upgrade(addr: std::net::SocketAddr, query: &str) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /api/ws/logs?{query} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("request");
+    let mut head = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut byte).await.expect("response head");
+            head.push(byte[0]);
+        }
+    })
+    .await
+    .expect("101 within the bound");
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    tcp
+}
+
+/// Reads (and discards) until the server drops the connection; panics past `bound`.
+async fn until_dropped(tcp: &mut TcpStream, bound: Duration) {
+    let mut buf = [0u8; 512];
+    tokio::time::timeout(bound, async {
+        while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await
+    .expect("the server drops a refused client that never answers Close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bogus_tokens_that_never_answer_close_hold_no_slot() {
+    // RELIABILITY 65.
+    let server = Server::start(TestConfig::new(&["--max-connections", "5"])).await;
+    server.publish(1..=3, 3);
+    let mut bogus = Vec::new();
+    for i in 0..5 {
+        bogus.push(raw_upgrade(server.addr, &format!("token=bogus{i}")).await);
+    }
+    let started = Instant::now();
+    let streamed = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut ws = server.subscribe("&since=0").await;
+        read_ids(&mut ws, 3).await
+    })
+    .await;
+    assert_eq!(
+        streamed.expect("a valid client streams within 2 s"),
+        vec![1, 2, 3]
+    );
+    eprintln!("valid client streamed after {:?}", started.elapsed());
+    // And each refused socket is dropped within the 1 s the daemon waits for its Close (3 s bound).
+    for tcp in &mut bogus {
+        until_dropped(tcp, Duration::from_secs(3)).await;
+    }
+}
+
+/// `/proc/PID/status` VmRSS in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_never_reading_subscriber_costs_its_budget_and_is_closed_4008() {
+    // RELIABILITY 66 on the real binary: one subscriber never reads while LINES lines arrive, one
+    // beside it reads every line in order; the daemon's RSS stays within 100 MB. 600,000 rather
+    // than 1,000,000 keeps the debug build near a minute on a shared machine (1,000,000 took 85 s,
+    // max RSS 57 MiB).
+    const LINES: u64 = 600_000;
+    const CHUNK: u64 = 5_000;
+    const RSS_LIMIT: u64 = 100 << 20;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let users = write_users(dir.path());
+    let log = dir.path().join("access.log");
+    std::fs::File::create(&log).expect("log");
+    let args: Vec<String> = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--access-log".into(),
+        log.display().to_string(),
+        "--users".into(),
+        users.display().to_string(),
+        "--state-dir".into(),
+        dir.path().join("state").display().to_string(),
+    ];
+    let mut daemon = Proc::start(&args, &LogTail::default(), WAIT);
+    let url = |token: &str| format!("ws://{}/api/ws/logs?token={token}&since=0", daemon.addr);
+    let mut stalled = Some(connect(&url(&fetch_token(daemon.addr).await)).await);
+    let mut healthy = connect(&url(&fetch_token(daemon.addr).await)).await;
+    let mut file = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut max_rss = rss_bytes(daemon.pid());
+    let mut next = 1u64;
+    while next <= LINES {
+        assert!(
+            Instant::now() < deadline,
+            "load loop over its time bound at line {next}"
+        );
+        let end = (next + CHUNK - 1).min(LINES);
+        for seq in next..=end {
+            writeln!(
+                file,
+                "1795835993.065      2 10.1.{}.{} TCP_MISS/200 353 GET http://h.example/x/{seq} - HIER_DIRECT/127.0.0.1 text/plain",
+                seq % 250,
+                seq % 200
+            )
+            .expect("append");
+        }
+        file.flush().expect("flush");
+        let ids = read_ids(&mut healthy, (end - next + 1) as usize).await;
+        assert!(
+            ids.iter().copied().eq(next..=end),
+            "healthy: gap, duplicate or reorder before {end}"
+        );
+        max_rss = max_rss.max(rss_bytes(daemon.pid()));
+        next = end + 1;
+        // Far past the history (10 000) and every buffer: the daemon must have given up on the
+        // stalled one. Its own log says when; then the test reads what it was sent.
+        if next > 100_000 {
+            if let Some(mut ws) = stalled.take() {
+                daemon.await_line("too slow: closing 4008", WAIT);
+                let mut expected = 1u64;
+                let end = loop {
+                    match next_event(&mut ws).await {
+                        Event::Text(t) => {
+                            assert_eq!(entry_id(&t), expected, "stalled: skipped silently");
+                            expected += 1;
+                        }
+                        other => break other,
+                    }
+                };
+                assert!(matches!(end, Event::Close(4008, _)), "{end:?}");
+                eprintln!("stalled subscriber: {} entries, then 4008", expected - 1);
+            }
+        }
+    }
+    assert!(stalled.is_none(), "the stalled subscriber was never closed");
+    eprintln!("{LINES} lines: daemon max RSS {} MiB", max_rss >> 20);
+    assert!(max_rss <= RSS_LIMIT, "RSS {max_rss} bytes over 100 MB");
+    assert!(daemon.terminate(WAIT).success());
+}
+
+// The tests below use filter expressions: they need the filter grammar (src/filter.rs).
+
+/// A record whose method is POST when `id` is a multiple of 3, GET otherwise.
+fn by_method(id: u64) -> proxytail::hub::Record {
+    let mut entry = parsers::Entry {
+        method: Some(if id % 3 == 0 { "POST" } else { "GET" }.into()),
+        destination: Some(format!("http://example.com/{id}").into()),
+        code: Some(200),
+        ..Default::default()
+    };
+    proxytail::hub::Record::new(id, &mut entry)
+}
+
+#[tokio::test]
+#[ignore = "needs filter grammar"]
+async fn backlog_with_a_filter_sends_the_last_n_matches_then_live_matches() {
+    // RELIABILITY 74, first half.
+    let server = Server::start(TestConfig::new(&[])).await;
+    server.state.hub.publish((1..=50).map(by_method).collect());
+    let mut ws = server.subscribe("&backlog=3&filter=method%3APOST").await;
+    assert_eq!(read_ids(&mut ws, 3).await, vec![42, 45, 48]);
+    server.state.hub.publish((51..=53).map(by_method).collect());
+    assert_eq!(read_ids(&mut ws, 1).await, vec![51]);
+    assert_quiet(&mut ws).await;
+}
+
+#[tokio::test]
+async fn a_subscriber_that_sent_a_filter_is_told_of_the_gap() {
+    // CONTRACT §6: the empty expression is a filter that matches everything, and sending it turns
+    // the control messages on: a `since` older than the history gets a gap notice first.
+    let server = Server::start(TestConfig::new(&["--history", "10"])).await;
+    server.publish(1..=30, 7);
+    let mut ws = server.subscribe("&since=5&filter=").await;
+    match next_event(&mut ws).await {
+        Event::Text(t) => {
+            let gap: serde_json::Value = serde_json::from_str(&t).expect("JSON");
+            assert_eq!(
+                gap,
+                serde_json::json!({"type": "gap", "after": 5, "before": 21})
+            );
+        }
+        other => panic!("expected the gap notice, got {other:?}"),
+    }
+    assert!(read_ids(&mut ws, 10).await.into_iter().eq(21..=30));
+    // Without `filter`, no control message: the jump in ids shows the loss.
+    let mut plain = server.subscribe("&since=5").await;
+    assert!(read_ids(&mut plain, 10).await.into_iter().eq(21..=30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs filter grammar"]
+async fn since_with_a_filter_across_a_sigkill_restart_is_exact() {
+    // RELIABILITY 74, second half: the real binary, SIGKILL, restart on the same state; `since`
+    // with `status:5xx` gets every 5xx entry after the id exactly once, then live ones.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let users = write_users(dir.path());
+    let log = dir.path().join("access.log");
+    let state = dir.path().join("state");
+    let status = |seq: u64| if seq % 4 == 0 { 503 } else { 200 };
+    let append = |from: u64, to: u64| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
+        for seq in from..=to {
+            writeln!(
+                f,
+                "1795835993.065      2 ::1 TCP_MISS/{} 353 GET http://h/x/{seq} - HIER_DIRECT/127.0.0.1 text/plain",
+                status(seq)
+            )
+            .expect("append");
+        }
+    };
+    append(1, 40);
+    let args: Vec<String> = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--access-log".into(),
+        log.display().to_string(),
+        "--users".into(),
+        users.display().to_string(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--from-start".into(),
+    ];
+    let tail = LogTail::default();
+    let mut first = Proc::start(&args, &tail, WAIT);
+    let token = fetch_token(first.addr).await;
+    let mut ws = connect(&format!(
+        "ws://{}/api/ws/logs?token={token}&since=0&filter=status%3A5xx",
+        first.addr
+    ))
+    .await;
+    assert_eq!(
+        read_ids(&mut ws, 10).await,
+        (1..=10).map(|i| i * 4).collect::<Vec<_>>()
+    );
+    first.kill();
+    append(41, 60);
+    let second = Proc::start(&args, &tail, WAIT);
+    let token = fetch_token(second.addr).await;
+    let mut ws = connect(&format!(
+        "ws://{}/api/ws/logs?token={token}&since=20&filter=status%3A5xx",
+        second.addr
+    ))
+    .await;
+    assert_eq!(
+        read_ids(&mut ws, 10).await,
+        (6..=15).map(|i| i * 4).collect::<Vec<_>>()
+    );
+    append(61, 64);
+    assert_eq!(read_ids(&mut ws, 1).await, vec![64]);
+    assert_quiet(&mut ws).await;
+}
+
+#[tokio::test]
+#[ignore = "needs filter grammar"]
+async fn bad_filters_close_1008_naming_the_problem_before_any_entry() {
+    // RELIABILITY 75.
+    let server = Server::start(TestConfig::new(&[])).await;
+    server.publish(1..=3, 3);
+    let terms_33 = vec!["method:GET"; 33].join("%20");
+    let long = format!("url:{}", "a".repeat(1021)); // 1,025 bytes
+                                                    // Each reason must name the problem: one of these words (the grammar's wording may vary).
+    let cases: [(&str, &[&str]); 4] = [
+        ("stauts:500", &["stauts"]),
+        (&terms_33, &["32", "terms"]),
+        (&long, &["1024", "1 KiB", "1,024"]),
+        ("client:10.1.0.0%2F33", &["10.1.0.0/33", "CIDR", "/33"]),
+    ];
+    for (filter, named) in cases {
+        let mut ws = server.subscribe(&format!("&since=0&filter={filter}")).await;
+        let (code, reason) = expect_close(&mut ws).await;
+        assert_eq!(code, 1008, "{filter}");
+        assert!(
+            named.iter().any(|n| reason.contains(n)),
+            "{filter}: reason {reason:?} names none of {named:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn filter_errors_close_1008_with_the_filter_error_text() {
+    // Passes with any grammar: a filter the parser refuses closes 1008, before any entry, with the
+    // parser's own words as the reason (today's parser refuses every non-empty expression).
+    let server = Server::start(TestConfig::new(&[])).await;
+    server.publish(1..=3, 3);
+    let expr = format!("stauts:500 {}", "x".repeat(2000));
+    let refused = proxytail::filter::Filter::parse(&expr).expect_err("refused");
+    let mut ws = server
+        .subscribe(&format!(
+            "&since=0&filter=stauts%3A500%20{}",
+            "x".repeat(2000)
+        ))
+        .await;
+    let (code, reason) = expect_close(&mut ws).await;
+    assert_eq!(code, 1008);
+    let text = refused.to_string();
+    assert!(
+        reason.len() <= 123 && text.starts_with(&reason),
+        "{reason:?} vs {text:?}"
+    );
+    assert!(!reason.is_empty());
+}
