@@ -332,8 +332,8 @@ enum Term {
     Type(Glob),
     Source(Glob),
     Node(Glob),
-    /// Lower-cased bare word.
-    Word(Box<str>),
+    /// Lower-cased bare word, its searcher built once.
+    Word(memmem::Finder<'static>),
 }
 
 /// The key of a term, to group ORs; `None` for bare words (always ANDed).
@@ -375,7 +375,7 @@ impl Term {
             Term::Type(g) => glob(g, &f.content_type),
             Term::Source(g) => glob(g, &f.source),
             Term::Node(g) => glob(g, &f.node),
-            Term::Word(w) => memmem::find(f.text.as_bytes(), w.as_bytes()).is_some(),
+            Term::Word(w) => w.find(f.text.as_bytes()).is_some(),
         }
     }
 }
@@ -483,8 +483,9 @@ impl Cmp {
 /// matching the literal segments leftmost-first is exact, linear and allocation-free.
 #[derive(Debug, Clone)]
 struct Glob {
-    /// The literal pieces between stars, in order (empty pieces removed).
-    pieces: Vec<Box<[u8]>>,
+    /// The literal pieces between stars, in order (empty pieces removed), each with its
+    /// searcher built once.
+    pieces: Vec<memmem::Finder<'static>>,
     /// No leading `*`: the first piece is a prefix.
     anchored_start: bool,
     /// No trailing `*`: the last piece is a suffix.
@@ -497,7 +498,7 @@ impl Glob {
             pieces: pattern
                 .split('*')
                 .filter(|p| !p.is_empty())
-                .map(|p| p.as_bytes().into())
+                .map(|p| memmem::Finder::new(p).into_owned())
                 .collect(),
             anchored_start: !pattern.starts_with('*'),
             anchored_end: !pattern.ends_with('*') || pattern.is_empty(),
@@ -512,7 +513,7 @@ impl Glob {
             return !self.anchored_start || v.is_empty();
         }
         if self.anchored_start {
-            let first = &pieces[0];
+            let first = pieces[0].needle();
             if !v.starts_with(first) {
                 return false;
             }
@@ -529,13 +530,13 @@ impl Glob {
             (pieces, None)
         };
         for piece in middle {
-            match memmem::find(v, piece) {
-                Some(i) => v = &v[i + piece.len()..],
+            match piece.find(v) {
+                Some(i) => v = &v[i + piece.needle().len()..],
                 None => return false,
             }
         }
         match last {
-            Some(last) => v.ends_with(last),
+            Some(last) => v.ends_with(last.needle()),
             None => true,
         }
     }
@@ -601,7 +602,8 @@ fn term(key: Option<&str>, value: &str) -> Result<Term, FilterError> {
         if value.contains(SEP) {
             return Err(err("NUL character in filter".into()));
         }
-        return Ok(Term::Word(value.to_lowercase().into()));
+        let word = value.to_lowercase();
+        return Ok(Term::Word(memmem::Finder::new(&word).into_owned()));
     };
     Ok(match key {
         "client" => Term::Client(Net::parse(value)?),
