@@ -12,6 +12,56 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5001";
 /// Where checkpoints live unless told otherwise (systemd's `StateDirectory=proxytail`).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/proxytail";
 
+// Privacy policy (CONTRACT §7): the three settings' values; `privacy.rs` applies them.
+
+/// What happens to `client_ip`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientIpPrivacy {
+    /// As logged.
+    #[default]
+    Keep,
+    /// Host part zeroed: IPv4 /24, IPv6 /48 (IPv4-mapped IPv6 as IPv4).
+    Truncate,
+    /// A keyed hash whose key lives only in memory and changes every UTC day.
+    Pseudonymize,
+}
+
+/// What happens to `user`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserPrivacy {
+    /// As logged.
+    #[default]
+    Keep,
+    /// A keyed hash, as for client addresses.
+    Pseudonymize,
+    /// Null.
+    Drop,
+}
+
+/// What happens to the query string of `destination`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryPrivacy {
+    /// As logged.
+    #[default]
+    Keep,
+    /// Everything from `?` on removed.
+    Strip,
+}
+
+/// The daemon-wide privacy policy; all `keep` by default (the first release's behaviour).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrivacyPolicy {
+    /// `--privacy-client-ip`.
+    pub client_ip: ClientIpPrivacy,
+    /// `--privacy-user`.
+    pub user: UserPrivacy,
+    /// `--privacy-query`.
+    pub query: QueryPrivacy,
+}
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -174,6 +224,17 @@ pub struct Settings {
     /// Bytes of entries queued for one WebSocket subscriber at most (default 4 MiB).
     #[arg(long, env = "PROXYTAIL_SUBSCRIBER_BUFFER_BYTES", global = true)]
     pub subscriber_buffer_bytes: Option<usize>,
+    // Privacy policy (CONTRACT §7), applied to each entry as it is made.
+    /// Client addresses: `keep` (default), `truncate` (IPv4 /24, IPv6 /48) or `pseudonymize`
+    /// (keyed hash, key replaced every UTC day).
+    #[arg(long, env = "PROXYTAIL_PRIVACY_CLIENT_IP", global = true)]
+    pub privacy_client_ip: Option<ClientIpPrivacy>,
+    /// User names: `keep` (default), `pseudonymize` or `drop` (null).
+    #[arg(long, env = "PROXYTAIL_PRIVACY_USER", global = true)]
+    pub privacy_user: Option<UserPrivacy>,
+    /// Query strings of destination URLs: `keep` (default) or `strip` (everything after `?`).
+    #[arg(long, env = "PROXYTAIL_PRIVACY_QUERY", global = true)]
+    pub privacy_query: Option<QueryPrivacy>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -235,6 +296,8 @@ pub struct Config {
     // Subscriptions (issue 9/10).
     /// Bytes of entries queued for one WebSocket subscriber at most.
     pub subscriber_buffer_bytes: usize,
+    /// What the privacy policy does to client addresses, users and query strings.
+    pub privacy: PrivacyPolicy,
 }
 
 impl Config {
@@ -342,6 +405,11 @@ impl Config {
             max_sessions,
             max_sessions_per_user,
             subscriber_buffer_bytes,
+            privacy: PrivacyPolicy {
+                client_ip: s.privacy_client_ip.unwrap_or_default(),
+                user: s.privacy_user.unwrap_or_default(),
+                query: s.privacy_query.unwrap_or_default(),
+            },
         })
     }
 }
@@ -399,6 +467,9 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         session_ttl: a.session_ttl.or(b.session_ttl),
         max_sessions: a.max_sessions.or(b.max_sessions),
         max_sessions_per_user: a.max_sessions_per_user.or(b.max_sessions_per_user),
+        privacy_client_ip: a.privacy_client_ip.or(b.privacy_client_ip),
+        privacy_user: a.privacy_user.or(b.privacy_user),
+        privacy_query: a.privacy_query.or(b.privacy_query),
     }
 }
 

@@ -1,10 +1,28 @@
 //! Server-side filters (CONTRACT §6): an expression compiled once per subscription, matched against
 //! the compact [`Fields`] kept beside each record, so matching never parses JSON.
 //!
-//! This is the interface the hub and the WebSocket code build on; the grammar itself is filled in
-//! separately. Until then only the empty expression (match everything) is accepted.
+//! Matching allocates nothing and stays linear in the entry's size: globs know only `*` and are
+//! matched segment by segment with `memmem` (leftmost-first is exact for `*`-only globs), bare
+//! words search one lower-cased haystack built once per entry, addresses are pre-parsed.
+//!
+//! Decisions where the contract is silent: `domain:` and bare words ignore case (as specified),
+//! `method:` compares ASCII case-insensitively (no glob), every other glob is case-sensitive; an
+//! IPv4-mapped IPv6 client (`::ffff:10.1.2.3`) is the IPv4 client it stands for; bare words search
+//! every text field of the entry except the derived `timestamp` and `status` texts.
+use memchr::memmem;
 use parsers::Entry;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use std::borrow::Cow;
 use std::fmt;
+use std::net::IpAddr;
+
+/// Longest accepted expression, in bytes.
+const MAX_BYTES: usize = 1024;
+/// Most terms in one expression.
+const MAX_TERMS: usize = 32;
+/// Separates the text fields in [`Fields::text`]; a bare word never holds it (refused at parse),
+/// so a word cannot match across two fields.
+const SEP: char = '\0';
 
 /// The fields of one entry that filters look at, owned and compact, built once when the entry is made.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -31,12 +49,67 @@ pub struct Fields {
     pub source: Option<Box<str>>,
     /// `node` (the edge an entry came from, on a fleet central).
     pub node: Option<Box<str>>,
+    /// `client_ip` parsed (IPv4-mapped IPv6 as IPv4), so `client:` compares addresses, not text.
+    client_addr: Option<IpAddr>,
+    /// The destination's host, lower-cased, without userinfo or port, for `domain:`.
+    host: Option<Box<str>>,
+    /// Every text field, lower-cased and joined by [`SEP`]: one haystack for bare words.
+    text: Box<str>,
+}
+
+/// Collects the text fields for bare words while a [`Fields`] is being built.
+#[derive(Default)]
+struct TextBuilder(String);
+
+impl TextBuilder {
+    fn push(&mut self, value: &str) {
+        if !self.0.is_empty() {
+            self.0.push(SEP);
+        }
+        for c in value.chars() {
+            // A separator inside a value would let a word straddle fields; it cannot be searched.
+            if c != SEP {
+                self.0.extend(c.to_lowercase());
+            }
+        }
+    }
 }
 
 impl Fields {
     /// The fields of a freshly parsed entry (after the privacy policy has been applied to it).
     pub fn from_entry(entry: &Entry<'_>, source: Option<&str>) -> Fields {
-        let text = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref().map(Box::from);
+        let text = |v: &Option<Cow<'_, str>>| v.as_deref().map(Box::from);
+        let mut words = TextBuilder::default();
+        let standard = [
+            &entry.client_ip,
+            &entry.method,
+            &entry.destination,
+            &entry.result,
+            &entry.user,
+            &entry.hierarchy,
+            &entry.peer,
+            &entry.content_type,
+        ];
+        for v in standard.into_iter().flatten() {
+            words.push(v);
+        }
+        let mut node = None;
+        let mut extra_source = None;
+        for (k, v) in &entry.extra {
+            if let Some(v) = v {
+                words.push(v);
+                match &**k {
+                    "node" => node = Some(&**v),
+                    "source" => extra_source = Some(&**v),
+                    _ => {}
+                }
+            }
+        }
+        // The tailer passes the source it also appends as an extra; count it once.
+        let source = source.or(extra_source);
+        if let Some(s) = source.filter(|_| extra_source.is_none()) {
+            words.push(s);
+        }
         Fields {
             client_ip: text(&entry.client_ip),
             method: text(&entry.method),
@@ -48,29 +121,156 @@ impl Fields {
             elapsed_ms: entry.elapsed_ms,
             content_type: text(&entry.content_type),
             source: source.map(Box::from),
-            node: None,
+            node: node.map(Box::from),
+            client_addr: entry.client_ip.as_deref().and_then(parse_addr),
+            host: entry.destination.as_deref().map(host_of),
+            text: words.0.into(),
         }
     }
 
-    /// The fields of an entry read back as JSON (journal at start-up, replay from disk).
+    /// The fields of an entry read back as JSON (journal at start-up, replay from disk). Reads the
+    /// object in one pass, borrowing strings where they hold no escapes; `None` if it is not a
+    /// JSON object.
     pub fn from_json(json: &[u8]) -> Option<Fields> {
-        let v: serde_json::Value = serde_json::from_slice(json).ok()?;
-        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(Box::from);
-        let num = |k: &str| v.get(k).and_then(|x| x.as_u64());
-        Some(Fields {
-            client_ip: text("client_ip"),
-            method: text("method"),
-            destination: text("destination"),
-            code: num("code").and_then(|c| u16::try_from(c).ok()),
-            result: text("result"),
-            user: text("user"),
-            bytes: num("bytes"),
-            elapsed_ms: num("elapsed_ms"),
-            content_type: text("content_type"),
-            source: text("source"),
-            node: text("node"),
-        })
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let fields = de.deserialize_map(FieldsVisitor).ok()?;
+        de.end().ok()?;
+        Some(fields)
     }
+}
+
+/// A JSON value as far as filters care: a string, an unsigned number, or anything else (skipped).
+enum Value<'a> {
+    Text(Cow<'a, str>),
+    Number(u64),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Value<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Value<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Value<'de>, E> {
+                Ok(Value::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Value<'de>, E> {
+                Ok(Value::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Value<'de>, E> {
+                Ok(Value::Number(v))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Value<'de>, E> {
+                Ok(Value::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Value<'de>, E> {
+                Ok(Value::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Value<'de>, E> {
+                Ok(Value::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Value<'de>, E> {
+                Ok(Value::Other)
+            }
+            fn visit_none<E>(self) -> Result<Value<'de>, E> {
+                Ok(Value::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Value<'de>, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Value::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Value<'de>, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Value::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Builds [`Fields`] from the entries of a JSON object, in whatever order they come.
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an entry object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut f = Fields::default();
+        let mut words = TextBuilder::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value: Value<'de> = map.next_value()?;
+            match value {
+                Value::Number(n) => match &*key {
+                    "code" => f.code = u16::try_from(n).ok(),
+                    "bytes" => f.bytes = Some(n),
+                    "elapsed_ms" => f.elapsed_ms = Some(n),
+                    _ => {}
+                },
+                Value::Text(s) => {
+                    // Derived texts are not searched (a year would match every entry).
+                    if matches!(&*key, "timestamp" | "status") {
+                        continue;
+                    }
+                    words.push(&s);
+                    let slot = match &*key {
+                        "client_ip" => &mut f.client_ip,
+                        "method" => &mut f.method,
+                        "destination" => &mut f.destination,
+                        "result" => &mut f.result,
+                        "user" => &mut f.user,
+                        "content_type" => &mut f.content_type,
+                        "source" => &mut f.source,
+                        "node" => &mut f.node,
+                        _ => continue,
+                    };
+                    *slot = Some(s.into());
+                }
+                Value::Other => {}
+            }
+        }
+        f.client_addr = f.client_ip.as_deref().and_then(parse_addr);
+        f.host = f.destination.as_deref().map(host_of);
+        f.text = words.0.into();
+        Ok(f)
+    }
+}
+
+/// An address as `client:` compares it: IPv4-mapped IPv6 is the IPv4 address.
+fn parse_addr(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>().ok().map(|a| a.to_canonical())
+}
+
+/// The host of a destination, lower-cased: the authority of a URL (`scheme://[user@]host[:port]/…`)
+/// or of CONNECT's `host:port`, without userinfo or port; IPv6 brackets are kept.
+pub(crate) fn host_of(destination: &str) -> Box<str> {
+    let rest = match destination.find("://") {
+        Some(i) => &destination[i + 3..],
+        None => destination,
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hostport = authority.rsplit('@').next().unwrap_or("");
+    let host = if hostport.starts_with('[') {
+        match hostport.find(']') {
+            Some(i) => &hostport[..=i],
+            None => hostport,
+        }
+    } else {
+        match hostport.rfind(':') {
+            Some(i) => &hostport[..i],
+            None => hostport,
+        }
+    };
+    host.to_lowercase().into()
 }
 
 /// Why an expression was refused; the text names the problem (it becomes the 1008 close reason).
@@ -85,6 +285,20 @@ impl fmt::Display for FilterError {
 
 impl std::error::Error for FilterError {}
 
+/// At most 40 bytes of user input (cut on a character boundary), so an error stays a valid
+/// WebSocket close reason (at most 123 bytes).
+fn short(s: &str) -> &str {
+    let mut end = s.len().min(40);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn err(message: String) -> FilterError {
+    FilterError(message)
+}
+
 /// A compiled filter. The default filter matches every entry.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -92,18 +306,388 @@ pub struct Filter {
     all_of: Vec<Compiled>,
 }
 
-/// One compiled expression.
+/// One compiled expression: every group must have a matching term, no excluded term may match.
 #[derive(Debug, Clone)]
-struct Compiled;
+struct Compiled {
+    /// ANDed groups of ORed positive terms: one group per key, one per bare word.
+    groups: Vec<Vec<Term>>,
+    /// `-term`s: any match rejects the entry.
+    excluded: Vec<Term>,
+}
+
+/// One term, its value compiled.
+#[derive(Debug, Clone)]
+enum Term {
+    Client(Net),
+    Method(Box<str>),
+    /// Inclusive code range (a single code, a class or a range).
+    Status(u16, u16),
+    Result(Glob),
+    Domain(Glob),
+    Url(Glob),
+    /// `None`: `user:-`, the entry has no user.
+    User(Option<Glob>),
+    Bytes(Cmp),
+    Elapsed(Cmp),
+    Type(Glob),
+    Source(Glob),
+    Node(Glob),
+    /// Lower-cased bare word, its searcher built once.
+    Word(memmem::Finder<'static>),
+}
+
+/// The key of a term, to group ORs; `None` for bare words (always ANDed).
+fn key_of(t: &Term) -> Option<u8> {
+    Some(match t {
+        Term::Client(_) => 0,
+        Term::Method(_) => 1,
+        Term::Status(..) => 2,
+        Term::Result(_) => 3,
+        Term::Domain(_) => 4,
+        Term::Url(_) => 5,
+        Term::User(_) => 6,
+        Term::Bytes(_) => 7,
+        Term::Elapsed(_) => 8,
+        Term::Type(_) => 9,
+        Term::Source(_) => 10,
+        Term::Node(_) => 11,
+        Term::Word(_) => return None,
+    })
+}
+
+impl Term {
+    fn matches(&self, f: &Fields) -> bool {
+        let glob = |g: &Glob, v: &Option<Box<str>>| v.as_deref().is_some_and(|v| g.matches(v));
+        match self {
+            Term::Client(net) => f.client_addr.is_some_and(|a| net.contains(a)),
+            Term::Method(m) => f
+                .method
+                .as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case(m)),
+            Term::Status(lo, hi) => f.code.is_some_and(|c| (*lo..=*hi).contains(&c)),
+            Term::Result(g) => glob(g, &f.result),
+            Term::Domain(g) => glob(g, &f.host),
+            Term::Url(g) => glob(g, &f.destination),
+            Term::User(None) => f.user.is_none(),
+            Term::User(Some(g)) => glob(g, &f.user),
+            Term::Bytes(c) => f.bytes.is_some_and(|v| c.matches(v)),
+            Term::Elapsed(c) => f.elapsed_ms.is_some_and(|v| c.matches(v)),
+            Term::Type(g) => glob(g, &f.content_type),
+            Term::Source(g) => glob(g, &f.source),
+            Term::Node(g) => glob(g, &f.node),
+            Term::Word(w) => w.find(f.text.as_bytes()).is_some(),
+        }
+    }
+}
+
+/// An address or a network (`client:`), its host bits zeroed.
+#[derive(Debug, Clone, Copy)]
+struct Net {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Net {
+    fn parse(s: &str) -> Result<Net, FilterError> {
+        let bad = || err(format!("malformed address or CIDR '{}'", short(s)));
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.len() <= 3 => {
+                p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?
+            }
+            Some(_) => return Err(bad()),
+        };
+        // An IPv4-mapped network is the IPv4 network (clients are compared the same way).
+        let (addr, prefix) = match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (addr, prefix),
+            },
+            _ => (addr, prefix),
+        };
+        Ok(Net {
+            addr: mask(addr, prefix),
+            prefix,
+        })
+    }
+
+    fn contains(&self, a: IpAddr) -> bool {
+        a.is_ipv4() == self.addr.is_ipv4() && mask(a, self.prefix) == self.addr
+    }
+}
+
+/// `a` with all but its first `prefix` bits zeroed.
+pub(crate) fn mask(a: IpAddr, prefix: u8) -> IpAddr {
+    match a {
+        IpAddr::V4(v4) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & m).into())
+        }
+    }
+}
+
+/// A numeric comparison (`bytes:`, `elapsed:`).
+#[derive(Debug, Clone, Copy)]
+enum Cmp {
+    Gt(u64),
+    Ge(u64),
+    Lt(u64),
+    Le(u64),
+    Eq(u64),
+}
+
+impl Cmp {
+    fn parse(s: &str) -> Result<Cmp, FilterError> {
+        let (ctor, n): (fn(u64) -> Cmp, &str) = if let Some(n) = s.strip_prefix(">=") {
+            (Cmp::Ge, n)
+        } else if let Some(n) = s.strip_prefix("<=") {
+            (Cmp::Le, n)
+        } else if let Some(n) = s.strip_prefix('>') {
+            (Cmp::Gt, n)
+        } else if let Some(n) = s.strip_prefix('<') {
+            (Cmp::Lt, n)
+        } else if let Some(n) = s.strip_prefix('=') {
+            (Cmp::Eq, n)
+        } else {
+            (Cmp::Eq, s)
+        };
+        match n.bytes().all(|b| b.is_ascii_digit()).then(|| n.parse()) {
+            Some(Ok(n)) => Ok(ctor(n)),
+            _ => Err(err(format!("malformed comparison '{}'", short(s)))),
+        }
+    }
+
+    fn matches(self, v: u64) -> bool {
+        match self {
+            Cmp::Gt(n) => v > n,
+            Cmp::Ge(n) => v >= n,
+            Cmp::Lt(n) => v < n,
+            Cmp::Le(n) => v <= n,
+            Cmp::Eq(n) => v == n,
+        }
+    }
+}
+
+/// A glob where `*` matches any run of characters and everything else itself; it matches the
+/// whole value. Hand-written rather than `globset` (which compiles to a regex): with `*` alone,
+/// matching the literal segments leftmost-first is exact, linear and allocation-free.
+#[derive(Debug, Clone)]
+struct Glob {
+    /// The literal pieces between stars, in order (empty pieces removed), each with its
+    /// searcher built once.
+    pieces: Vec<memmem::Finder<'static>>,
+    /// No leading `*`: the first piece is a prefix.
+    anchored_start: bool,
+    /// No trailing `*`: the last piece is a suffix.
+    anchored_end: bool,
+}
+
+impl Glob {
+    fn new(pattern: &str) -> Glob {
+        Glob {
+            pieces: pattern
+                .split('*')
+                .filter(|p| !p.is_empty())
+                .map(|p| memmem::Finder::new(p).into_owned())
+                .collect(),
+            anchored_start: !pattern.starts_with('*'),
+            anchored_end: !pattern.ends_with('*') || pattern.is_empty(),
+        }
+    }
+
+    fn matches(&self, value: &str) -> bool {
+        let mut v = value.as_bytes();
+        let mut pieces = &self.pieces[..];
+        if pieces.is_empty() {
+            // `` matches only the empty value, `*` (or `**`) anything.
+            return !self.anchored_start || v.is_empty();
+        }
+        if self.anchored_start {
+            let first = pieces[0].needle();
+            if !v.starts_with(first) {
+                return false;
+            }
+            v = &v[first.len()..];
+            pieces = &pieces[1..];
+            if pieces.is_empty() {
+                return !self.anchored_end || v.is_empty();
+            }
+        }
+        let (middle, last) = if self.anchored_end {
+            let (last, middle) = pieces.split_last().unwrap_or((&pieces[0], &[]));
+            (middle, Some(last))
+        } else {
+            (pieces, None)
+        };
+        for piece in middle {
+            match piece.find(v) {
+                Some(i) => v = &v[i + piece.needle().len()..],
+                None => return false,
+            }
+        }
+        match last {
+            Some(last) => v.ends_with(last.needle()),
+            None => true,
+        }
+    }
+}
+
+/// Splits `expr` into terms: whitespace separates them except inside `"..."`; quotes are removed.
+/// Each token is (negated, key if any, value).
+fn tokenize(expr: &str) -> Result<Vec<(bool, Option<String>, String)>, FilterError> {
+    let mut out = Vec::new();
+    let mut chars = expr.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let Some(&first) = chars.peek() else { break };
+        let negated = first == '-';
+        if negated {
+            chars.next();
+        }
+        let mut key = None;
+        let mut value = String::new();
+        let mut quoted_any = false;
+        let mut in_quote = false;
+        while let Some(c) = chars.peek().copied() {
+            if !in_quote && c.is_whitespace() {
+                break;
+            }
+            chars.next();
+            match c {
+                '"' => {
+                    in_quote = !in_quote;
+                    quoted_any = true;
+                }
+                ':' if !in_quote && key.is_none() && !quoted_any && is_key(&value) => {
+                    key = Some(std::mem::take(&mut value));
+                }
+                _ => value.push(c),
+            }
+        }
+        if in_quote {
+            return Err(err("unbalanced quote".into()));
+        }
+        if value.is_empty() && !quoted_any {
+            return Err(match key {
+                Some(k) => err(format!("empty value for '{}'", short(&k))),
+                None => err("'-' with nothing after it".into()),
+            });
+        }
+        out.push((negated, key, value));
+        if out.len() > MAX_TERMS {
+            return Err(err(format!("more than {MAX_TERMS} terms")));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the text before a `:` is a key (letters only), so `2001:db8::1` stays a bare word.
+fn is_key(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+/// Compiles one `key:value` term (key `None`: a bare word).
+fn term(key: Option<&str>, value: &str) -> Result<Term, FilterError> {
+    let Some(key) = key else {
+        if value.contains(SEP) {
+            return Err(err("NUL character in filter".into()));
+        }
+        let word = value.to_lowercase();
+        return Ok(Term::Word(memmem::Finder::new(&word).into_owned()));
+    };
+    Ok(match key {
+        "client" => Term::Client(Net::parse(value)?),
+        "method" => Term::Method(value.into()),
+        "status" => {
+            let (lo, hi) = status_range(value)
+                .ok_or_else(|| err(format!("malformed status '{}'", short(value))))?;
+            Term::Status(lo, hi)
+        }
+        "result" => Term::Result(Glob::new(value)),
+        "domain" => Term::Domain(Glob::new(&value.to_lowercase())),
+        "url" => Term::Url(Glob::new(value)),
+        "user" if value == "-" => Term::User(None),
+        "user" => Term::User(Some(Glob::new(value))),
+        "bytes" => Term::Bytes(Cmp::parse(value)?),
+        "elapsed" => Term::Elapsed(Cmp::parse(value)?),
+        "type" => Term::Type(Glob::new(value)),
+        "source" => Term::Source(Glob::new(value)),
+        "node" => Term::Node(Glob::new(value)),
+        other => return Err(err(format!("unknown key '{}'", short(other)))),
+    })
+}
+
+/// `404` → (404, 404), `5xx` → (500, 599), `500-503` → (500, 503).
+fn status_range(s: &str) -> Option<(u16, u16)> {
+    fn code(s: &str) -> Option<u16> {
+        (!s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    }
+    let b = s.as_bytes();
+    if b.len() == 3 && b[0].is_ascii_digit() && b[1..].eq_ignore_ascii_case(b"xx") {
+        let lo = u16::from(b[0] - b'0') * 100;
+        return Some((lo, lo + 99));
+    }
+    if let Some((a, z)) = s.split_once('-') {
+        let (a, z) = (code(a)?, code(z)?);
+        return (a <= z).then_some((a, z));
+    }
+    code(s).map(|c| (c, c))
+}
+
+impl Compiled {
+    fn parse(expr: &str) -> Result<Compiled, FilterError> {
+        let mut groups: Vec<(Option<u8>, Vec<Term>)> = Vec::new();
+        let mut excluded = Vec::new();
+        for (negated, key, value) in tokenize(expr)? {
+            let t = term(key.as_deref(), &value)?;
+            if negated {
+                excluded.push(t);
+                continue;
+            }
+            let k = key_of(&t);
+            match groups.iter_mut().find(|(g, _)| k.is_some() && *g == k) {
+                Some((_, terms)) => terms.push(t),
+                None => groups.push((k, vec![t])),
+            }
+        }
+        Ok(Compiled {
+            groups: groups.into_iter().map(|(_, terms)| terms).collect(),
+            excluded,
+        })
+    }
+
+    fn matches(&self, f: &Fields) -> bool {
+        self.groups
+            .iter()
+            .all(|group| group.iter().any(|t| t.matches(f)))
+            && !self.excluded.iter().any(|t| t.matches(f))
+    }
+}
 
 impl Filter {
     /// Compiles `expr`; the empty (or blank) expression matches everything.
     pub fn parse(expr: &str) -> Result<Filter, FilterError> {
+        if expr.len() > MAX_BYTES {
+            return Err(err(format!("filter longer than {MAX_BYTES} bytes")));
+        }
         if expr.trim().is_empty() {
             return Ok(Filter::default());
         }
-        let _ = Compiled;
-        Err(FilterError("filters are not supported yet".into()))
+        Ok(Filter {
+            all_of: vec![Compiled::parse(expr)?],
+        })
     }
 
     /// Whether this filter matches every entry (no need to look at fields at all).
@@ -119,7 +703,212 @@ impl Filter {
     }
 
     /// Whether the entry with these fields passes.
-    pub fn matches(&self, _fields: &Fields) -> bool {
-        self.all_of.is_empty()
+    pub fn matches(&self, fields: &Fields) -> bool {
+        self.all_of.iter().all(|c| c.matches(fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry from its JSON text (the same path replay from disk takes).
+    fn fields(json: &str) -> Fields {
+        Fields::from_json(json.as_bytes()).expect("valid entry JSON")
+    }
+
+    fn sample() -> Fields {
+        fields(
+            r#"{"id":7,"timestamp":"2026-12-01 10:00:00","client_ip":"10.1.2.3","method":"GET",
+            "destination":"http://Bob:pw@WWW.Example.com:8080/a/b.html?q=1","status":"404 Not Found",
+            "bytes":1500,"ts":1.5,"elapsed_ms":250,"result":"TCP_DENIED","code":404,"user":"alice",
+            "hierarchy":"HIER_NONE","peer":null,"content_type":"text/html","user_agent":"Mozilla Firefox"}"#,
+        )
+    }
+
+    fn m(expr: &str, f: &Fields) -> bool {
+        Filter::parse(expr).expect(expr).matches(f)
+    }
+
+    fn error(expr: &str) -> String {
+        let e = Filter::parse(expr).expect_err(expr).to_string();
+        assert!(e.len() <= 123, "close reason too long: {e}");
+        e
+    }
+
+    #[test]
+    fn empty_matches_all() {
+        assert!(Filter::parse("  ").expect("blank").is_all());
+        assert!(m("", &Fields::default()));
+        assert!(!Filter::parse("x").expect("word").is_all());
+    }
+
+    #[test]
+    fn client_compares_parsed_addresses_and_networks() {
+        let f = sample();
+        assert!(m("client:10.1.2.3", &f));
+        assert!(m("client:10.1.0.0/16", &f));
+        assert!(!m("client:10.2.0.0/16", &f));
+        assert!(m("client:0.0.0.0/0", &f));
+        assert!(
+            !m("client:::/0", &f),
+            "an IPv6 network never holds an IPv4 client"
+        );
+        let v6 = fields(r#"{"client_ip":"2001:db8::5"}"#);
+        assert!(m("client:2001:0db8::5", &v6));
+        assert!(m("client:2001:db8::/32", &v6));
+        assert!(
+            !m("client:0.0.0.0/0", &v6),
+            "an IPv4 CIDR never matches an IPv6 client"
+        );
+        let mapped = fields(r#"{"client_ip":"::ffff:10.1.2.3"}"#);
+        assert!(m("client:10.1.0.0/16", &mapped));
+        assert!(m("client:::ffff:10.1.0.0/112", &f));
+        let none = fields(r#"{"client_ip":null}"#);
+        assert!(!m("client:0.0.0.0/0", &none));
+        assert!(m("-client:0.0.0.0/0", &none));
+    }
+
+    #[test]
+    fn method_status_result() {
+        let f = sample();
+        assert!(m("method:GET", &f) && m("method:get", &f));
+        assert!(!m("method:POST", &f));
+        assert!(m("method:POST method:GET", &f), "same key ORs");
+        assert!(m("status:404", &f) && m("status:4xx", &f) && m("status:400-404", &f));
+        assert!(!m("status:5xx", &f) && !m("status:405-499", &f) && !m("status:200", &f));
+        assert!(!m("status:4xx -status:404", &f));
+        assert!(m("result:TCP_DENIED*", &f) && m("result:*DENIED", &f));
+        assert!(!m("result:TCP_MISS", &f) && !m("result:TCP_", &f));
+    }
+
+    #[test]
+    fn domain_is_the_host_without_userinfo_or_port() {
+        let f = sample();
+        assert!(m("domain:www.example.com", &f));
+        assert!(m("domain:*.EXAMPLE.com", &f));
+        assert!(!m("domain:example.com", &f));
+        assert!(!m("domain:*8080", &f) && !m("domain:bob*", &f));
+        let connect = fields(r#"{"method":"CONNECT","destination":"Mail.Example.com:443"}"#);
+        assert!(m("domain:*.example.com", &connect));
+        assert!(!m("domain:*443", &connect));
+        let v6 = fields(r#"{"destination":"http://[2001:db8::1]:8080/x"}"#);
+        assert!(m("domain:[2001:db8::1]", &v6));
+    }
+
+    #[test]
+    fn url_user_type_source_node_globs() {
+        let f = sample();
+        assert!(m("url:*.html?q=1", &f) && m("url:http://*", &f));
+        assert!(!m("url:*.html", &f));
+        assert!(m("user:alice", &f) && m("user:al*", &f) && !m("user:-", &f));
+        assert!(!m("-user:alice", &f) && !m("-user:bob -user:alice", &f));
+        let anon = fields(r#"{"user":null}"#);
+        assert!(m("user:-", &anon) && !m("user:*", &anon) && m("-user:alice", &anon));
+        assert!(m("type:text/*", &f) && !m("type:image/*", &f));
+        let fleet = fields(r#"{"source":"/var/log/squid/a.log","node":"edge-1"}"#);
+        assert!(m("source:*/a.log node:edge-*", &fleet));
+        assert!(
+            !m("node:edge-2", &fleet) && !m("source:*", &f),
+            "a null field never matches"
+        );
+    }
+
+    #[test]
+    fn bytes_and_elapsed_compare() {
+        let f = sample();
+        for (e, want) in [
+            ("bytes:>1000", true),
+            ("bytes:>1500", false),
+            ("bytes:>=1500", true),
+            ("bytes:<1500", false),
+            ("bytes:<=1500", true),
+            ("bytes:=1500", true),
+            ("bytes:1500", true),
+            ("elapsed:>=250", true),
+            ("elapsed:<250", false),
+        ] {
+            assert_eq!(m(e, &f), want, "{e}");
+        }
+    }
+
+    #[test]
+    fn bare_words_quoting_and_and() {
+        let f = sample();
+        assert!(m("firefox", &f), "any text field, case-insensitively");
+        assert!(m("\"mozilla firefox\" EXAMPLE", &f));
+        assert!(!m("firefox chrome", &f), "bare words AND");
+        assert!(!m("-firefox", &f));
+        assert!(!m("2026", &f), "the derived timestamp is not searched");
+        assert!(!m("\"alicetext\"", &f), "a word never spans two fields");
+        assert!(m("user:\"alice\"", &f));
+        let spaced = fields(r#"{"user":"john doe"}"#);
+        assert!(m("user:\"john doe\"", &spaced) && m("user:\"john d\"*", &spaced));
+    }
+
+    #[test]
+    fn from_entry_and_from_json_agree() {
+        let line = b"1700000000.123    250 10.1.2.3 TCP_DENIED/404 1500 GET http://bob@www.example.com:8080/a?q=1 alice HIER_NONE/- text/html";
+        let entry = parsers::Format::builtin("squid")
+            .expect("squid")
+            .parse(line)
+            .expect("parses");
+        let a = Fields::from_entry(&entry, Some("/var/log/a.log"));
+        let mut with_source = entry.clone();
+        with_source
+            .extra
+            .push(("source".into(), Some("/var/log/a.log".into())));
+        let json = serde_json::to_vec(&with_source).expect("serializes");
+        let b = Fields::from_json(&json).expect("object");
+        assert_eq!(a, b);
+        assert_eq!(a.host.as_deref(), Some("www.example.com"));
+    }
+
+    #[test]
+    fn from_json_refuses_non_objects() {
+        assert!(Fields::from_json(b"[1]").is_none());
+        assert!(Fields::from_json(b"{\"a\":1} x").is_none());
+        assert!(Fields::from_json(b"{").is_none());
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert_eq!(error("stauts:404"), "unknown key 'stauts'");
+        let terms = vec!["a"; 33].join(" ");
+        assert_eq!(error(&terms), "more than 32 terms");
+        assert!(Filter::parse(&vec!["a"; 32].join(" ")).is_ok());
+        assert_eq!(error(&"a".repeat(1025)), "filter longer than 1024 bytes");
+        assert!(Filter::parse(&"a".repeat(1024)).is_ok());
+        assert!(error("client:10.0.0.0/33").contains("malformed address or CIDR"));
+        assert!(error("client:10.0.0/8").contains("CIDR"));
+        assert!(error("client:10.0.0.0/").contains("CIDR"));
+        assert!(error("status:5x").contains("malformed status"));
+        assert!(error("status:503-500").contains("malformed status"));
+        assert!(error("bytes:>>1").contains("malformed comparison"));
+        assert!(error("elapsed:abc").contains("malformed comparison"));
+        assert_eq!(error("user:\"bob"), "unbalanced quote");
+        assert!(error("status:").contains("empty value"));
+        let long_key = format!("{}:1", "k".repeat(200));
+        assert!(error(&long_key).starts_with("unknown key"));
+    }
+
+    #[test]
+    fn and_needs_both() {
+        let f = sample();
+        let view = Filter::parse("client:10.1.0.0/16").expect("view");
+        let asked = Filter::parse("client:10.2.0.0/16").expect("asked");
+        assert!(!view.and(&asked).matches(&f));
+        assert!(view.and(&Filter::default()).matches(&f));
+        assert!(!view.and(&Filter::default()).is_all());
+    }
+
+    #[test]
+    fn glob_edge_cases() {
+        let g = |p: &str, v: &str| Glob::new(p).matches(v);
+        assert!(g("*", "") && g("*", "x") && g("**", "x"));
+        assert!(g("", "") && !g("", "x"));
+        assert!(g("a*a", "aa") && !g("a*a", "a"));
+        assert!(g("*a*b*c*", "xaybzc") && !g("*a*b*c*", "cba"));
+        assert!(g("a*b*c", "abbc") && !g("a*b*c", "abcb"));
     }
 }

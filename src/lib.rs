@@ -28,6 +28,7 @@ pub mod error;
 pub mod filter;
 pub mod http;
 pub mod hub;
+pub mod privacy;
 pub mod sessions;
 pub mod shutdown;
 pub mod tail;

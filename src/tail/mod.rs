@@ -30,6 +30,7 @@ pub mod watch;
 use crate::config::Config;
 use crate::error::StartupError;
 use crate::hub::{Hub, Record};
+use crate::privacy::Privacy;
 use checkpoint::{Checkpoint, Loaded, SourceCheckpoint, StateDir};
 use follow::{FollowOptions, FollowState, Follower, StartAt};
 use journal::Journal;
@@ -254,6 +255,8 @@ pub struct Tailer {
     wakes: mpsc::Receiver<()>,
     /// Write `timestamp` in the machine's local time zone (`--local-time`) instead of UTC.
     local_time: bool,
+    /// The privacy policy, applied before an entry gets its record; `None` when it keeps all.
+    privacy: Option<Privacy>,
 }
 
 impl Tailer {
@@ -339,6 +342,7 @@ impl Tailer {
             watch,
             wakes,
             local_time: config.local_time,
+            privacy: Privacy::new(config.privacy),
         };
         // Record where we start (expired entries dropped, positions chosen) before anything runs.
         tailer.save_checkpoint(true);
@@ -420,6 +424,9 @@ impl Tailer {
                             }
                             if self.local_time {
                                 entry.utc_offset_secs = local_offset(entry.time);
+                            }
+                            if let Some(privacy) = &mut self.privacy {
+                                privacy.apply(&mut entry);
                             }
                             records.push(Record::new(self.next_id, &mut entry));
                             self.next_id += 1;
