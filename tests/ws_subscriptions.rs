@@ -332,3 +332,30 @@ async fn filter_errors_close_1008_with_the_filter_error_text() {
     );
     assert!(!reason.is_empty());
 }
+
+#[test]
+fn the_subscriber_buffer_is_a_flag_and_a_toml_key_and_is_validated() {
+    use proxytail::config::Config;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let toml = dir.path().join("proxytail.toml");
+    std::fs::write(&toml, "subscriber-buffer-bytes = 70000\n").expect("toml");
+    let toml = toml.display().to_string();
+    let (_, from_file) = Config::from_args(["proxytail", "--config", &toml]).expect("valid");
+    assert_eq!(from_file.subscriber_buffer_bytes, 70_000);
+    let (_, flag) = Config::from_args([
+        "proxytail",
+        "--config",
+        &toml,
+        "--subscriber-buffer-bytes",
+        "80000",
+    ])
+    .expect("valid");
+    assert_eq!(
+        flag.subscriber_buffer_bytes, 80_000,
+        "the flag beats the file"
+    );
+    let (_, default) = Config::from_args(["proxytail"]).expect("valid");
+    assert_eq!(default.subscriber_buffer_bytes, 4 << 20);
+    let refused = Config::from_args(["proxytail", "--subscriber-buffer-bytes", "1000"]);
+    assert!(refused.is_err(), "below 64 KiB is refused");
+}
