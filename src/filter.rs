@@ -66,6 +66,13 @@ impl TextBuilder {
         if !self.0.is_empty() {
             self.0.push(SEP);
         }
+        // Log fields are nearly always ASCII: copy and lower-case in place.
+        if value.is_ascii() && !value.contains(SEP) {
+            let start = self.0.len();
+            self.0.push_str(value);
+            self.0[start..].make_ascii_lowercase();
+            return;
+        }
         for c in value.chars() {
             // A separator inside a value would let a word straddle fields; it cannot be searched.
             if c != SEP {
@@ -79,7 +86,7 @@ impl Fields {
     /// The fields of a freshly parsed entry (after the privacy policy has been applied to it).
     pub fn from_entry(entry: &Entry<'_>, source: Option<&str>) -> Fields {
         let text = |v: &Option<Cow<'_, str>>| v.as_deref().map(Box::from);
-        let mut words = TextBuilder::default();
+        let mut words = TextBuilder(String::with_capacity(256));
         let standard = [
             &entry.client_ip,
             &entry.method,
@@ -194,6 +201,29 @@ impl<'de> serde::Deserialize<'de> for Value<'de> {
     }
 }
 
+/// An object key, borrowed from the JSON text unless it holds an escape (`Cow`'s own
+/// `Deserialize` always copies).
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// Builds [`Fields`] from the entries of a JSON object, in whatever order they come.
 struct FieldsVisitor;
 
@@ -206,8 +236,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
         let mut f = Fields::default();
-        let mut words = TextBuilder::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        let mut words = TextBuilder(String::with_capacity(256));
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let value: Value<'de> = map.next_value()?;
             match value {
                 Value::Number(n) => match &*key {
@@ -332,8 +362,8 @@ enum Term {
     Type(Glob),
     Source(Glob),
     Node(Glob),
-    /// Lower-cased bare word, its searcher built once.
-    Word(memmem::Finder<'static>),
+    /// Lower-cased bare word, its searcher built once (boxed: a searcher is large).
+    Word(Box<memmem::Finder<'static>>),
 }
 
 /// The key of a term, to group ORs; `None` for bare words (always ANDed).
@@ -603,7 +633,9 @@ fn term(key: Option<&str>, value: &str) -> Result<Term, FilterError> {
             return Err(err("NUL character in filter".into()));
         }
         let word = value.to_lowercase();
-        return Ok(Term::Word(memmem::Finder::new(&word).into_owned()));
+        return Ok(Term::Word(Box::new(
+            memmem::Finder::new(&word).into_owned(),
+        )));
     };
     Ok(match key {
         "client" => Term::Client(Net::parse(value)?),
