@@ -1,9 +1,10 @@
 // The dashboard's server-side filter (CONTRACT §6, issue 10) in chromium against the real daemon:
 // a typed filter refills the table with the daemon's backlog of matches and only matches arrive
 // live; the page URL carries the filter and a reload restores it; a bad filter shows the daemon's
-// reason in place while the previous view goes on; quick filters from a row, a top list and (from
-// the keyboard) the entry dialog; the counters count the backlog rows; a filtered reconnect whose
-// `since` is older than the history shows the daemon's `gap` message, never an id jump.
+// reason in place while the previous view goes on (a link with a bad one opens unfiltered); quick
+// filters from a row, a top list and (from the keyboard) the entry dialog; the counters count the
+// backlog rows; a filtered reconnect whose `since` is older than the history shows the daemon's
+// `gap` message, never an id jump.
 //
 // Run: cargo build && (cd tests/browser && npm ci) && node --test tests/browser/
 import { describe, it, before, after } from "node:test";
@@ -199,6 +200,20 @@ describe("server-side filters in the dashboard", { timeout: 180_000 }, () => {
     await rowsAre(page, [...held, ...newestFirst(64, is4xx)]);
     await page.waitForFunction(() => document.getElementById("missed").textContent === "?", null, { timeout: WAIT });
     assert.deepEqual(await rowIds(page), [...held, ...newestFirst(64, is4xx)]);
+  });
+
+  it("opens a link with a bad filter on every entry, with the daemon's reason in place", async () => {
+    await page.goto(`${base}/?filter=${encodeURIComponent("stauts:404")}`);
+    await page.waitForFunction(() => document.getElementById("f-error").textContent !== "", null, { timeout: WAIT });
+    const error = await page.textContent("#f-error");
+    assert.match(error, /unknown key 'stauts'/, error);
+    assert.match(error, /Still showing all entries/, error);
+    assert.equal(await page.inputValue("#f-expr"), "stauts:404", "what was asked for stays in the box to be fixed");
+    assert.equal(await pageFilter(), null, "the URL no longer claims the refused filter");
+    // The history holds the last 10 entries now: all of them, unfiltered.
+    await page.waitForFunction(() => document.getElementById("shown").textContent === "10", null, { timeout: WAIT });
+    await lastIdIs(page, written);
+    assert.equal(query(sockets.at(-1)).filter, undefined, "reconnected without the filter");
   });
 
   it("met no CSP violation or page error", async () => {
