@@ -189,10 +189,6 @@ async function applyFilter(expr) {
   clearTimeout(filterTimer);
   expr = expr.trim();
   const seq = ++applying;
-  if (expr === stream.filter) {
-    clearFilterError();
-    return;
-  }
   $("f-apply").setAttribute("aria-busy", "true");
   try {
     await stream.setFilter(expr);

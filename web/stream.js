@@ -205,7 +205,15 @@ export class LogStream {
     expr = expr.trim();
     this.#dropCandidate("Replaced by a newer filter.");
     const seq = ++this.filterSeq;
-    const token = await fetchToken();
+    // Back to the filter in force (typed and undone): nothing to switch, and nothing pending.
+    if (expr === this.filter) return;
+    let token;
+    try {
+      token = await fetchToken();
+    } catch (e) {
+      if (e.status === 401 && this.signedIn) this.#sessionEnded();
+      throw e;
+    }
     if (seq !== this.filterSeq) throw new FilterError("Replaced by a newer filter.");
     if (!this.signedIn) throw new FilterError("Signed out.");
     return new Promise((resolve, reject) => {
@@ -425,9 +433,7 @@ export class LogStream {
     } catch (e) {
       if (epoch !== this.epoch) return;
       if (e.status === 401) {
-        this.signedIn = false;
-        this.onState("signed-out", "");
-        this.onSignedOut("Your session has ended. Please sign in again.");
+        this.#sessionEnded();
         return;
       }
       if (e.status === 429 && e.retryAfterSecs !== null) {
@@ -439,6 +445,20 @@ export class LogStream {
     }
     if (epoch !== this.epoch) return;
     this.#open(token);
+  }
+
+  /** The daemon no longer knows the session (sign-out elsewhere, expiry, user removed). */
+  #sessionEnded() {
+    this.signedIn = false;
+    this.#teardown();
+    const ws = this.socket;
+    this.socket = null;
+    if (ws) {
+      ws.onclose = null;
+      ws.close(1000, "signed out");
+    }
+    this.onState("signed-out", "");
+    this.onSignedOut("Your session has ended. Please sign in again.");
   }
 
   #teardown() {
