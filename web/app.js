@@ -43,7 +43,8 @@ const stream = new LogStream({
   onFilteredGap(after, before) {
     // How many of the lost ids matched is unknown: the figure says so instead of a number.
     stats.filteredGaps++;
-    gapNote(`entries after ${after} and before ${before} that match the filter were not received (the daemon no longer held them).`);
+    gapNote(`entries after ${after} and before ${before} that match the filter were not received `
+      + "(the daemon no longer held them).");
   },
   onReset() {
     resetView();

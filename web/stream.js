@@ -128,7 +128,9 @@ export async function fetchToken() {
  *   shows the sign-in form.
  */
 export class LogStream {
-  constructor({ onEntry, onState, onGap, onFilteredGap, onReset, onFilterRefused, onSignedOut, backlog = 200 }) {
+  constructor({
+    onEntry, onState, onGap, onFilteredGap, onReset, onFilterRefused, onSignedOut, backlog = 200,
+  }) {
     this.onEntry = onEntry;
     this.onState = onState;
     this.onGap = onGap;
@@ -148,7 +150,10 @@ export class LogStream {
     this.heard = false;
     /** True while signed in (the session lives in the daemon's HttpOnly cookie, not here). */
     this.signedIn = false;
-    /** Bumped at every sign-in, sign-out and filter switch, so a reconnection begun before one is dropped after it. */
+    /**
+     * Bumped at every sign-in, sign-out and filter switch, so a reconnection begun before one is
+     * dropped after it.
+     */
     this.epoch = 0;
     /** The sign-out request in flight (or done), awaited before the next sign-in. */
     this.signingOut = Promise.resolve();
@@ -228,9 +233,10 @@ export class LogStream {
       ws.onclose = (ev) => {
         if (this.candidate === candidate) {
           this.candidate = null;
+          const detail = `${ev.code || "no code"}${ev.reason ? ` ${ev.reason}` : ""}`;
           reject(new FilterError(ev.code === 1008 && ev.reason
             ? ev.reason
-            : `The daemon closed the connection (${ev.code || "no code"}${ev.reason ? ` ${ev.reason}` : ""}); try again`));
+            : `The daemon closed the connection (${detail}); try again`));
           return;
         }
         if (this.socket !== ws) return;

@@ -1,6 +1,8 @@
 // End-to-end test of the dashboard in a real browser (Debian's chromium through playwright-core)
-// against the real daemon binary: sign-in (wrong and right), live entries, the entry dialog, pause/resume, a daemon restart while lines are appended (ids stay contiguous in the
-// export), CSV export, a phone-sized layout, sign-out; no CSP violation or page error throughout.
+// against the real daemon binary: sign-in (wrong and right), live entries, the entry dialog,
+// pause/resume, a daemon restart while lines are appended (ids stay contiguous in the export), CSV
+// export of a filtered view, a phone-sized layout, sign-out; no CSP violation or page error
+// throughout. The filter box itself is tested in filters.test.mjs.
 // Sessions (CONTRACT §11, RELIABILITY 72): no password in sessionStorage/localStorage, the session
 // cookie HttpOnly + SameSite=Strict, a reload and a daemon restart resume without the form, and
 // sign-out ends the session (the old cookie then gets 401 from /api/ws-token).
