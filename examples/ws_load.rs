@@ -142,6 +142,7 @@ async fn main() {
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
         connections: Arc::new(Connections::default()),
+        metrics: Arc::default(),
     };
     let server = warp::serve(http::routes(state.clone()))
         .incoming(listener)
@@ -153,7 +154,7 @@ async fn main() {
     let nanos = move || origin.elapsed().as_nanos();
 
     // One subscriber; it records ids and receipt latencies.
-    let token = state.tokens.mint().expect("token");
+    let token = state.tokens.mint("ws_load").expect("token");
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("ws://{addr}/api/ws/logs?token={token}"))
             .await

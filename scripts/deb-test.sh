@@ -69,11 +69,10 @@ fi
 if [ -n "${PROXYTAIL_DEB:-}" ]; then
     deb=$PROXYTAIL_DEB
 else
-    rm -rf target/man target/debian
-    cargo run --quiet --example man -- target/man >/dev/null
-    gzip -9nf target/man/*.1
-    # --strip: the release profile keeps line tables (debug = 1); the package ships a stripped binary.
-    cargo deb --quiet --strip --output target/debian/ >/dev/null
+    rm -rf target/debian
+    # Exactly the README's command (man pages come from packaging/man, kept current by
+    # tests/man_pages.rs). --strip: the release profile keeps line tables (debug = 1).
+    cargo deb --strip >/dev/null
     deb=$(ls target/debian/proxytail_*.deb)
 fi
 check "package built: $deb" test -s "$deb"
@@ -102,6 +101,7 @@ check "man finds the page" bash -c "man -w proxytail >/dev/null"
 check "copyright installed" test -s /usr/share/doc/proxytail/copyright
 check "changelog installed" test -s /usr/share/doc/proxytail/changelog.Debian.gz
 check "nginx snippet installed" test -s /usr/share/doc/proxytail/examples/nginx/proxytail-locations.conf
+check "Prometheus examples installed" test -s /usr/share/doc/proxytail/examples/prometheus/alerts.yml
 
 # The system user: its own group, group proxy for Squid's logs, no login shell, no real home.
 check "user proxytail exists" bash -c "getent passwd proxytail >/dev/null"
@@ -127,7 +127,8 @@ check "security exposure $score <= 2.0" awk -v s="$score" 'BEGIN { exit !(s != "
 for key in 'ExecReload=/bin/kill -HUP $MAINPID' 'StateDirectory=proxytail' \
     'ExecStartPre=/usr/bin/proxytail check-config --config /etc/proxytail/proxytail.toml' \
     'SocketBindAllow=tcp:5001' 'SocketBindDeny=any' 'InaccessiblePaths=-/var/spool/squid' \
-    'CapabilityBoundingSet=' 'NoNewPrivileges=yes' 'User=proxytail'; do
+    'CapabilityBoundingSet=' 'NoNewPrivileges=yes' 'User=proxytail' 'Type=notify' \
+    'NotifyAccess=main' 'WatchdogSec=10s' 'ReadOnlyPaths=/run'; do
     check "unit has $key" grep -qxF "$key" "$unit"
 done
 
@@ -183,9 +184,9 @@ if [ -n "$addr" ]; then
 
     # A user added with the installed binary, the users file keeping root:proxytail 0640, then
     # applied by SIGHUP (the unit's ExecReload) without a restart.
-    printf 'correct horse battery staple\n' | /usr/bin/proxytail user add alice \
-        --config /etc/proxytail/proxytail.toml >/dev/null
-    same "user list" alice "$(/usr/bin/proxytail user list --config /etc/proxytail/proxytail.toml)"
+    # As the README shows it: no --config, the packaged configuration is found by default.
+    printf 'correct horse battery staple\n' | /usr/bin/proxytail user add alice >/dev/null
+    same "user list" alice "$(/usr/bin/proxytail user list)"
     same "users file mode and owner kept by user add" "640 root proxytail" \
         "$(stat -c '%a %U %G' /etc/proxytail/users)"
     kill -HUP "$daemon_pid"
@@ -193,6 +194,10 @@ if [ -n "$addr" ]; then
     same "GET /api/ws-token as alice after the reload" 200 "$(curl -s -o "$tmp/token.json" -w '%{http_code}' \
         -u 'alice:correct horse battery staple' "http://$addr/api/ws-token")"
     check "token response is a success" grep -q '"status":"success"' "$tmp/token.json"
+    same "GET /metrics without credentials" 401 "$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/metrics")"
+    same "GET /metrics as alice" 200 "$(curl -s -o "$tmp/metrics.txt" -w '%{http_code}' \
+        -u 'alice:correct horse battery staple' "http://$addr/metrics")"
+    check "metrics hold proxytail_lines_read_total" grep -q '^proxytail_lines_read_total{' "$tmp/metrics.txt"
     check "same daemon process after the reload" kill -0 "$daemon_pid"
 
     kill -TERM "$daemon_pid"

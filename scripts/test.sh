@@ -18,6 +18,8 @@ declare -A want=(
   [chromium]=/usr/bin/chromium
   [curl]=/usr/bin/curl
   [lintian]=/usr/bin/lintian
+  [systemd-container]=/usr/bin/systemd-nspawn
+  [logrotate]=/usr/sbin/logrotate
   [systemd]=/usr/bin/systemd-analyze
   [dpkg-dev]=/usr/bin/dpkg-shlibdeps
 )
@@ -75,6 +77,14 @@ if [ -f scripts/deb-test.sh ]; then
   bash scripts/deb-test.sh || deb_status=$?
 fi
 
+# --- Under a real systemd (container boot, RELIABILITY 83) ------------------------------------------
+systemd_status=0
+if [ -f scripts/systemd-test.sh ]; then
+  step "systemd (container boot)"
+  # The package deb-test.sh just built, built the README's way (cargo deb --strip).
+  PROXYTAIL_DEB=$(ls target/debian/proxytail_*.deb 2>/dev/null | head -1) bash scripts/systemd-test.sh || systemd_status=$?
+fi
+
 # --- Browser ----------------------------------------------------------------------------------------
 browser_status=0
 if [ -f tests/browser/package.json ]; then
@@ -83,10 +93,10 @@ if [ -f tests/browser/package.json ]; then
 fi
 
 step "summary"
-echo "lint: exit $lint_status; cargo test: exit $cargo_status; deb: exit $deb_status; browser: exit $browser_status"
+echo "lint: exit $lint_status; cargo test: exit $cargo_status; deb: exit $deb_status; systemd: exit $systemd_status; browser: exit $browser_status"
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/cargo-test.log | awk '{s+=$1} END {print s+0}')
 echo "cargo: $passed passed, $failed failed"
-if [ "$lint_status" -ne 0 ] || [ "$cargo_status" -ne 0 ] || [ "$deb_status" -ne 0 ] || [ "$browser_status" -ne 0 ]; then
+if [ "$lint_status" -ne 0 ] || [ "$cargo_status" -ne 0 ] || [ "$deb_status" -ne 0 ] || [ "$systemd_status" -ne 0 ] || [ "$browser_status" -ne 0 ]; then
   exit 1
 fi

@@ -5,6 +5,8 @@ use crate::config::Config;
 use crate::error::StartupError;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::notify::{status_line, Notifier, Watchdog};
 use crate::sessions::{SessionLimits, SessionStore};
 use crate::shutdown::{Signals, GRACE};
 use crate::tail::Tailer;
@@ -14,13 +16,17 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Binds `config.listen` and runs until `signals.stop` fires.
+/// Binds `config.listen` and runs until `signals.stop` fires. The port is bound only once the
+/// journal is recovered and every source positioned (CONTRACT section 9, "Ready means"): before
+/// that a connection is refused rather than queued, so whoever reaches the daemon can append a
+/// line knowing it will be sent.
 pub async fn run_bound(config: Config, signals: Signals) -> Result<(), StartupError> {
+    let parts = Parts::prepare(&config)?;
     let listener = bind_listener(config.listen).map_err(|source| StartupError::Bind {
         addr: config.listen,
         source,
     })?;
-    run(config, listener, signals).await
+    serve(config, parts, listener, signals).await
 }
 
 /// Binds a listener like `TcpListener::bind` (with `SO_REUSEADDR`), plus `TCP_NODELAY`, which Linux
@@ -41,11 +47,44 @@ pub fn bind_listener(addr: std::net::SocketAddr) -> std::io::Result<TcpListener>
 
 /// Runs the daemon on an already bound `listener` until `signals.stop` fires, then shuts down
 /// cleanly: subscribers get Close 1001, the tailer writes its checkpoint, and this returns `Ok`.
+/// Connections queued on `listener` before the daemon is ready are answered once it is.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     signals: Signals,
 ) -> Result<(), StartupError> {
+    let parts = Parts::prepare(&config)?;
+    serve(config, parts, listener, signals).await
+}
+
+/// What must be ready before the port answers: the hub with the recovered history, the tailer
+/// with every source positioned, the credentials.
+struct Parts {
+    hub: Arc<Hub>,
+    tailer: Tailer,
+    auth: Arc<Authenticator>,
+}
+
+impl Parts {
+    fn prepare(config: &Config) -> Result<Parts, StartupError> {
+        let hub = Arc::new(Hub::new(config.history));
+        let tailer = Tailer::new(config, hub.clone())?;
+        let auth = Arc::new(Authenticator::load(config)?);
+        Ok(Parts { hub, tailer, auth })
+    }
+}
+
+async fn serve(
+    config: Config,
+    parts: Parts,
+    listener: TcpListener,
+    signals: Signals,
+) -> Result<(), StartupError> {
+    let Parts {
+        hub,
+        mut tailer,
+        auth,
+    } = parts;
     let Signals { stop, mut reload } = signals;
     let local = listener
         .local_addr()
@@ -53,10 +92,14 @@ pub async fn run(
     if !local.ip().is_loopback() {
         tracing::warn!(%local, "listening on a non-loopback address: put a TLS reverse proxy in front");
     }
-    let hub = Arc::new(Hub::new(config.history));
-    let tailer = Tailer::new(&config, hub.clone())?;
-    let auth = Arc::new(Authenticator::load(&config)?);
-    let tokens = Arc::new(TokenStore::new(config.token_ttl));
+    // systemd: READY=1 below, STATUS= and WATCHDOG=1 from the tailing loop itself.
+    let notifier = Notifier::from_env();
+    tailer.set_watchdog(Watchdog::from_env(&notifier));
+    let tokens = Arc::new(TokenStore::with_limits(
+        config.token_ttl,
+        config.max_tokens,
+        config.max_tokens_per_user,
+    ));
     let sessions = Arc::new(SessionStore::load(
         SessionLimits::of(&config),
         &config.state_dir,
@@ -74,18 +117,32 @@ pub async fn run(
         shutdown: token.clone(),
         tracker: tracker.clone(),
         connections: Arc::new(http::Connections::default()),
+        metrics: Arc::new(Metrics::default()),
     };
 
-    // (2) the tailer: stops producing when the token is cancelled, then writes its checkpoint.
-    tracker.spawn(tailer.run(token.clone()));
+    // (2) the tailer: stops producing when the token is cancelled, then writes its checkpoint. Its
+    // file I/O (opens, reads, fsyncs) blocks, so it runs on a blocking-pool thread of its own and
+    // never holds a runtime worker: health and signals keep answering whatever the disk does.
+    let runtime = tokio::runtime::Handle::current();
+    let tail_token = token.clone();
+    tracker.spawn_blocking(move || runtime.block_on(tailer.run(tail_token)));
     // Expired tokens are swept in the background.
     tracker.spawn(tokens.clone().sweep_until(token.clone()));
     tracker.spawn(sessions.clone().sweep_until(token.clone()));
     // (1) the HTTP server stops accepting when the token is cancelled.
-    let server = warp::serve(http::routes(state))
-        .incoming(listener)
-        .graceful(token.clone().cancelled_owned());
-    tracker.spawn(server.run());
+    let limits = http::server::Limits {
+        header_read: config.header_read_timeout,
+        total: config.max_http_connections,
+        per_ip: config.max_http_connections_per_ip,
+    };
+    tracker.spawn(http::server::run(
+        http::routes(state),
+        listener,
+        limits,
+        token.clone(),
+    ));
+    // Journal recovered and sources positioned (`Parts::prepare`), listener bound and served.
+    notifier.ready(&status_line(hub.last_id(), hub.subscriber_count()));
     tracing::info!(%local, "proxytail listening");
 
     let mut stop = stop;
@@ -109,6 +166,7 @@ pub async fn run(
         }
     }
     tracing::info!("stopping: closing subscribers and writing the checkpoint");
+    notifier.stopping();
     // (3) each WebSocket loop sees the token, sends Close 1001 and returns.
     token.cancel();
     tracker.close();

@@ -199,7 +199,9 @@ pub fn check(cli: &Settings) -> Report {
     check_jwt_secret(&mut report, &origin, &s);
     check_public_key(&mut report, &origin, &s);
     check_state_dir(&mut report, &origin, &s);
+    check_retention(&mut report, &origin, &s);
     check_origins(&mut report, &origin, &s);
+    check_service(&mut report, &s);
     if s.users.is_none() && s.jwt_secret_file.is_none() && s.jwt_public_key_file.is_none() {
         report.push(
             Severity::Warning,
@@ -585,6 +587,110 @@ fn check_state_dir(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     }
 }
 
+/// `1.5 GiB`, `300 MiB`, `12 KiB`, `40 B`.
+fn human_bytes(n: u64) -> String {
+    let units = [
+        (1u64 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (size, unit) in units {
+        if n >= size {
+            return format!("{:.1} {unit}", n as f64 / size as f64);
+        }
+    }
+    format!("{n} B")
+}
+
+/// `7.0 d`, `12.0 h`, `30 min`.
+fn human_secs(secs: f64) -> String {
+    if secs >= 86_400.0 {
+        format!("{:.1} d", secs / 86_400.0)
+    } else if secs >= 3600.0 {
+        format!("{:.1} h", secs / 3600.0)
+    } else {
+        format!("{:.0} min", secs / 60.0)
+    }
+}
+
+/// The journal's retention, and the disk it needs at the rate its own entries were made.
+fn check_retention(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
+    let cli = origin.cli;
+    let age = config::parse_duration(s.retention.as_deref().unwrap_or(config::DEFAULT_RETENTION));
+    let bytes = config::parse_bytes(
+        s.retention_bytes
+            .as_deref()
+            .unwrap_or(config::DEFAULT_RETENTION_BYTES),
+    );
+    let (age, bytes) = match (age, bytes) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(why), _) => {
+            let loc = origin.of("retention", cli.retention.is_some());
+            return report.push(Severity::Error, loc, format!("retention: {why}"));
+        }
+        (_, Err(why)) => {
+            let loc = origin.of("retention-bytes", cli.retention_bytes.is_some());
+            return report.push(Severity::Error, loc, format!("retention-bytes: {why}"));
+        }
+    };
+    let loc = origin.of("retention", cli.retention.is_some());
+    let age_s = age.as_secs_f64();
+    let mut message = format!(
+        "journal retention {} or {}, whichever is reached first",
+        human_secs(age_s),
+        human_bytes(bytes)
+    );
+    let dir: PathBuf = s
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+    let seen = crate::store::journal::inspect(&dir).unwrap_or_default();
+    let span = match (seen.oldest, seen.newest) {
+        (Some((_, Some(a))), Some((_, Some(b)))) => Some((b - a) as f64 / 1000.0),
+        _ => None,
+    };
+    let mut severity = Severity::Ok;
+    match span {
+        Some(span) if span >= 60.0 && seen.bytes > 0 => {
+            let rate = seen.bytes as f64 / span;
+            let need = (rate * age_s) as u64;
+            message.push_str(&format!(
+                "; the journal holds {} over {} ({}/day), so {} needs {}",
+                human_bytes(seen.bytes),
+                human_secs(span),
+                human_bytes((rate * 86_400.0) as u64),
+                human_secs(age_s),
+                human_bytes(need)
+            ));
+            if need > bytes {
+                message.push_str(&format!(
+                    ": retention-bytes is reached first, after about {}",
+                    human_secs(bytes as f64 / rate)
+                ));
+            }
+            let keep = need.min(bytes);
+            if let Ok(fs) = rustix::fs::statvfs(&dir) {
+                let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+                if free.saturating_add(seen.bytes) < keep {
+                    severity = Severity::Warning;
+                    message.push_str(&format!(
+                        "; only {} free on {}: the disk fills before retention applies",
+                        human_bytes(free),
+                        dir.display()
+                    ));
+                }
+            }
+        }
+        _ => message.push_str(&format!(
+            "; no rate yet (the journal in {} holds {} over less than a minute)",
+            dir.display(),
+            human_bytes(seen.bytes)
+        )),
+    }
+    report.push(severity, loc, message);
+}
+
 fn check_origins(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     let loc = origin.of("allowed-origin", !origin.cli.allowed_origin.is_empty());
     for o in &s.allowed_origin {
@@ -604,6 +710,47 @@ fn check_origins(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     }
 }
 
+// --- Metrics and systemd (issue 11) ------------------------------------------------------------------
+/// The `/metrics` endpoint and the systemd notification/watchdog settings the daemon will use.
+fn check_service(report: &mut Report, s: &Settings) {
+    let listen = s
+        .listen
+        .map_or_else(|| DEFAULT_LISTEN.to_owned(), |a| a.to_string());
+    if s.users.is_some() || s.jwt_secret_file.is_some() || s.jwt_public_key_file.is_some() {
+        report.push(
+            Severity::Ok,
+            None,
+            format!("metrics: http://{listen}/metrics, with the same credentials as the API (a user or a JWT)"),
+        );
+    } else {
+        report.push(
+            Severity::Warning,
+            None,
+            format!("metrics: http://{listen}/metrics answers 401 to everyone: no users file or JWT key is configured"),
+        );
+    }
+    let watchdog = match crate::notify::watchdog_timeout() {
+        Some(t) => format!(
+            "watchdog: WatchdogSec={} ms, keep-alive every {} ms from the tailing loop",
+            t.as_millis(),
+            (t / 2).as_millis()
+        ),
+        None => {
+            "watchdog: not set for this process; under systemd, WatchdogSec= in the unit sets it \
+                 and the tailing loop sends keep-alives every half period"
+                .to_owned()
+        }
+    };
+    report.push(Severity::Ok, None, watchdog);
+    let notify = if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        "systemd notification: NOTIFY_SOCKET set (READY=1 once ready, STATUS= with the last id)"
+    } else {
+        "systemd notification: no NOTIFY_SOCKET for this process (ExecStartPre has none; the daemon under Type=notify sends READY=1, STATUS=, WATCHDOG=1)"
+    };
+    report.push(Severity::Ok, None, notify);
+}
+// --- end of issue 11 block ---------------------------------------------------------------------------
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,5 +767,54 @@ mod tests {
         assert_eq!(line_of("a\nb\nc", 0), 1);
         assert_eq!(line_of("a\nb\nc", 2), 2);
         assert_eq!(line_of("a\nb\nc", 4), 3);
+    }
+
+    // Issue 12: check-config reports the retention and the disk it needs at the journal's rate.
+    #[test]
+    fn retention_is_reported_with_the_disk_it_needs_at_the_journal_rate() {
+        use crate::store::journal::{Journal, Options, Retention};
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::new(
+            10,
+            Retention {
+                age: std::time::Duration::from_secs(7 * 86_400),
+                bytes: 1 << 30,
+            },
+        );
+        let (mut j, _) = Journal::open(dir.path(), &options, Some(1)).unwrap();
+        // 3,601 entries of about 1 KiB, one a second: about 3.5 MiB an hour.
+        let base: i64 = 1_700_000_000;
+        let records: Vec<_> = (1..=3601u64)
+            .map(|id| {
+                let json = format!(
+                    "{{\"id\":{id},\"ts\":{}.000,\"pad\":\"{}\"}}",
+                    base + id as i64 - 1,
+                    "x".repeat(1000)
+                );
+                crate::store::record(id, json.into())
+            })
+            .collect();
+        j.append(&records).unwrap();
+        drop(j);
+        let settings = Settings {
+            state_dir: Some(dir.path().to_owned()),
+            retention_bytes: Some("100MiB".into()),
+            ..Settings::default()
+        };
+        let report = check(&settings);
+        let found = report
+            .findings
+            .iter()
+            .find(|f| f.message.starts_with("journal retention"))
+            .expect("a retention finding");
+        // 7 d at ~86 MiB/day is ~600 MiB: over 100 MiB, so the size limit applies first.
+        assert!(found.message.contains("7.0 d or 100.0 MiB"), "{found}");
+        assert!(found.message.contains("over 1.0 h"), "{found}");
+        assert!(
+            found
+                .message
+                .contains("retention-bytes is reached first, after about 1."),
+            "{found}"
+        );
     }
 }

@@ -61,6 +61,92 @@ pub struct PrivacyPolicy {
     /// `--privacy-query`.
     pub query: QueryPrivacy,
 }
+// --- Packaged configuration found by operator commands (issue 11) ----------------------------------
+/// The configuration the Debian package installs.
+pub const PACKAGED_CONFIG: &str = "/etc/proxytail/proxytail.toml";
+
+/// `proxytail user …` and `proxytail check-config` with neither `--config` nor `--users` use the
+/// packaged configuration when it exists, so `sudo proxytail user add ops` works as the README
+/// shows on an installed package. The daemon itself never guesses: its unit names the file.
+pub fn default_config_for_operator(cli: &mut Cli) {
+    default_config_from(cli, Path::new(PACKAGED_CONFIG));
+}
+
+/// [`default_config_for_operator`] with the file to look for as a parameter (tests).
+pub fn default_config_from(cli: &mut Cli, packaged: &Path) {
+    let operator = matches!(
+        cli.command,
+        Some(Command::User { .. } | Command::CheckConfig)
+    );
+    let s = &mut cli.settings;
+    if operator && s.config.is_none() && s.users.is_none() && packaged.is_file() {
+        s.config = Some(packaged.to_owned());
+    }
+}
+// --- end of issue 11 block ---------------------------------------------------------------------------
+
+// History on disk (issue 12): how long and how much the journal keeps.
+/// Journal retention by age unless told otherwise: a week reaches back past the last weekend's
+/// changes, the usual "since the deploy" question.
+pub const DEFAULT_RETENTION: &str = "7d";
+/// Journal retention by size unless told otherwise: about 4 million entries (a busy proxy's day
+/// or two), small enough for a default /var partition. Whichever is reached first applies.
+pub const DEFAULT_RETENTION_BYTES: &str = "1GiB";
+/// Smallest accepted `--retention-bytes`: segments are a sixteenth of it, at least 64 KiB.
+pub const MIN_RETENTION_BYTES: u64 = 1 << 20;
+
+/// A duration as `90s`, `30m`, `12h`, `7d` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 7d, 12h, 30m, 90s)"))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (s, m, h, d, w)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// A size as `2GiB`, `500MB`, `64KiB` or plain bytes (SI and binary units).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 2GiB, 500MB)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -235,6 +321,40 @@ pub struct Settings {
     /// Query strings of destination URLs: `keep` (default) or `strip` (everything after `?`).
     #[arg(long, env = "PROXYTAIL_PRIVACY_QUERY", global = true)]
     pub privacy_query: Option<QueryPrivacy>,
+    // History on disk (issue 12).
+    /// How long the journal keeps entries, by their `ts`: `7d`, `12h`, `30m` (default 7d).
+    #[arg(long, env = "PROXYTAIL_RETENTION", global = true)]
+    pub retention: Option<String>,
+    /// Most bytes the journal keeps: `2GiB`, `500MB` (default 1GiB). Whichever limit is reached
+    /// first applies.
+    #[arg(long, env = "PROXYTAIL_RETENTION_BYTES", global = true)]
+    pub retention_bytes: Option<String>,
+    // Hostile clients (CONTRACT §11): token bounds and the Host allowlist.
+    /// Outstanding WebSocket tokens allowed in total (default 10000).
+    #[arg(long, env = "PROXYTAIL_MAX_TOKENS", global = true)]
+    pub max_tokens: Option<usize>,
+    /// Outstanding WebSocket tokens one user or JWT subject may hold (default 100).
+    #[arg(long, env = "PROXYTAIL_MAX_TOKENS_PER_USER", global = true)]
+    pub max_tokens_per_user: Option<usize>,
+    /// URL the daemon is reached at through a reverse proxy (repeatable): its host is accepted in
+    /// `Host` and its origin in `Origin`. Other hosts than loopback and the listen address get 421.
+    #[arg(
+        long = "public-url",
+        env = "PROXYTAIL_PUBLIC_URL",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(default)]
+    pub public_url: Vec<String>,
+    /// Seconds a client has to send a request's headers, also the keep-alive idle limit (default 10).
+    #[arg(long, env = "PROXYTAIL_HEADER_READ_TIMEOUT", global = true)]
+    pub header_read_timeout: Option<u64>,
+    /// Open HTTP connections, WebSockets included, at most (default 768).
+    #[arg(long, env = "PROXYTAIL_MAX_HTTP_CONNECTIONS", global = true)]
+    pub max_http_connections: Option<usize>,
+    /// Open HTTP connections from one non-loopback address at most (default 64).
+    #[arg(long, env = "PROXYTAIL_MAX_HTTP_CONNECTIONS_PER_IP", global = true)]
+    pub max_http_connections_per_ip: Option<usize>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -298,6 +418,25 @@ pub struct Config {
     pub subscriber_buffer_bytes: usize,
     /// What the privacy policy does to client addresses, users and query strings.
     pub privacy: PrivacyPolicy,
+    // History on disk (issue 12).
+    /// Journal retention by age (entries' `ts`).
+    pub retention: Duration,
+    /// Journal retention by size, in bytes.
+    pub retention_bytes: u64,
+    // Hostile clients (CONTRACT §11).
+    /// Bound on outstanding WebSocket tokens in total.
+    pub max_tokens: usize,
+    /// Bound on outstanding WebSocket tokens per principal.
+    pub max_tokens_per_user: usize,
+    /// Host names (lower case, no port) of the `--public-url`s, accepted in `Host` besides the
+    /// daemon's own; their origins are in `allowed_origins`.
+    pub public_hosts: Vec<String>,
+    /// Deadline for a request's headers, and for the next request on an idle keep-alive connection.
+    pub header_read_timeout: Duration,
+    /// Cap on open HTTP connections.
+    pub max_http_connections: usize,
+    /// Cap on open HTTP connections per non-loopback peer address.
+    pub max_http_connections_per_ip: usize,
 }
 
 impl Config {
@@ -376,6 +515,64 @@ impl Config {
                 why: "must be at least 65536".into(),
             });
         }
+        // History on disk (issue 12).
+        let retention = parse_duration(s.retention.as_deref().unwrap_or(DEFAULT_RETENTION))
+            .map_err(|why| ConfigError::Invalid {
+                field: "retention",
+                why,
+            })?;
+        if retention.is_zero() {
+            return Err(ConfigError::Invalid {
+                field: "retention",
+                why: "must be at least 1 second".into(),
+            });
+        }
+        let retention_bytes = parse_bytes(
+            s.retention_bytes
+                .as_deref()
+                .unwrap_or(DEFAULT_RETENTION_BYTES),
+        )
+        .map_err(|why| ConfigError::Invalid {
+            field: "retention-bytes",
+            why,
+        })?;
+        if retention_bytes < MIN_RETENTION_BYTES {
+            return Err(ConfigError::Invalid {
+                field: "retention-bytes",
+                why: "must be at least 1MiB".into(),
+            });
+        }
+        // Hostile clients (CONTRACT §11).
+        let max_tokens = s.max_tokens.unwrap_or(crate::tokens::MAX_OUTSTANDING);
+        let max_tokens_per_user = s
+            .max_tokens_per_user
+            .unwrap_or(crate::tokens::MAX_PER_PRINCIPAL);
+        if max_tokens == 0 || max_tokens_per_user == 0 {
+            return Err(ConfigError::Invalid {
+                field: "max-tokens",
+                why: "token bounds must be at least 1".into(),
+            });
+        }
+        let header_read_timeout = s.header_read_timeout.unwrap_or(10);
+        let max_http_connections = s.max_http_connections.unwrap_or(768);
+        let max_http_connections_per_ip = s.max_http_connections_per_ip.unwrap_or(64);
+        if header_read_timeout == 0 || max_http_connections == 0 || max_http_connections_per_ip == 0
+        {
+            return Err(ConfigError::Invalid {
+                field: "header-read-timeout",
+                why: "HTTP limits must be at least 1".into(),
+            });
+        }
+        let mut allowed_origins = s.allowed_origin;
+        let mut public_hosts = Vec::new();
+        for url in &s.public_url {
+            let (origin, host) = public_origin(url).map_err(|why| ConfigError::Invalid {
+                field: "public-url",
+                why,
+            })?;
+            allowed_origins.push(origin);
+            public_hosts.push(host);
+        }
         Ok(Config {
             listen,
             access_logs: s.access_log,
@@ -396,7 +593,7 @@ impl Config {
             local_time: s.local_time.unwrap_or(false),
             poll: s.poll.unwrap_or(false),
             max_line_bytes,
-            allowed_origins: s.allowed_origin,
+            allowed_origins,
             max_connections: s.max_connections.unwrap_or(256),
             max_connections_per_ip: s.max_connections_per_ip.unwrap_or(32),
             trust_forwarded_for: s.trust_forwarded_for.unwrap_or(false),
@@ -410,6 +607,14 @@ impl Config {
                 user: s.privacy_user.unwrap_or_default(),
                 query: s.privacy_query.unwrap_or_default(),
             },
+            retention,
+            retention_bytes,
+            max_tokens,
+            max_tokens_per_user,
+            public_hosts,
+            header_read_timeout: Duration::from_secs(header_read_timeout),
+            max_http_connections,
+            max_http_connections_per_ip,
         })
     }
 }
@@ -470,7 +675,40 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         privacy_client_ip: a.privacy_client_ip.or(b.privacy_client_ip),
         privacy_user: a.privacy_user.or(b.privacy_user),
         privacy_query: a.privacy_query.or(b.privacy_query),
+        retention: a.retention.or(b.retention),
+        retention_bytes: a.retention_bytes.or(b.retention_bytes),
+        max_tokens: a.max_tokens.or(b.max_tokens),
+        max_tokens_per_user: a.max_tokens_per_user.or(b.max_tokens_per_user),
+        public_url: vec_or(a.public_url, b.public_url),
+        header_read_timeout: a.header_read_timeout.or(b.header_read_timeout),
+        max_http_connections: a.max_http_connections.or(b.max_http_connections),
+        max_http_connections_per_ip: a
+            .max_http_connections_per_ip
+            .or(b.max_http_connections_per_ip),
     }
+}
+
+/// `https://proxy.example/` → its origin (`https://proxy.example`) and host (`proxy.example`).
+fn public_origin(url: &str) -> Result<(String, String), String> {
+    let uri: warp::http::Uri = url
+        .trim()
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+    let scheme = uri.scheme_str().unwrap_or_default();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("{url:?}: the scheme must be http or https"));
+    }
+    let (Some(authority), Some(host)) = (uri.authority(), uri.host()) else {
+        return Err(format!("{url:?} has no host"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(format!("{url:?}: no user information in a public URL"));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((
+        format!("{scheme}://{}", authority.as_str().to_ascii_lowercase()),
+        host.to_ascii_lowercase(),
+    ))
 }
 
 /// The parser for `--format NAME` (with `--regex` / `--logformat` where the name asks for one).
@@ -504,5 +742,37 @@ fn compile_format(
                 ),
             )
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_settings_parse_units_and_refuse_nonsense() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("7 days").is_err());
+        assert!(parse_duration("-1d").is_err());
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert!(parse_bytes("1XB").is_err());
+        assert!(parse_bytes("99999999999TiB").is_err());
+        let base = ["proxytail", "--access-log", "/x"];
+        let (_, c) = Config::from_args(base).unwrap();
+        assert_eq!(
+            (c.retention, c.retention_bytes),
+            (Duration::from_secs(7 * 86_400), 1 << 30)
+        );
+        let with = |extra: &[&str]| Config::from_args(base.iter().chain(extra).copied());
+        let (_, c) = with(&["--retention", "12h", "--retention-bytes", "2GiB"]).unwrap();
+        assert_eq!(
+            (c.retention, c.retention_bytes),
+            (Duration::from_secs(12 * 3600), 2 << 30)
+        );
+        assert!(with(&["--retention-bytes", "1KiB"]).is_err());
+        assert!(with(&["--retention", "0s"]).is_err());
     }
 }

@@ -9,13 +9,17 @@
 //!                tail::follow (complete lines, rotation, truncation)
 //!                    │
 //!                    ▼
-//!                parsers (line → Entry)  ──►  tail (ids, checkpoint)
+//!                parsers (line → Entry)  ──►  tail (ids, checkpoint) ──► store (journal on disk)
 //!                                               │
 //!                                               ▼
 //!                hub (history ring + subscriptions)
 //!                                               │
-//!          auth, tokens, sessions ──► http (warp: /api/ws-token, /api/session, /api/ws/logs, /api/health, /)
+//!          auth, tokens, sessions ──► http (warp: /api/ws-token, /api/session, /api/ws/logs, /api/health,
+//!                                            /metrics, /)
 //! ```
+//!
+//! `metrics` holds the counters the HTTP side adds to and renders `/metrics`; `notify` speaks
+//! systemd's notification protocol (ready, status, watchdog keep-alives from the tailing loop).
 //!
 //! `app` wires them together; `config` turns flags, env and a TOML file into a validated [`config::Config`].
 
@@ -28,9 +32,12 @@ pub mod error;
 pub mod filter;
 pub mod http;
 pub mod hub;
+pub mod metrics;
+pub mod notify;
 pub mod privacy;
 pub mod sessions;
 pub mod shutdown;
+pub mod store;
 pub mod tail;
 pub mod tokens;
 pub mod users_cmd;

@@ -31,7 +31,8 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // clap prints help, version and usage errors itself, with the right exit code.
-    let cli = Cli::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let mut cli = Cli::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    proxytail::config::default_config_for_operator(&mut cli);
     // check-config reports every problem itself, including those that stop `Config` from loading.
     if let Some(Command::CheckConfig) = cli.command {
         let report = proxytail::check::check(&cli.settings);

@@ -3,8 +3,9 @@
 //! checks return domain errors that `http::token` turns into responses.
 //!
 //! Policies (where the contract leaves a number open):
-//! - Argon2 runs on the blocking pool under a cap of one permit per core (at most 8) with a queue of
-//!   twice that; beyond it the answer is 503 with `Retry-After: 1` ([`verify`]).
+//! - Argon2 runs on the blocking pool under a cap of one permit per core (at most 2), each hash in one
+//!   of a fixed pool of work areas, with a queue of 16; beyond it the answer is 503 with
+//!   `Retry-After: 1` ([`verify`]).
 //! - 10 failures from one address (an IPv6 /64) within 60 s lock it out for 300 s: 429 with
 //!   `Retry-After` ([`throttle`]); a success clears the count; "busy" and "no credentials" do not count.
 //! - Credentials over [`MAX_HEADER_BYTES`], user names over 256 bytes and passwords over 1 KiB are
@@ -197,7 +198,9 @@ impl Authenticator {
         match &result {
             Ok(principal) => {
                 self.throttle.record_success(peer);
-                tracing::debug!(user = %principal.name, %peer, "authenticated");
+                // A JWT subject is client text: escaped, never raw in the log.
+                let user = principal.name.escape_debug();
+                tracing::debug!(%user, %peer, "authenticated");
             }
             Err(AuthError::Invalid) => match self.throttle.record_failure(peer) {
                 Some(secs) => {

@@ -1,7 +1,11 @@
 //! The HTTP side: warp filters, thin handlers, the WebSocket loop and one rejection mapper.
+pub mod client;
 pub mod health;
+pub mod host;
+pub mod metrics;
 pub mod reject;
 pub mod routes;
+pub mod server;
 pub mod session;
 pub mod token;
 pub mod web;
@@ -44,6 +48,8 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// Open WebSocket connections, total and per address, for the caps.
     pub connections: Arc<Connections>,
+    /// Counters for `/metrics` (token outcomes, closes by code).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Counts of open WebSocket connections.

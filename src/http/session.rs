@@ -85,7 +85,7 @@ async fn sign_in(
     if let Some(refused) = foreign_origin(&headers, &state) {
         return refused;
     }
-    let peer = token::client_addr(&headers, remote, state.config.trust_forwarded_for);
+    let peer = super::client::client_addr(&headers, remote, state.config.trust_forwarded_for);
     // Only a password opens a session: a JWT already is a session of its issuer's making.
     let basic = headers
         .get(AUTHORIZATION)

@@ -1,8 +1,10 @@
 //! `GET /api/ws-token`: authenticate (Basic, Bearer, the JWT cookie or a dashboard session), mint a single-use WebSocket
 //! token, and answer JSON with `Cache-Control: no-store` and never any CORS header.
-use super::{reject, session, AppState};
+use super::{client, reject, session, AppState};
 use crate::auth::AuthError;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use crate::tokens::TokenError;
+use std::net::IpAddr;
+use std::time::Duration;
 use warp::filters::BoxedFilter;
 use warp::http::header::{
     HeaderMap, HeaderValue, AUTHORIZATION, COOKIE, RETRY_AFTER, WWW_AUTHENTICATE,
@@ -18,18 +20,13 @@ pub fn route(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
     warp::path!("api" / "ws-token")
         .and(warp::get())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(client::address(state.config.trust_forwarded_for))
         .and(warp::any().map(move || state.clone()))
         .then(handle)
         .boxed()
 }
 
-async fn handle(
-    headers: HeaderMap,
-    remote: Option<SocketAddr>,
-    state: AppState,
-) -> warp::reply::Response {
-    let peer = client_addr(&headers, remote, state.config.trust_forwarded_for);
+async fn handle(headers: HeaderMap, peer: IpAddr, state: AppState) -> warp::reply::Response {
     // A header that is not visible ASCII cannot hold valid credentials: it is checked (and fails)
     // like any other unusable scheme rather than being ignored.
     let authorization = headers
@@ -54,27 +51,44 @@ async fn handle(
                 .await
         }
     };
-    match result {
-        Ok(principal) => match state.tokens.mint() {
+    let response = match result {
+        Ok(principal) => match state.tokens.mint(&principal.name) {
             Ok(token) => {
-                tracing::info!(user = %principal.name, %peer, "issued a WebSocket token");
+                // The name comes from the client (a JWT subject): escaped, never raw in the log.
+                let user = principal.name.escape_debug();
+                tracing::info!(%user, %peer, "issued a WebSocket token");
                 let body = serde_json::json!({ "status": "success", "token": token });
                 let reply = warp::reply::json(&body);
                 warp::reply::with_header(reply, "cache-control", "no-store").into_response()
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot mint a WebSocket token");
-                with_retry_after(
-                    reject::json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-                    1,
-                )
+                let user = principal.name.escape_debug();
+                tracing::warn!(%user, %peer, error = %e, "cannot mint a WebSocket token");
+                let (status, wait) = match e {
+                    TokenError::Quota { retry_after } => {
+                        (StatusCode::TOO_MANY_REQUESTS, retry_after)
+                    }
+                    TokenError::Full { retry_after } => {
+                        (StatusCode::SERVICE_UNAVAILABLE, retry_after)
+                    }
+                    TokenError::Invalid | TokenError::Unavailable => {
+                        (StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(1))
+                    }
+                };
+                // Whole seconds, rounded up: a client that waits this long finds a free slot.
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                with_retry_after(reject::json_error(status, &e.to_string()), secs)
             }
         },
         Err(e) => session::no_prompt_for_scripts(&headers, auth_error(e)),
-    }
+    };
+    state
+        .metrics
+        .token_request(crate::metrics::TokenOutcome::of_status(response.status()));
+    response
 }
 
-/// Maps an authentication failure to its status, body and headers.
+/// Maps an authentication failure to its status, body and headers (also for `/metrics`).
 pub(super) fn auth_error(e: AuthError) -> warp::reply::Response {
     let message = e.to_string();
     match e {
@@ -103,29 +117,6 @@ fn with_retry_after(mut response: warp::reply::Response, secs: u64) -> warp::rep
     response
 }
 
-/// The address failures are counted against: the TCP peer, or — only when configured and only
-/// from a loopback peer (the local reverse proxy) — the last address of `X-Forwarded-For`, the one
-/// that proxy appended itself. Without a peer address (not the case with a TCP listener) all such
-/// requests share one bucket.
-pub fn client_addr(
-    headers: &HeaderMap,
-    remote: Option<SocketAddr>,
-    trust_forwarded: bool,
-) -> IpAddr {
-    let peer = remote.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-    if !trust_forwarded || !peer.is_loopback() {
-        return peer;
-    }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').map(str::trim).find(|s| !s.is_empty()))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(peer)
-}
-
 /// The value of cookie `name` from the `Cookie` header(s), surrounding quotes removed.
 pub(super) fn find_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -148,21 +139,6 @@ mod tests {
             map.append(*k, HeaderValue::from_static(v));
         }
         map
-    }
-
-    #[test]
-    fn forwarded_for_only_when_trusted_and_loopback() {
-        let h = headers(&[("x-forwarded-for", "203.0.113.9, 198.51.100.7")]);
-        let lo: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        let far: SocketAddr = "192.0.2.1:4000".parse().unwrap();
-        assert_eq!(
-            client_addr(&h, Some(lo), true),
-            "198.51.100.7".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(client_addr(&h, Some(lo), false), lo.ip());
-        assert_eq!(client_addr(&h, Some(far), true), far.ip());
-        let junk = headers(&[("x-forwarded-for", "not-an-ip")]);
-        assert_eq!(client_addr(&junk, Some(lo), true), lo.ip());
     }
 
     #[test]

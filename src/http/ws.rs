@@ -30,7 +30,7 @@ use futures_util::{Sink, StreamExt};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::error::Error as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -96,18 +96,15 @@ pub fn route(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
         .and(warp::ws())
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
-        .and(warp::header::optional::<String>("x-forwarded-for"))
-        .and(warp::addr::remote())
+        .and(super::client::address(state.config.trust_forwarded_for))
         // Pairs never fail to decode (a typed struct would, and warp logs the query on failure).
         .and(warp::query::<Vec<(String, String)>>())
         .map(
             move |ws: Ws,
                   origin: Option<String>,
                   host: Option<String>,
-                  forwarded: Option<String>,
-                  remote: Option<SocketAddr>,
+                  peer: IpAddr,
                   query: Vec<(String, String)>| {
-                let peer = client_ip(&state, remote, forwarded.as_deref());
                 upgrade(
                     &state,
                     ws,
@@ -170,21 +167,6 @@ fn close_reason(reason: &str) -> String {
         end -= 1;
     }
     reason[..end].to_owned()
-}
-
-/// The client address the caps count: the TCP peer, or the last `X-Forwarded-For` hop when that is
-/// trusted (configured, and the peer is loopback, i.e. the reverse proxy).
-fn client_ip(state: &AppState, remote: Option<SocketAddr>, forwarded: Option<&str>) -> IpAddr {
-    let peer = remote.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-    if state.config.trust_forwarded_for && peer.is_loopback() {
-        if let Some(ip) = forwarded
-            .and_then(|f| f.rsplit(',').next())
-            .and_then(|last| last.trim().parse::<IpAddr>().ok())
-        {
-            return ip;
-        }
-    }
-    peer
 }
 
 /// Decides before the upgrade (Origin → 403), reserves a slot, then upgrades.
@@ -255,7 +237,10 @@ async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Param
     );
     let close_code = match conn.stream_entries(sub, params.filter.is_some()).await {
         End::Client => None,
-        End::Closed(code) => Some(code),
+        End::Closed(code) => {
+            state.metrics.subscriber_closed(code);
+            Some(code)
+        }
     };
     drop(slot);
     tracing::debug!(%peer, ?close_code, "WebSocket subscriber gone");
@@ -605,6 +590,7 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn origin_must_be_own_or_listed() {

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -199,9 +199,23 @@ struct OpenFile {
 }
 
 impl OpenFile {
+    /// Opens `path` (a symlink is followed) only if it is a regular file. The open never blocks:
+    /// `O_NONBLOCK` makes opening a FIFO with no writer return at once (a plain open would wait
+    /// for a writer forever, on the tailer's thread), and the type is checked on the opened handle,
+    /// so nothing swapped in between a check and the open gets through. On a regular file
+    /// `O_NONBLOCK` changes nothing.
     fn open(path: &Path, offset: u64, now: Instant) -> io::Result<OpenFile> {
-        let file = File::open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path)?;
         let meta = file.metadata()?;
+        if !meta.file_type().is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file (a FIFO, device or directory is refused)",
+            ));
+        }
         let mut f = OpenFile {
             born: meta.created().ok(),
             last_look: std::time::SystemTime::now(),

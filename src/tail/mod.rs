@@ -23,17 +23,17 @@
 //! entry carries an extra `source` field (the path).
 pub mod checkpoint;
 pub mod follow;
-pub mod journal;
 pub mod syncer;
 pub mod watch;
 
 use crate::config::Config;
 use crate::error::StartupError;
 use crate::hub::{Hub, Record};
+use crate::notify::Watchdog;
 use crate::privacy::Privacy;
+use crate::store::journal::{self, Journal};
 use checkpoint::{Checkpoint, Loaded, SourceCheckpoint, StateDir};
 use follow::{FollowOptions, FollowState, Follower, StartAt};
-use journal::Journal;
 use parsers::{Format, ParseError};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -93,6 +93,11 @@ struct HealthInner {
     polling: bool,
     /// Checkpoint or journal writes that failed (publishing waits for them to succeed).
     state_write_errors: u64,
+    /// Entries made since start (for `/metrics`).
+    entries: u64,
+    /// Per source, `(dev, ino, offset)` of each file in the last checkpoint written: with the
+    /// file's size, the lag `/metrics` reports.
+    positions: Vec<Vec<(u64, u64, u64)>>,
 }
 
 impl TailHealth {
@@ -105,6 +110,29 @@ impl TailHealth {
             "polling": h.polling,
             "state_write_errors": h.state_write_errors,
         })
+    }
+
+    /// The counters and positions `/metrics` exposes.
+    pub fn metrics_snapshot(&self) -> crate::metrics::TailSnapshot {
+        let h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        crate::metrics::TailSnapshot {
+            entries: h.entries,
+            state_write_errors: h.state_write_errors,
+            sources: h
+                .sources
+                .iter()
+                .enumerate()
+                .map(|(i, s)| crate::metrics::SourceSnapshot {
+                    path: PathBuf::from(&s.path),
+                    lines: s.lines,
+                    parse_errors: s.parse_errors,
+                    skipped_long_lines: s.skipped_long_lines,
+                    rotations: s.rotations,
+                    truncations: s.truncations,
+                    files: h.positions.get(i).cloned().unwrap_or_default(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -257,6 +285,8 @@ pub struct Tailer {
     local_time: bool,
     /// The privacy policy, applied before an entry gets its record; `None` when it keeps all.
     privacy: Option<Privacy>,
+    /// systemd keep-alives, sent from this loop itself so that a stuck tailer stops them.
+    watchdog: Option<Watchdog>,
 }
 
 impl Tailer {
@@ -282,9 +312,13 @@ impl Tailer {
                 (None, true)
             }
         };
+        let retention = journal::Retention {
+            age: config.retention,
+            bytes: config.retention_bytes,
+        };
         let (journal, recovered) = Journal::open(
             state.path(),
-            config.history,
+            &journal::Options::new(config.history, retention),
             checkpoint.as_ref().map(|c| c.next_id),
         )
         .map_err(|e| state_err(format!("journal: {e}")))?;
@@ -343,6 +377,7 @@ impl Tailer {
             wakes,
             local_time: config.local_time,
             privacy: Privacy::new(config.privacy),
+            watchdog: None,
         };
         // Record where we start (expired entries dropped, positions chosen) before anything runs.
         tailer.save_checkpoint(true);
@@ -355,6 +390,24 @@ impl Tailer {
         self.health.clone()
     }
 
+    /// Sends systemd's watchdog keep-alives (and `STATUS=`) from [`Tailer::run`]'s loop.
+    pub fn set_watchdog(&mut self, watchdog: Option<Watchdog>) {
+        self.watchdog = watchdog;
+    }
+
+    /// A keep-alive if one is owed: called on every turn of the loop, busy or idle.
+    fn kick(&mut self) {
+        if let Some(w) = &mut self.watchdog {
+            let hub = &self.hub;
+            w.kick(|| crate::notify::status_line(hub.last_id(), hub.subscriber_count()));
+        }
+    }
+
+    /// The journal on disk, for replay from it and its figures (oldest id and ts, bytes).
+    pub fn store(&self) -> crate::store::Store {
+        self.journal.store()
+    }
+
     /// Follows until `token` is cancelled, then writes the checkpoint and returns.
     pub async fn run(mut self, token: CancellationToken) {
         let mut tick = tokio::time::interval(self.watch.interval());
@@ -362,13 +415,23 @@ impl Tailer {
         loop {
             // Read until nothing is left, yielding between bounded chunks.
             while self.step() && !token.is_cancelled() {
+                self.kick();
                 tokio::task::yield_now().await;
             }
+            self.kick();
+            let due = self.watchdog.as_ref().map(Watchdog::due);
+            let keep_alive = async move {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
                 Some(()) = self.wakes.recv() => {}
                 _ = tick.tick() => {}
+                _ = keep_alive => {}
             }
             if self.watch.refresh() {
                 tick = tokio::time::interval(self.watch.interval());
@@ -405,6 +468,7 @@ impl Tailer {
         let multi = self.sources.len() > 1;
         let mut records = Vec::new();
         let mut more = false;
+        let mut made = 0;
         for src in &mut self.sources {
             let lines = src.follower.read_available();
             more |= src.follower.has_more();
@@ -430,6 +494,7 @@ impl Tailer {
                             }
                             records.push(Record::new(self.next_id, &mut entry));
                             self.next_id += 1;
+                            made += 1;
                         }
                         Err(e) => src.parse_failed(
                             &e,
@@ -440,6 +505,11 @@ impl Tailer {
             }
         }
         // Health first: whoever sees the batch published sees counters that include it.
+        self.health
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries += made;
         self.update_health();
         let committed = self.commit(records, false);
         more || !committed
@@ -475,6 +545,8 @@ impl Tailer {
         if self.last_sync.elapsed() < SYNC_EVERY || self.syncer.busy() {
             return;
         }
+        // Retention by age also applies when no segment fills up (a quiet log).
+        self.journal.enforce_retention();
         let journal = match self.journal.unsynced_handles() {
             Ok(files) => files,
             Err(e) => {
@@ -517,6 +589,16 @@ impl Tailer {
                 })
                 .collect(),
         );
+        // Where each source has read to, for the lag `/metrics` shows.
+        self.health
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .positions = cp
+            .sources
+            .iter()
+            .map(|s| s.files.iter().map(|f| (f.dev, f.ino, f.offset)).collect())
+            .collect();
         if self.saved.as_ref() == Some(&cp) && !(sync && self.dirty) {
             return true;
         }

@@ -155,7 +155,7 @@ impl Server {
 
     /// A fresh single-use token.
     pub fn token(&self) -> String {
-        self.state.tokens.mint().expect("mint token")
+        self.state.tokens.mint(USER).expect("mint token")
     }
 
     /// Publishes records `ids` in batches of `batch`.

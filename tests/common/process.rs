@@ -32,8 +32,44 @@ impl Proc {
     /// Starts the binary with `args` (which should include `--listen 127.0.0.1:0`) and waits,
     /// within `bound`, for it to report its address. Its stderr also goes to `log`.
     pub fn start(args: &[String], log: &LogTail, bound: Duration) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_proxytail"))
+        Proc::spawn(&[], args, &[], log, bound)
+    }
+
+    /// [`Proc::start`] with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
+    pub fn start_env(
+        args: &[String],
+        env: &[(&str, &std::ffi::OsStr)],
+        log: &LogTail,
+        bound: Duration,
+    ) -> Proc {
+        Proc::spawn(&[], args, env, log, bound)
+    }
+
+    /// Like [`Proc::start`], run through `wrapper` (a command that execs the rest of its argv, e.g.
+    /// `["prlimit", "--nofile=1024:1024", "--"]`), so the daemon's PID is still the child's.
+    pub fn start_under(wrapper: &[&str], args: &[String], log: &LogTail, bound: Duration) -> Proc {
+        Proc::spawn(wrapper, args, &[], log, bound)
+    }
+
+    fn spawn(
+        wrapper: &[&str],
+        args: &[String],
+        env: &[(&str, &std::ffi::OsStr)],
+        log: &LogTail,
+        bound: Duration,
+    ) -> Proc {
+        let binary = env!("CARGO_BIN_EXE_proxytail");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(args)
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .env("PROXYTAIL_LOG", "info")
             .stdin(Stdio::null())
@@ -73,6 +109,11 @@ impl Proc {
         p
     }
 
+    /// The daemon's process id (for /proc/PID/…).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits (within `bound`) for a stderr line containing `needle`.
     pub fn await_line(&mut self, needle: &str, bound: Duration) -> String {
         let deadline = Instant::now() + bound;
@@ -87,11 +128,6 @@ impl Proc {
                 ),
             }
         }
-    }
-
-    /// The child's process id (for /proc/PID/status).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Sends `signal` (`-HUP`, `-TERM`, …) with `kill(1)`.

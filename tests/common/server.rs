@@ -37,6 +37,7 @@ pub fn serve_routes(config: Config, auth: Authenticator) -> AppState {
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
         connections: Arc::new(Connections::default()),
+        metrics: Arc::default(),
     };
     let server = warp::serve(proxytail::http::routes(state.clone()))
         .incoming(listener)

@@ -1,0 +1,177 @@
+//! Journal benchmark: the cost of appending a line to the journal, and the speed of reading it back
+//! from disk with the store's reader (the reader alone: no WebSocket, no filter).
+//!
+//! Both journal formats are driven by the same loop, in batches of `--batch` records of the same
+//! realistic entry (about 330 bytes of JSON):
+//! - `v2`: this branch's [`Journal::append`] (segments with header and sparse index, retention);
+//! - `v1`: the first release's append (main's `src/tail/journal.rs`: one buffer per batch,
+//!   `metadata().len()` then `write_all` on an append-mode file, a new file every `--history`
+//!   records), reproduced here operation for operation so that both run in one harness.
+//!
+//! Then a reader opened at id 0 reads all `v2` records back and reports entries/s, and the peak
+//! RSS of the process (VmHWM), which stays near one batch however many records are read.
+//!
+//! ```text
+//! cargo run --release --example journal_bench -- --count 2000000 --batch 100
+//! ```
+use bytes::Bytes;
+use proxytail::hub::Record;
+use proxytail::store::journal::{Journal, Options, Retention};
+use proxytail::store::reader::Chunk;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Records of about 330 bytes, as the squid parser makes them.
+fn record(id: u64) -> Record {
+    let ms = 1_774_449_130_123 + id as i64;
+    let json = format!(
+        "{{\"id\":{id},\"timestamp\":\"2026-03-25 14:32:10\",\"client_ip\":\"192.168.1.10\",\
+         \"method\":\"GET\",\"destination\":\"http://example.com/assets/app-{id}.js\",\
+         \"status\":\"200 OK\",\"bytes\":4096,\"ts\":{}.{:03},\"elapsed_ms\":85,\
+         \"result\":\"TCP_MISS\",\"code\":200,\"user\":null,\"hierarchy\":\"HIER_DIRECT\",\
+         \"peer\":\"93.184.216.34\",\"content_type\":\"application/javascript\"}}",
+        ms / 1000,
+        ms % 1000
+    );
+    Record::from_json(id, Bytes::from(json))
+}
+
+/// The first release's writer: main's `Journal::append` and `rotate`, without recovery.
+struct V1 {
+    dir: std::path::PathBuf,
+    active: File,
+    seq: u64,
+    records: usize,
+    per_segment: usize,
+}
+
+impl V1 {
+    fn append(&mut self, records: &[Record]) -> std::io::Result<()> {
+        if self.records >= self.per_segment {
+            // main: `rotate()` opens the next segment and removes the one before the active.
+            self.seq += 1;
+            self.active = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(format!("journal.{}.ndjson", self.seq)))?;
+            if self.seq >= 2 {
+                let old = self.dir.join(format!("journal.{}.ndjson", self.seq - 2));
+                let _ = std::fs::remove_file(old);
+            }
+            self.records = 0;
+        }
+        let mut buf = Vec::with_capacity(records.iter().map(|r| r.json.len() + 1).sum());
+        for r in records {
+            buf.extend_from_slice(&r.json);
+            buf.push(b'\n');
+        }
+        let _before = self.active.metadata()?.len();
+        self.active.write_all(&buf)?;
+        self.records += records.len();
+        Ok(())
+    }
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Appends `count` records in batches through `append`; returns ns per line. Records are made
+/// before the clock starts, in chunks, so only the journal's work is timed.
+fn write(count: u64, batch: u64, mut append: impl FnMut(&[Record])) -> f64 {
+    let mut spent = Duration::ZERO;
+    let chunk = 100_000u64.max(batch);
+    let mut id = 1;
+    while id <= count {
+        let recs: Vec<Record> = (id..(id + chunk).min(count + 1)).map(record).collect();
+        let t = Instant::now();
+        for b in recs.chunks(batch as usize) {
+            append(b);
+        }
+        spent += t.elapsed();
+        id += chunk;
+    }
+    spent.as_nanos() as f64 / count as f64
+}
+
+fn main() -> std::io::Result<()> {
+    let count = arg("--count", 1_000_000);
+    let batch = arg("--batch", 100).max(1);
+    let history = arg("--history", 10_000) as usize;
+    let base = tempfile::tempdir()?;
+    let (v1_dir, v2_dir) = (base.path().join("v1"), base.path().join("v2"));
+    std::fs::create_dir_all(&v1_dir)?;
+    std::fs::create_dir_all(&v2_dir)?;
+
+    let mut v1 = V1 {
+        active: OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(v1_dir.join("journal.0.ndjson"))?,
+        dir: v1_dir,
+        seq: 0,
+        records: 0,
+        per_segment: history,
+    };
+    let v1_ns = write(count, batch, |b| v1.append(b).expect("v1 append"));
+
+    let options = Options::new(
+        history,
+        Retention {
+            age: Duration::from_secs(365 * 86_400),
+            bytes: 1 << 40,
+        },
+    );
+    let (mut journal, _) = Journal::open(&v2_dir, &options, Some(1))?;
+    let v2_ns = write(count, batch, |b| journal.append(b).expect("v2 append"));
+    let stats = journal.store().stats();
+    println!(
+        "write: {count} lines in batches of {batch}: v1 (main) {v1_ns:.0} ns/line, v2 (store) {v2_ns:.0} ns/line; \
+         v2 journal {} MiB in {} segments",
+        stats.bytes >> 20,
+        stats.segments
+    );
+
+    let rss_before = peak_rss_kib();
+    let mut reader = journal.store().read_after(0);
+    let t = Instant::now();
+    let (mut n, mut last) = (0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        match reader.next_batch_blocking()? {
+            Chunk::Records(r) => {
+                n += r.len() as u64;
+                last = r.last().map_or(last, |r| r.id);
+            }
+            Chunk::Gone { .. } => {}
+            Chunk::CaughtUp => break,
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!((n, last), (count, count), "every record read back once");
+    println!(
+        "read: {n} entries in {secs:.2} s = {:.0} entries/s (reader alone, page cache warm); \
+         peak RSS {} MiB before reading, {} MiB after",
+        n as f64 / secs,
+        rss_before >> 10,
+        peak_rss_kib() >> 10
+    );
+    Ok(())
+}
