@@ -1,13 +1,16 @@
 // app.js — the dashboard's wiring: sign-in and sign-out, the kept entries, the header figures,
-// filters, pause, clear, export and the entry dialog. The connection lives in stream.js, the
-// table in view.js, the counters in stats.js.
-import { LogStream, TokenError, currentSession } from "./stream.js";
-import { Table } from "./view.js";
+// the filter box (sent to the daemon, kept in the page URL), quick filters, pause, clear, export
+// and the entry dialog. The connection lives in stream.js, the table in view.js, the counters in
+// stats.js.
+import { LogStream, TokenError, FilterError, currentSession } from "./stream.js";
+import { Table, quick } from "./view.js";
 import { Stats, drawRate } from "./stats.js";
-import { makeFilter, toCsv, toNdjson, FIELDS } from "./entry.js";
+import { toCsv, toNdjson, FIELDS, QUICK_KEYS, quickTerm, addTerm } from "./entry.js";
 
-/** Entries kept in memory for filtering, resuming and export (the table shows at most 500). */
+/** Entries kept in memory for pausing, resuming and export (the table shows at most ROWS). */
 const KEEP = 20_000;
+/** Rows the table holds; also the backlog asked for, so a new filter fills the table at once. */
+const ROWS = 500;
 
 const $ = (id) => document.getElementById(id);
 
@@ -17,9 +20,10 @@ const stats = new Stats();
 let signedInAs = "";
 
 const table = new Table($("rows"), $("entries"), {
-  maxRows: 500,
+  maxRows: ROWS,
   source: () => kept,
   onOpen: openDetail,
+  onQuick: quickFilter,
 });
 
 const stream = new LogStream({
@@ -32,21 +36,39 @@ const stream = new LogStream({
   onState: showState,
   onGap(from, to) {
     stats.missed += to - from + 1;
-    const note = document.createElement("p");
-    const when = new Date().toISOString().slice(11, 19);
-    note.textContent = from === to
-      ? `${when} UTC — entry ${from} was not received (the daemon no longer held it).`
-      : `${when} UTC — entries ${from}–${to} were not received (the daemon no longer held them).`;
-    const box = $("gaps");
-    box.hidden = false;
-    box.appendChild(note);
-    while (box.childElementCount > 5) box.firstElementChild.remove();
+    gapNote(from === to
+      ? `entry ${from} was not received (the daemon no longer held it).`
+      : `entries ${from}–${to} were not received (the daemon no longer held them).`);
   },
+  onFilteredGap(after, before) {
+    // How many of the lost ids matched is unknown: the figure says so instead of a number.
+    stats.filteredGaps++;
+    gapNote(`entries after ${after} and before ${before} that match the filter were not received `
+      + "(the daemon no longer held them).");
+  },
+  onReset() {
+    resetView();
+  },
+  onFilterRefused(reason, refused) {
+    showFilterError(reason, refused);
+    setUrlFilter("");
+  },
+  backlog: ROWS,
   onSignedOut(reason) {
     signedInAs = "";
     showSignIn(reason);
   },
 });
+
+/** A note above the table (the last five stay). */
+function gapNote(text) {
+  const note = document.createElement("p");
+  note.textContent = `${new Date().toISOString().slice(11, 19)} UTC — ${text}`;
+  const box = $("gaps");
+  box.hidden = false;
+  box.appendChild(note);
+  while (box.childElementCount > 5) box.firstElementChild.remove();
+}
 
 // --- connection state ------------------------------------------------------------------------
 
@@ -133,27 +155,75 @@ $("sign-out").addEventListener("click", () => {
   showSignIn("Signed out.");
 });
 
-// --- filters, pause, clear, order ------------------------------------------------------------
+// --- the filter box, quick filters -----------------------------------------------------------
 
-function currentFilter() {
-  return makeFilter({
-    text: $("f-text").value,
-    method: $("f-method").value,
-    klass: $("f-class").value,
-    client: $("f-client").value,
-    dest: $("f-dest").value,
-  });
+/** The filter a link to this page carries (`?filter=`), so a filtered view can be bookmarked. */
+function urlFilter() {
+  return new URLSearchParams(location.search).get("filter") ?? "";
 }
 
+/** Puts `expr` into the page URL ("" removes it) without a new history entry. */
+function setUrlFilter(expr) {
+  const url = new URL(location.href);
+  if (expr) url.searchParams.set("filter", expr);
+  else url.searchParams.delete("filter");
+  if (url.href !== location.href) history.replaceState(history.state, "", url);
+}
+
+/** The daemon's reason, in place under the box, with what the table still shows. */
+function showFilterError(reason, expr) {
+  const still = stream.filter ? `“${stream.filter}”` : "all entries";
+  $("f-error").textContent = `Filter “${expr}” not applied: ${reason}. Still showing ${still}.`;
+  $("f-expr").setAttribute("aria-invalid", "true");
+}
+
+function clearFilterError() {
+  $("f-error").textContent = "";
+  $("f-expr").removeAttribute("aria-invalid");
+}
+
+/** Bumped by every applyFilter, so only the newest one reports. */
+let applying = 0;
+
+/** Resubscribes with `expr` (the table refills with its backlog of matches), or says why not. */
+async function applyFilter(expr) {
+  clearTimeout(filterTimer);
+  expr = expr.trim();
+  const seq = ++applying;
+  $("f-apply").setAttribute("aria-busy", "true");
+  try {
+    await stream.setFilter(expr);
+    if (seq !== applying) return;
+    clearFilterError();
+    setUrlFilter(expr);
+  } catch (e) {
+    if (seq !== applying) return;
+    if (e instanceof TokenError && e.status === 401) return; // the sign-in form takes over
+    showFilterError(e instanceof FilterError || e instanceof TokenError ? e.message : String(e), expr);
+  } finally {
+    if (seq === applying) $("f-apply").removeAttribute("aria-busy");
+  }
+}
+
+/** Adds `term` to the filter box and applies it (a click on a row, a top list, the dialog). */
+function quickFilter(term) {
+  const box = $("f-expr");
+  box.value = addTerm(box.value, term);
+  applyFilter(box.value);
+}
+
+// Typing applies once the typist pauses; Enter (the form's submit) at once.
 let filterTimer = 0;
-for (const id of ["f-text", "f-method", "f-class", "f-client", "f-dest"]) {
-  const el = $(id);
-  el.addEventListener(el.tagName === "SELECT" ? "change" : "input", () => {
-    clearTimeout(filterTimer);
-    filterTimer = setTimeout(() => table.setFilter(currentFilter()), 120);
-  });
-}
-$("controls").addEventListener("submit", (ev) => ev.preventDefault());
+$("f-expr").addEventListener("input", () => {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(() => applyFilter($("f-expr").value), 700);
+});
+$("controls").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  applyFilter($("f-expr").value);
+});
+
+// --- pause, clear, order -----------------------------------------------------------------------
 
 let pausedAtTotal = 0;
 $("pause").addEventListener("click", () => {
@@ -180,15 +250,20 @@ function clearAll() {
 }
 $("clear").addEventListener("click", clearAll);
 
+/** A new filter's subscription starts: empty, counters at 0, and live (it fills with its backlog). */
+function resetView() {
+  if (table.paused) $("pause").click();
+  clearAll();
+}
+
 $("order").addEventListener("change", (ev) => table.setOrder(ev.target.value));
 
 // --- export ----------------------------------------------------------------------------------
 
-/** What is shown: the kept entries that pass the filters (up to the pause point when paused). */
+/** What is shown: the kept entries (up to the pause point when paused); the daemon filtered them. */
 function shownEntries() {
-  const f = currentFilter();
   const limit = table.paused ? table.shownUpTo : Infinity;
-  return kept.filter((e) => e.id <= limit && (!f || f(e)));
+  return kept.filter((e) => e.id <= limit);
 }
 
 function download(text, type, ext) {
@@ -229,9 +304,27 @@ function openDetail(e, row) {
     if (e[k] === null) dd.className = "null";
     dl.append(dt, dd);
   }
+  const actions = $("detail-quick");
+  actions.textContent = "";
+  for (const key of QUICK_KEYS) {
+    const term = quickTerm(key, e);
+    if (!term) continue;
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.term = term;
+    b.textContent = `Filter ${term}`;
+    actions.appendChild(b);
+  }
   $("detail").showModal();
   $("detail-close").focus();
 }
+
+$("detail-quick").addEventListener("click", (ev) => {
+  const b = ev.target.closest("button");
+  if (!b) return;
+  $("detail").close();
+  quickFilter(b.dataset.term);
+});
 
 $("detail").addEventListener("close", () => {
   detailReturn?.isConnected ? detailReturn.focus() : $("entries").focus();
@@ -252,7 +345,13 @@ $("detail-copy").addEventListener("click", async () => {
 
 const fmt = new Intl.NumberFormat();
 
-function fillTop(ol, items) {
+/** Fills a top list; `key` (a QUICK_KEYS entry) makes each name a quick filter. */
+function fillTop(ol, items, key) {
+  // Rebuilt only when it changed, so a name being clicked (or focused) is not replaced under it.
+  const sig = JSON.stringify(items);
+  if (ol.dataset.sig === sig) return;
+  ol.dataset.sig = sig;
+  const focused = ol.contains(document.activeElement) ? document.activeElement.dataset.term : null;
   ol.textContent = "";
   if (!items.length) {
     const li = document.createElement("li");
@@ -264,7 +363,8 @@ function fillTop(ol, items) {
     const li = document.createElement("li");
     const n = document.createElement("span");
     n.className = "name";
-    n.textContent = name;
+    const term = key === "domain" ? quickTerm(key, { destination: name }) : quickTerm(key, { client_ip: name });
+    quick(n, name, term);
     n.title = name;
     const c = document.createElement("span");
     c.className = "count";
@@ -272,6 +372,7 @@ function fillTop(ol, items) {
     li.append(n, c);
     ol.appendChild(li);
   }
+  if (focused) ol.querySelector(`button[data-term="${CSS.escape(focused)}"]`)?.focus();
 }
 
 function updateFigures() {
@@ -279,12 +380,24 @@ function updateFigures() {
   $("total").textContent = fmt.format(stats.total);
   $("shown").textContent = fmt.format(table.count());
   $("last-id").textContent = stream.lastId ? String(stream.lastId) : "—";
-  $("missed").textContent = fmt.format(stats.missed);
-  $("missed").classList.toggle("bad", stats.missed > 0);
+  const missed = $("missed");
+  const known = fmt.format(stats.missed);
+  missed.textContent = stats.filteredGaps ? (stats.missed ? `${known}+?` : "?") : known;
+  missed.title = stats.filteredGaps
+    ? `Entries matching the filter were lost in ${stats.filteredGaps} gap(s); see the notes above the table.`
+    : "";
+  missed.classList.toggle("bad", stats.missed > 0 || stats.filteredGaps > 0);
   $("empty").hidden = table.count() > 0;
   const note = $("paused-note");
   if (table.paused) note.textContent = `Paused — ${fmt.format(stats.total - pausedAtTotal)} new`;
   updateCountdown();
+}
+
+for (const id of ["top-dest", "top-client"]) {
+  $(id).addEventListener("click", (ev) => {
+    const b = ev.target.closest("button.q");
+    if (b) quickFilter(b.dataset.term);
+  });
 }
 
 let lastSlow = 0;
@@ -296,8 +409,8 @@ setInterval(() => {
     lastSlow = now;
     drawRate($("chart"), stats.series(now));
     const top = stats.top(5, now);
-    fillTop($("top-dest"), top.dest);
-    fillTop($("top-client"), top.client);
+    fillTop($("top-dest"), top.dest, "domain");
+    fillTop($("top-client"), top.client, "client");
   }
 }, 250);
 
@@ -308,6 +421,9 @@ setInterval(() => {
  * once; the sign-in form shows only when the daemon says there is none (401).
  */
 async function start() {
+  const expr = urlFilter().trim();
+  $("f-expr").value = expr;
+  stream.filter = expr;
   try {
     signedInAs = await currentSession();
     await stream.resume();

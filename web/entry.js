@@ -1,5 +1,6 @@
 // entry.js — what the dashboard knows about one log entry (CONTRACT.md §3): its status class,
-// its destination host, how it is formatted, whether it matches the filters, and how it exports.
+// its destination host, how it is formatted, the quick-filter terms that select entries like it
+// (CONTRACT §6; the daemon does the filtering), and how it exports.
 
 /** The contract's fields, in the contract's order (extra fields of richer formats follow). */
 export const FIELDS = [
@@ -48,36 +49,59 @@ export function formatElapsed(ms) {
   return `${Math.round(ms / 60_000)} min`;
 }
 
-/** Text searched by the free-text filter, lower case, built once per entry. */
-function haystack(e) {
-  if (e.__hay === undefined) {
-    let s = "";
-    for (const k in e) {
-      const v = e[k];
-      if (v !== null && k !== "__hay") s += String(v) + "\u0001";
-    }
-    Object.defineProperty(e, "__hay", { value: s.toLowerCase(), enumerable: false });
-  }
-  return e.__hay;
+/**
+ * A filter value as the grammar of CONTRACT §6 reads it: quoted when it holds a space; null when
+ * it cannot be written (empty, or a `"`, which the grammar has no escape for).
+ */
+export function filterValue(v) {
+  if (typeof v !== "string" || v === "" || v.includes('"')) return null;
+  return /\s/.test(v) ? `"${v}"` : v;
 }
 
+/** The host of a destination without its port, lower case, as `domain:` compares it. */
+export function domainOf(dest) {
+  return destinationHost(dest).replace(/:\d+$/, "").toLowerCase();
+}
+
+/** Keys the dashboard offers quick filters on (a row's cells, the top lists, the entry dialog). */
+export const QUICK_KEYS = ["client", "domain", "status", "user"];
+
 /**
- * A predicate for the filters: `text` anywhere in the entry, exact `method`, status `klass`,
- * `client` as a prefix of the client address, `dest` anywhere in the destination; all
- * case-insensitive, empty means "any".
+ * The filter term that selects entries like `e` on `key` (one of QUICK_KEYS), or null when there
+ * is nothing to filter on. A client that is not an address (a pseudonym, CONTRACT §7) becomes a
+ * bare word, which `client:` would refuse.
  */
-export function makeFilter({ text = "", method = "", klass = "", client = "", dest = "" }) {
-  const t = text.trim().toLowerCase();
-  const m = method.trim().toUpperCase();
-  const c = client.trim().toLowerCase();
-  const d = dest.trim().toLowerCase();
-  if (!t && !m && !klass && !c && !d) return null;
-  return (e) =>
-    (!m || e.method === m) &&
-    (!klass || statusClass(e) === klass) &&
-    (!c || String(e.client_ip ?? "").toLowerCase().startsWith(c)) &&
-    (!d || String(e.destination ?? "").toLowerCase().includes(d)) &&
-    (!t || haystack(e).includes(t));
+export function quickTerm(key, e) {
+  switch (key) {
+    case "client": {
+      const c = e.client_ip;
+      if (typeof c !== "string" || !c) return null;
+      const address = /^[\d.]+$/.test(c) || (/^[\da-f:.]+$/i.test(c) && c.includes(":"));
+      return address ? `client:${c}` : filterValue(c);
+    }
+    case "domain": {
+      const v = filterValue(domainOf(e.destination));
+      return v ? `domain:${v}` : null;
+    }
+    case "status":
+      return typeof e.code === "number" ? `status:${e.code}` : null;
+    case "user": {
+      if (e.user === null || e.user === undefined || e.user === "") return "user:-";
+      const v = filterValue(String(e.user));
+      return v ? `user:${v}` : null;
+    }
+    default:
+      return null;
+  }
+}
+
+/** `expr` with `term` added (ANDed with other keys, ORed with the same key), unless it is there. */
+export function addTerm(expr, term) {
+  // Terms as the grammar splits them: spaces separate, except inside quotes.
+  const terms = expr.match(/(?:[^\s"]+|"[^"]*")+/g) ?? [];
+  const rest = expr.trim();
+  if (terms.includes(term)) return rest;
+  return rest ? `${rest} ${term}` : term;
 }
 
 /** Every key of the given entries: the contract's first, then extras in order of appearance. */

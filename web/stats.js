@@ -10,10 +10,12 @@ const TOP_BUCKETS = 30;
 
 export class Stats {
   constructor() {
-    /** Entries received since sign-in (paused or not, filtered or not). */
+    /** Entries received since sign-in or the last filter change (backlog included, paused or not). */
     this.total = 0;
-    /** Ids that never arrived (gaps). */
+    /** Ids that never arrived (gaps in an unfiltered stream). */
     this.missed = 0;
+    /** The daemon's `gap` messages in a filtered stream (how many matching entries were lost is unknown). */
+    this.filteredGaps = 0;
     /** Entries per second: `rate[i]` counts second `rateStart + i`. */
     this.rate = new Array(RATE_WINDOW + 1).fill(0);
     this.rateStart = 0;
@@ -78,6 +80,7 @@ export class Stats {
   reset() {
     this.total = 0;
     this.missed = 0;
+    this.filteredGaps = 0;
     this.rate.fill(0);
     this.buckets = [];
   }

@@ -1,9 +1,11 @@
 // stream.js — the connection to the daemon (CONTRACT.md §1–2, §11): sign-in opens a session
 // (POST /api/session with Basic credentials once; the daemon sets an HttpOnly cookie), then every
-// single-use token comes from /api/ws-token with that cookie; the WebSocket /api/ws/logs,
-// reconnection with capped and jittered exponential backoff resuming with `since=<last id>`, an
-// application `ping` every 30 s, and gap detection (an id that jumps). The password is used for the
-// one sign-in request and kept nowhere: not in this object, not in any browser storage.
+// single-use token comes from /api/ws-token with that cookie; the WebSocket /api/ws/logs with the
+// server-side filter (§6), reconnection with capped and jittered exponential backoff resuming with
+// `since=<last id>` (and the filter), an application `ping` every 30 s, and gap detection: an id
+// that jumps when unfiltered, the daemon's `gap` messages when filtered (a filtered stream's ids
+// jump by design). The password is used for the one sign-in request and kept nowhere: not in this
+// object, not in any browser storage.
 
 /** Seconds between our literal `ping` messages (the contract's interval). */
 const PING_EVERY_MS = 30_000;
@@ -25,6 +27,9 @@ export class TokenError extends Error {
     this.retryAfterSecs = retryAfterSecs;
   }
 }
+
+/** The daemon refused a filter (its close reason, CONTRACT §6), or the switch to it failed. */
+export class FilterError extends Error {}
 
 /** `Retry-After` as seconds (it may be a number of seconds or an HTTP date), or null. */
 export function parseRetryAfter(value, now = Date.now()) {
@@ -113,21 +118,42 @@ export async function fetchToken() {
  * One logical subscription that survives reconnections. Callbacks:
  * - onEntry(entry): each entry once, in id order (duplicates at a seam are dropped);
  * - onState(state, detail): "connecting" | "live" | "waiting" | "signed-out";
- * - onGap(from, to): ids from..to never arrived (history lost);
+ * - onGap(from, to): ids from..to never arrived (history lost; unfiltered streams);
+ * - onFilteredGap(after, before): entries matching the filter with ids between these (exclusive)
+ *   are gone (the daemon's `gap` message);
+ * - onReset(): a new filter was accepted; what was received so far belongs to the old one;
+ * - onFilterRefused(reason): the daemon refused the filter a connection was opened with (a
+ *   bookmarked one); the stream goes on without a filter;
  * - onSignedOut(reason): the session ended (sign-out elsewhere, expiry, user removed); the caller
  *   shows the sign-in form.
  */
 export class LogStream {
-  constructor({ onEntry, onState, onGap, onSignedOut, backlog = 200 }) {
+  constructor({
+    onEntry, onState, onGap, onFilteredGap, onReset, onFilterRefused, onSignedOut, backlog = 200,
+  }) {
     this.onEntry = onEntry;
     this.onState = onState;
     this.onGap = onGap;
+    this.onFilteredGap = onFilteredGap;
+    this.onReset = onReset;
+    this.onFilterRefused = onFilterRefused;
     this.onSignedOut = onSignedOut;
-    /** Entries asked for on the first connection, for context. */
+    /** Entries asked for on the first connection and after a filter change, for context. */
     this.backlog = backlog;
+    /** The filter (CONTRACT §6) the current subscription was accepted with; "" for none. */
+    this.filter = "";
+    /** A subscription with a new filter, open beside the current one until the daemon accepts it. */
+    this.candidate = null;
+    /** Bumped by every setFilter, so only the newest one opens a candidate. */
+    this.filterSeq = 0;
+    /** The current connection has heard from the daemon (so a 1008 is not about its filter). */
+    this.heard = false;
     /** True while signed in (the session lives in the daemon's HttpOnly cookie, not here). */
     this.signedIn = false;
-    /** Bumped at every sign-in and sign-out, so a reconnection begun before one is dropped after it. */
+    /**
+     * Bumped at every sign-in, sign-out and filter switch, so a reconnection begun before one is
+     * dropped after it.
+     */
     this.epoch = 0;
     /** The sign-out request in flight (or done), awaited before the next sign-in. */
     this.signingOut = Promise.resolve();
@@ -172,8 +198,91 @@ export class LogStream {
     this.#open(token);
   }
 
+  /**
+   * Switches to filter `expr` (trimmed; "" for none). A new subscription with a backlog of matches
+   * opens beside the current one, which keeps running, so the view stays usable until the daemon
+   * has answered: its first message (an entry, a `gap`, or the `pong` to the `ping` sent on open)
+   * accepts the filter, and the old socket is closed; a close before that refuses it (1008 with the
+   * reason naming the problem) and nothing changes. Resolves once switched; throws a FilterError
+   * (refused, or superseded by a later call) or a TokenError.
+   */
+  async setFilter(expr) {
+    expr = expr.trim();
+    this.#dropCandidate("Replaced by a newer filter.");
+    const seq = ++this.filterSeq;
+    // Back to the filter in force (typed and undone): nothing to switch, and nothing pending.
+    if (expr === this.filter) return;
+    let token;
+    try {
+      token = await fetchToken();
+    } catch (e) {
+      if (e.status === 401 && this.signedIn) this.#sessionEnded();
+      throw e;
+    }
+    if (seq !== this.filterSeq) throw new FilterError("Replaced by a newer filter.");
+    if (!this.signedIn) throw new FilterError("Signed out.");
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.#url(token, expr, 0));
+      const candidate = { ws, expr, resolve, reject };
+      this.candidate = candidate;
+      ws.onopen = () => ws.send("ping");
+      ws.onmessage = (ev) => {
+        if (this.candidate === candidate) this.#adopt(candidate);
+        if (this.socket === ws) this.#message(ev.data);
+      };
+      ws.onclose = (ev) => {
+        if (this.candidate === candidate) {
+          this.candidate = null;
+          const detail = `${ev.code || "no code"}${ev.reason ? ` ${ev.reason}` : ""}`;
+          reject(new FilterError(ev.code === 1008 && ev.reason
+            ? ev.reason
+            : `The daemon closed the connection (${detail}); try again`));
+          return;
+        }
+        if (this.socket !== ws) return;
+        this.socket = null;
+        this.#closed(ev.code, ev.reason);
+      };
+    });
+  }
+
+  /** The daemon accepted the candidate: it becomes the stream, from a fresh start. */
+  #adopt(candidate) {
+    this.candidate = null;
+    // A reconnection of the old subscription still under way is dropped (it would replace this).
+    this.epoch++;
+    const old = this.socket;
+    this.#teardown();
+    if (old) {
+      old.onclose = null;
+      old.onmessage = null;
+      old.close(1000, "filter changed");
+    }
+    this.filter = candidate.expr;
+    this.lastId = 0;
+    this.sinceRefused = false;
+    this.onReset();
+    this.#watch(candidate.ws, false);
+    this.heard = true;
+    this.openedAt = Date.now();
+    this.onState("live", "");
+    candidate.resolve();
+  }
+
+  /** Closes a candidate subscription still waiting for the daemon's answer. */
+  #dropCandidate(why) {
+    const c = this.candidate;
+    if (!c) return;
+    this.candidate = null;
+    c.ws.onclose = null;
+    c.ws.onmessage = null;
+    c.ws.close(1000, "not needed");
+    c.reject(new FilterError(why));
+  }
+
   /** Closes the socket and ends the session. */
   signOut() {
+    this.#dropCandidate("Signed out.");
     this.signedIn = false;
     this.epoch++;
     this.signingOut = endSession();
@@ -188,13 +297,15 @@ export class LogStream {
     this.lastId = 0;
   }
 
-  #url(token) {
+  /** The stream's URL: after `lastId` (0: a backlog) with `filter`. */
+  #url(token, filter = this.filter, lastId = this.lastId) {
     const url = new URL("api/ws/logs", location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     let q = `token=${encodeURIComponent(token)}`;
-    if (this.lastId > 0 && !this.sinceRefused) q += `&since=${this.lastId}`;
+    if (lastId > 0 && !this.sinceRefused) q += `&since=${lastId}`;
     // After a refused `since`, take whatever the daemon still holds: the first id shows the gap.
-    else q += `&backlog=${this.lastId > 0 ? FALLBACK_BACKLOG : this.backlog}`;
+    else q += `&backlog=${lastId > 0 ? FALLBACK_BACKLOG : this.backlog}`;
+    if (filter) q += `&filter=${encodeURIComponent(filter)}`;
     url.search = q;
     url.hash = "";
     return url.href;
@@ -203,11 +314,8 @@ export class LogStream {
   #open(token) {
     this.#teardown();
     const ws = new WebSocket(this.#url(token));
-    this.usedSince = this.lastId > 0 && !this.sinceRefused;
+    this.#watch(ws, this.lastId > 0 && !this.sinceRefused);
     this.sinceRefused = false;
-    this.receivedHere = 0;
-    this.socket = ws;
-    this.lastHeard = Date.now();
     ws.onopen = () => {
       this.openedAt = Date.now();
       this.connections++;
@@ -219,17 +327,34 @@ export class LogStream {
       this.socket = null;
       this.#closed(ev.code, ev.reason);
     };
+  }
+
+  /** Makes `ws` the stream's socket (its handlers are the caller's) and starts pinging on it. */
+  #watch(ws, usedSince) {
+    this.usedSince = usedSince;
+    this.receivedHere = 0;
+    this.heard = false;
+    this.socket = ws;
+    this.lastHeard = Date.now();
     this.pinger = setInterval(() => this.#ping(ws), PING_EVERY_MS);
   }
 
   #message(data) {
     this.lastHeard = Date.now();
+    this.heard = true;
     if (data === "pong" || typeof data !== "string") return;
     let e;
     try { e = JSON.parse(data); } catch { return; }
-    if (!e || typeof e.id !== "number") return;
+    if (!e || typeof e !== "object") return;
+    // Control messages (CONTRACT §6) have a `type` and no `id`: never entries.
+    if (e.type === "gap" && typeof e.after === "number" && typeof e.before === "number") {
+      this.onFilteredGap(e.after, e.before);
+      return;
+    }
+    if (typeof e.id !== "number") return;
     if (e.id <= this.lastId) return; // already shown (a seam that overlapped)
-    if (this.lastId > 0 && e.id > this.lastId + 1) this.onGap(this.lastId + 1, e.id - 1);
+    // A filtered stream's ids jump by design: its losses come as `gap` messages instead.
+    if (!this.filter && this.lastId > 0 && e.id > this.lastId + 1) this.onGap(this.lastId + 1, e.id - 1);
     this.lastId = e.id;
     this.receivedHere++;
     this.attempt = 0;
@@ -271,6 +396,21 @@ export class LogStream {
       case 1001:
         why = "The daemon is restarting";
         break;
+      case 1008:
+        // Refused before a word: the filter this connection was opened with (a bookmarked one, or
+        // one a newer daemon no longer takes). Go on without it rather than retry it forever.
+        if (this.filter && !this.heard) {
+          const refused = this.filter;
+          this.filter = "";
+          this.lastId = 0;
+          this.onReset();
+          this.onFilterRefused(reason || "The daemon refused the filter.", refused);
+          why = "Filter refused; showing all entries";
+          immediate = true;
+          break;
+        }
+        why = reason ? `Connection lost (${code} ${reason})` : `Connection lost (${code})`;
+        break;
       default:
         why = reason ? `Connection lost (${code} ${reason})` : `Connection lost${code ? ` (${code})` : ""}`;
     }
@@ -299,9 +439,7 @@ export class LogStream {
     } catch (e) {
       if (epoch !== this.epoch) return;
       if (e.status === 401) {
-        this.signedIn = false;
-        this.onState("signed-out", "");
-        this.onSignedOut("Your session has ended. Please sign in again.");
+        this.#sessionEnded();
         return;
       }
       if (e.status === 429 && e.retryAfterSecs !== null) {
@@ -313,6 +451,20 @@ export class LogStream {
     }
     if (epoch !== this.epoch) return;
     this.#open(token);
+  }
+
+  /** The daemon no longer knows the session (sign-out elsewhere, expiry, user removed). */
+  #sessionEnded() {
+    this.signedIn = false;
+    this.#teardown();
+    const ws = this.socket;
+    this.socket = null;
+    if (ws) {
+      ws.onclose = null;
+      ws.close(1000, "signed out");
+    }
+    this.onState("signed-out", "");
+    this.onSignedOut("Your session has ended. Please sign in again.");
   }
 
   #teardown() {

@@ -1,31 +1,53 @@
-// view.js — the live table. It holds at most `maxRows` entries (the newest that pass the filters)
-// and puts only the rows in view (plus a margin) into the DOM, positioned absolutely, so the page
+// view.js — the live table. It holds at most `maxRows` entries (the newest received; the daemon
+// filters) and puts only the rows in view (plus a margin) into the DOM, positioned absolutely, so the page
 // does the same small amount of layout and paint whatever the arrival rate. New entries are
 // added once per animation frame; newest-first keeps a reader's place when they scrolled down,
 // follow-tail sticks to the bottom. Keyboard: arrows, Page Up/Down, Home/End move, Enter opens.
-import { statusClass, formatBytes, formatElapsed } from "./entry.js";
+// A click on a row's client, destination, status or user adds a quick filter (the entry dialog
+// offers the same from the keyboard).
+import { statusClass, formatBytes, formatElapsed, quickTerm } from "./entry.js";
 
 /** Height of one row in CSS pixels (style.css gives `.body .row` the same height). */
 export const ROW_PX = 28;
 /** Rows rendered above and below the visible ones. */
 const OVERSCAN = 8;
 
+/**
+ * Fills `cell` with `text`, as a button that adds the quick filter `term` when there is one. The
+ * button is out of the tab order (the rows are navigated with the arrows; the entry dialog has the
+ * same filters for the keyboard).
+ */
+export function quick(cell, text, term) {
+  if (!term) {
+    cell.textContent = text;
+    return;
+  }
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "q";
+  b.tabIndex = -1;
+  b.dataset.term = term;
+  b.title = `Filter: ${term}`;
+  b.textContent = text;
+  cell.appendChild(b);
+}
+
 export class Table {
   /**
    * @param {HTMLElement} body the row container (`role=rowgroup`), sized to all rows
    * @param {HTMLElement} scroller the element that scrolls
-   * @param {{maxRows?: number, source: () => object[], onOpen: (e: object, row: HTMLElement) => void}} opts
+   * @param {{maxRows?: number, source: () => object[], onOpen: (e: object, row: HTMLElement) => void,
+   *   onQuick: (term: string) => void}} opts
    */
-  constructor(body, scroller, { maxRows = 500, source, onOpen }) {
+  constructor(body, scroller, { maxRows = 500, source, onOpen, onQuick }) {
     this.body = body;
     this.scroller = scroller;
     /** Bound on the entries the table holds, whatever the arrival rate. */
     this.maxRows = maxRows;
-    /** The app's kept entries, oldest first (for rebuilding after a filter change). */
+    /** The app's kept entries, oldest first (for rebuilding after a pause or a clear). */
     this.source = source;
     this.onOpen = onOpen;
-    /** Predicate of the filters, or null for "everything". */
-    this.filter = null;
+    this.onQuick = onQuick;
     /** "newest" (newest row on top) or "tail" (oldest on top, scrolled to the bottom). */
     this.order = "newest";
     this.paused = false;
@@ -44,6 +66,11 @@ export class Table {
     this.rendered = new Map();
     this.template = this.#template();
     body.addEventListener("click", (ev) => {
+      const quick = ev.target.closest("button.q");
+      if (quick) {
+        this.onQuick(quick.dataset.term);
+        return;
+      }
       const row = ev.target.closest(".row");
       if (row && row.entry) this.onOpen(row.entry, row);
     });
@@ -65,7 +92,7 @@ export class Table {
     const tr = document.createElement("div");
     tr.setAttribute("role", "row");
     tr.tabIndex = -1;
-    for (const name of ["id", "time", "client", "method", "dest", "status", "bytes", "elapsed"]) {
+    for (const name of ["id", "time", "client", "method", "dest", "status", "user", "bytes", "elapsed"]) {
       const td = document.createElement("span");
       td.setAttribute("role", "cell");
       td.className = `c-${name}`;
@@ -85,16 +112,14 @@ export class Table {
     const ts = typeof e.timestamp === "string" ? e.timestamp : "";
     c[1].textContent = ts.length >= 19 ? ts.slice(11, 19) : ts;
     c[1].title = ts;
-    c[2].textContent = e.client_ip ?? "—";
+    quick(c[2], e.client_ip ?? "—", quickTerm("client", e));
     c[3].textContent = e.method ?? "—";
-    c[4].textContent = e.destination ?? "—";
+    quick(c[4], e.destination ?? "—", quickTerm("domain", e));
     c[4].title = e.destination ?? "";
     // "<code> <phrase>": a phone hides the phrase; a denial says so in words, not only colour.
     const status = typeof e.status === "string" ? e.status : "—";
     const space = status.indexOf(" ");
-    const code = document.createElement("span");
-    code.textContent = space < 0 ? status : status.slice(0, space);
-    c[5].appendChild(code);
+    quick(c[5], space < 0 ? status : status.slice(0, space), quickTerm("status", e));
     if (space >= 0) {
       const phrase = document.createElement("span");
       phrase.className = "phrase";
@@ -108,9 +133,10 @@ export class Table {
       c[5].append(" ", flag);
     }
     c[5].title = `${status} · ${e.result ?? ""}`;
-    c[6].textContent = formatBytes(e.bytes);
-    if (typeof e.bytes === "number") c[6].title = `${e.bytes} bytes`;
-    c[7].textContent = formatElapsed(e.elapsed_ms);
+    quick(c[6], e.user ?? "—", e.user === null || e.user === undefined ? null : quickTerm("user", e));
+    c[7].textContent = formatBytes(e.bytes);
+    if (typeof e.bytes === "number") c[7].title = `${e.bytes} bytes`;
+    c[8].textContent = formatElapsed(e.elapsed_ms);
     return tr;
   }
 
@@ -123,7 +149,6 @@ export class Table {
     else this.#schedule();
   }
 
-  setFilter(filter) { this.filter = filter; this.rebuild(); }
   setOrder(order) {
     this.order = order;
     this.follow = true;
@@ -146,14 +171,14 @@ export class Table {
     if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.render(); });
   }
 
-  /** The newest `maxRows` kept entries that pass the filter, oldest first. */
+  /** The newest `maxRows` kept entries, oldest first. */
   #select() {
     const all = this.source();
     const out = [];
     // A paused view keeps showing what it showed, whatever arrived since.
     const limit = this.paused ? this.shownUpTo : Infinity;
     for (let i = all.length - 1; i >= 0 && out.length < this.maxRows; i--) {
-      if (all[i].id <= limit && (!this.filter || this.filter(all[i]))) out.push(all[i]);
+      if (all[i].id <= limit) out.push(all[i]);
     }
     return out.reverse();
   }
@@ -175,7 +200,7 @@ export class Table {
       this.dirty = false;
       this.pending = [];
     } else if (!this.paused && this.pending.length) {
-      const add = this.filter ? this.pending.filter(this.filter) : this.pending;
+      const add = this.pending;
       this.pending = [];
       const before = this.items.length;
       this.items.push(...(add.length > this.maxRows ? add.slice(add.length - this.maxRows) : add));

@@ -1,10 +1,10 @@
 // Unit tests of the dashboard's pure functions (web/*.js are ES modules that import nothing from
-// the browser at load time): status classes, hosts, filters, CSV/NDJSON export, Retry-After,
+// the browser at load time): status classes, hosts, quick-filter terms, CSV/NDJSON export, Retry-After,
 // Basic credentials, the reconnection backoff, and the header's counters.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
-  statusClass, destinationHost, makeFilter, toCsv, toNdjson, formatBytes, FIELDS,
+  statusClass, destinationHost, toCsv, toNdjson, formatBytes, FIELDS, quickTerm, addTerm, domainOf,
 } from "../../web/entry.js";
 import { backoffDelay, parseRetryAfter, basicAuth } from "../../web/stream.js";
 import { Stats, RATE_WINDOW } from "../../web/stats.js";
@@ -42,20 +42,27 @@ describe("entry", () => {
     assert.equal(formatBytes(null), "—");
   });
 
-  it("filters on every criterion, case-insensitively, and none means everything", () => {
-    assert.equal(makeFilter({}), null);
-    const e = entry({ user: "Alice" });
-    assert.ok(makeFilter({ text: "alice" })(e));
-    assert.ok(makeFilter({ text: "EXAMPLE.COM" })(e));
-    assert.ok(!makeFilter({ text: "nothing-like-it" })(e));
-    assert.ok(makeFilter({ method: "connect" })(e));
-    assert.ok(!makeFilter({ method: "GET" })(e));
-    assert.ok(makeFilter({ klass: "2xx" })(e));
-    assert.ok(!makeFilter({ klass: "denied" })(e));
-    assert.ok(makeFilter({ client: "192.168.1." })(e));
-    assert.ok(!makeFilter({ client: "10." })(e));
-    assert.ok(makeFilter({ dest: "Example" })(e));
-    assert.ok(!makeFilter({ dest: "example", method: "GET" })(e));
+  it("makes quick-filter terms the daemon's grammar reads (CONTRACT §6)", () => {
+    assert.equal(quickTerm("client", entry()), "client:192.168.1.10");
+    assert.equal(quickTerm("client", entry({ client_ip: "2001:db8::5" })), "client:2001:db8::5");
+    assert.equal(quickTerm("client", entry({ client_ip: "c-7f3a9e" })), "c-7f3a9e", "a pseudonym is a bare word");
+    assert.equal(quickTerm("client", entry({ client_ip: null })), null);
+    assert.equal(quickTerm("domain", entry()), "domain:example.com", "no port");
+    assert.equal(quickTerm("domain", entry({ destination: "http://u:p@WWW.Example.org:8080/x?y" })), "domain:www.example.org");
+    assert.equal(domainOf("[2001:db8::1]:443"), "[2001:db8::1]");
+    assert.equal(quickTerm("status", entry({ code: 404 })), "status:404");
+    assert.equal(quickTerm("status", entry({ code: null })), null);
+    assert.equal(quickTerm("user", entry({ user: "alice" })), "user:alice");
+    assert.equal(quickTerm("user", entry({ user: "Jo Doe" })), 'user:"Jo Doe"', "quoted when it has a space");
+    assert.equal(quickTerm("user", entry({ user: 'say "hi"' })), null, "no escape for a quote in the grammar");
+    assert.equal(quickTerm("user", entry({ user: null })), "user:-");
+  });
+
+  it("adds a term once, keeping what was typed", () => {
+    assert.equal(addTerm("", "status:404"), "status:404");
+    assert.equal(addTerm("  method:GET ", "status:404"), "method:GET status:404");
+    assert.equal(addTerm('user:"Jo  Doe" status:404', "status:404"), 'user:"Jo  Doe" status:404');
+    assert.equal(addTerm('user:"Jo Doe"', "Doe"), 'user:"Jo Doe" Doe', "a word inside quotes is not a term");
   });
 
   it("exports NDJSON one object per line and CSV with escaping and defused formulas", () => {
