@@ -243,6 +243,19 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Subscribes at `start` for a subscriber limited to `view` (its user's, CONTRACT §6) that
+    /// asked for `request`: the one place the view applies, so every start (live, backlog, since)
+    /// and every later reader of the subscription sees only entries matching both.
+    pub fn with_view(
+        hub: Arc<Hub>,
+        start: Start,
+        view: &Filter,
+        request: &Filter,
+        budget: usize,
+    ) -> Subscription {
+        Subscription::new(hub, start, view.and(request), budget)
+    }
+
     /// Subscribes at `start`. The start position is taken under the hub lock, so what follows is
     /// exactly the records after it: no gap, no duplicate at the replay→live seam.
     pub fn new(hub: Arc<Hub>, start: Start, filter: Filter, budget: usize) -> Subscription {
@@ -505,5 +518,17 @@ mod tests {
         assert_eq!(ids(&mut s).await, vec![21, 24, 27, 30]);
         hub.publish((31..=33).map(record).collect());
         assert_eq!(ids(&mut s).await, vec![33]);
+        // A view narrows whatever is asked: all of it, or something outside it.
+        let view = Filter::parse("method:POST").expect("grammar");
+        let all = Filter::default();
+        let mut v = Subscription::with_view(hub.clone(), Start::Backlog(2), &view, &all, 1 << 20);
+        assert_eq!(ids(&mut v).await, vec![30, 33]);
+        let get = Filter::parse("method:GET").expect("grammar");
+        let mut none = Subscription::with_view(hub.clone(), Start::Since(0), &view, &get, 1 << 20);
+        hub.publish((34..=36).map(record).collect());
+        assert_eq!(ids(&mut v).await, vec![36]);
+        // The whole history scanned (far below SCAN_PER_LOCK), nothing is both POST and GET.
+        assert!(none.take().is_none());
+        assert!(none.shared.inner().live, "caught up, empty-handed");
     }
 }

@@ -218,7 +218,7 @@ async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Param
             .await;
     };
     let refusal = check(&state, &params, peer);
-    let (start, filter, viewed) = match refusal {
+    let (start, view, filter) = match refusal {
         Ok(accepted) => accepted,
         Err((code, reason)) => {
             drop(slot);
@@ -230,11 +230,12 @@ async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Param
     }
     tracing::debug!(%peer, ?start, "WebSocket subscriber connected");
     // A subscriber with a view is filtered even when it sent none, so it is told of gaps too.
-    let gaps = params.filter.is_some() || viewed;
-    let sub = Subscription::new(
+    let gaps = params.filter.is_some() || !view.is_all();
+    let sub = Subscription::with_view(
         state.hub.clone(),
         start,
-        filter,
+        &view,
+        &filter,
         state.config.subscriber_buffer_bytes,
     );
     let close_code = match conn.stream_entries(sub, gaps, &state.metrics).await {
@@ -248,13 +249,13 @@ async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Param
     tracing::debug!(%peer, ?close_code, "WebSocket subscriber gone");
 }
 
-/// The token (consumed here), then the parameters: where to start, the effective filter (the token
-/// minter's view AND the request's) and whether there was a view; or the close to refuse with.
+/// The token (consumed here), then the parameters: where to start, the token minter's view and the
+/// requested filter; or the close to refuse with.
 fn check(
     state: &AppState,
     params: &Params,
     peer: IpAddr,
-) -> Result<(Start, EntryFilter, bool), (u16, Cow<'static, str>)> {
+) -> Result<(Start, EntryFilter, EntryFilter), (u16, Cow<'static, str>)> {
     let token = params.token.as_deref().unwrap_or("");
     if token.is_empty() {
         tracing::debug!(%peer, "WebSocket closed: no token");
@@ -267,8 +268,7 @@ fn check(
     let start = parse_start(params).map_err(|()| (close::POLICY.0, close::POLICY.1.into()))?;
     let filter = EntryFilter::parse(params.filter.as_deref().unwrap_or(""))
         .map_err(|e| (close::POLICY.0, Cow::Owned(close_reason(&e.to_string()))))?;
-    // The one place the view applies: every start (live, backlog, since) goes through it.
-    Ok((start, view.and(&filter), !view.is_all()))
+    Ok((start, view, filter))
 }
 
 /// How a subscriber's stream ended.
