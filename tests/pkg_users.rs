@@ -193,6 +193,25 @@ fn views_are_checked_kept_across_a_password_change_listed_and_removed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(report.contains("2 user(s)"), "{report}");
+    // A broken view written by hand: check-config names the file and line.
+    let text = std::fs::read_to_string(&users).expect("read");
+    let broken = dir.path().join("broken");
+    std::fs::write(&broken, format!("{text}carl:{hash}:stauts:500\n")).expect("write");
+    let broken = broken.to_str().expect("utf-8 path");
+    let out = proxytail(
+        &["check-config", "--users", broken, "--access-log", path],
+        "",
+    );
+    assert!(!out.status.success());
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains(&format!("{broken}:3")) && report.contains("stauts"),
+        "{report}"
+    );
     // `--view ''` removes it; remove keeps the other lines.
     let out = user(&users, &["add", "ann", "--view", ""], "pw\n");
     assert!(out.status.success(), "{out:?}");
