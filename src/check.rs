@@ -452,7 +452,7 @@ fn check_users(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
             continue;
         };
         let loc = Some(format!("{}:{}", path.display(), i + 1));
-        let (name, hash) = match entry {
+        let (name, hash, view) = match entry {
             Ok(parts) => parts,
             Err(why) => {
                 report.push(Severity::Error, loc, why);
@@ -465,6 +465,9 @@ fn check_users(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
             problems.push(why);
         }
         if let Err(why) = users::check_hash(hash) {
+            problems.push(format!("user {name:?}: {why}"));
+        }
+        if let Err(why) = view.map(users::check_view).transpose() {
             problems.push(format!("user {name:?}: {why}"));
         }
         if let Some(first) = seen.insert(name.to_owned(), i + 1) {

@@ -189,13 +189,18 @@ pub enum UserAction {
     Add {
         /// User name: no `:`, no whitespace, at most 64 bytes.
         name: String,
+        /// What the user may see: a filter expression (as in `filter=`) that every subscription
+        /// of theirs is narrowed by. Omitted: an existing user keeps their view; "" removes it.
+        #[arg(long, value_name = "EXPR")]
+        view: Option<String>,
     },
     /// Remove a user.
     Remove {
         /// User name.
         name: String,
     },
-    /// Print the user names, one per line.
+    /// Print the user names, one per line, each followed by a tab and `view: EXPR` when the
+    /// user has a view.
     List,
 }
 

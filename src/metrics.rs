@@ -1,7 +1,7 @@
 //! The daemon's counters in one place, and their Prometheus text exposition (`GET /metrics`).
 //!
-//! [`Metrics`] is owned by `app` and handed to each part: the HTTP side counts token outcomes and
-//! subscribers closed by close code into it as they happen. What other parts already keep (the
+//! [`Metrics`] is owned by `app` and handed to each part: the HTTP side counts token outcomes,
+//! entries sent and subscribers closed by close code into it as they happen. What other parts already keep (the
 //! tailer's per-source counters, the hub's ids and subscribers) is read from them at scrape time
 //! rather than copied here, so each fact has one home. A scrape builds a fresh registry around the
 //! live families plus a snapshot of the rest: nothing is registered twice and nothing goes stale.
@@ -87,6 +87,8 @@ pub struct Metrics {
     token_requests: Family<OutcomeLabel, U64Counter>,
     /// Subscribers the server closed, by close code (4008 = too slow: an alert rule watches it).
     subscribers_closed: Family<CodeLabel, U64Counter>,
+    /// Entries handed to WebSocket subscribers' sockets, all subscribers together.
+    entries_sent: U64Counter,
 }
 
 impl Metrics {
@@ -106,6 +108,11 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts `n` entries handed to one subscriber's socket.
+    pub fn entries_sent(&self, n: usize) {
+        self.entries_sent.inc_by(n as u64);
+    }
+
     /// The exposition: the live families plus a snapshot of the tailer, the hub and the journal.
     pub fn render(&self, hub: &Hub, tail: &TailHealth, state_dir: &Path) -> String {
         let mut registry = Registry::with_prefix("proxytail");
@@ -118,6 +125,11 @@ impl Metrics {
             "subscribers_closed",
             "WebSocket subscribers closed by the server, by close code",
             self.subscribers_closed.clone(),
+        );
+        registry.register(
+            "entries_sent",
+            "Entries handed to WebSocket subscribers (one per entry per subscriber)",
+            self.entries_sent.clone(),
         );
         register_gauge(
             &mut registry,

@@ -4,8 +4,12 @@
 //! Only a SHA-256 digest of each token is kept (a memory dump or a debug print of the store reveals
 //! no usable token). Expiry uses [`tokio::time::Instant`] so tests can pause and advance the clock.
 //!
+//! A token carries the view of the principal that minted it (CONTRACT §6): consuming it hands the
+//! view to the WebSocket session, so a subscription is narrowed by whoever asked for the token.
+//!
 //! Outstanding tokens are bounded in total and per principal (user name or JWT subject): one
 //! principal minting as fast as it can fills its own quota, not everyone's (issue 9).
+use crate::filter::Filter;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::rngs::OsRng;
@@ -83,6 +87,8 @@ struct Minted {
     expires: Instant,
     /// Who minted it, for the per-principal count.
     principal: Arc<str>,
+    /// The minter's view, for the subscription the token opens.
+    view: Filter,
 }
 
 impl Outstanding {
@@ -90,19 +96,26 @@ impl Outstanding {
         self.per_principal.get(principal).copied().unwrap_or(0)
     }
 
-    fn insert(&mut self, key: Digest32, expires: Instant, principal: &str) {
+    fn insert(&mut self, key: Digest32, expires: Instant, principal: &str, view: Filter) {
         let principal = match self.per_principal.get_key_value(principal) {
             Some((shared, _)) => shared.clone(),
             None => Arc::from(principal),
         };
         *self.per_principal.entry(principal.clone()).or_default() += 1;
-        self.by_digest.insert(key, Minted { expires, principal });
+        self.by_digest.insert(
+            key,
+            Minted {
+                expires,
+                principal,
+                view,
+            },
+        );
     }
 
-    fn remove(&mut self, key: &Digest32) -> Option<Instant> {
+    fn remove(&mut self, key: &Digest32) -> Option<Minted> {
         let minted = self.by_digest.remove(key)?;
         self.uncount(&minted.principal);
-        Some(minted.expires)
+        Some(minted)
     }
 
     fn uncount(&mut self, principal: &str) {
@@ -166,9 +179,15 @@ impl TokenStore {
         }
     }
 
-    /// Mints a new token for `principal`: 32 bytes from the OS random source, base64url without
-    /// padding. Beyond a bound the error says, truthfully, when the first slot frees up.
+    /// Mints a token for `principal`, who sees everything.
     pub fn mint(&self, principal: &str) -> Result<String, TokenError> {
+        self.mint_with_view(principal, Filter::default())
+    }
+
+    /// Mints a new token for `principal` with their `view`: 32 bytes from the OS random source,
+    /// base64url without padding. Beyond a bound the error says, truthfully, when the first slot
+    /// frees up.
+    pub fn mint_with_view(&self, principal: &str, view: Filter) -> Result<String, TokenError> {
         let mut raw = [0u8; 32];
         OsRng
             .try_fill_bytes(&mut raw)
@@ -191,20 +210,21 @@ impl TokenStore {
                 return Err(TokenError::Full { retry_after });
             }
         }
-        tokens.insert(digest(&token), now + self.ttl, principal);
+        tokens.insert(digest(&token), now + self.ttl, principal, view);
         Ok(token)
     }
 
-    /// Consumes `token`: `Ok` exactly once for a valid, unexpired token, `Invalid` otherwise.
-    pub fn consume(&self, token: &str) -> Result<(), TokenError> {
+    /// Consumes `token`: `Ok` with the minter's view exactly once for a valid, unexpired token,
+    /// `Invalid` otherwise.
+    pub fn consume(&self, token: &str) -> Result<Filter, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
         let key = digest(token);
         // Removal under the lock is the atomic step: of racing presenters exactly one gets `Some`.
-        let expires = self.lock().remove(&key);
-        match expires {
-            Some(expires) if Instant::now() < expires => Ok(()),
+        let minted = self.lock().remove(&key);
+        match minted {
+            Some(m) if Instant::now() < m.expires => Ok(m.view),
             _ => Err(TokenError::Invalid),
         }
     }
@@ -269,10 +289,10 @@ mod tests {
     async fn token_is_accepted_exactly_once() {
         let store = TokenStore::new(Duration::from_secs(120));
         let token = store.mint("u").unwrap();
-        assert_eq!(store.consume(&token), Ok(()));
-        assert_eq!(store.consume(&token), Err(TokenError::Invalid));
-        assert_eq!(store.consume(""), Err(TokenError::Invalid));
-        assert_eq!(store.consume("nope"), Err(TokenError::Invalid));
+        assert!(store.consume(&token).is_ok());
+        assert_eq!(store.consume(&token).err(), Some(TokenError::Invalid));
+        assert_eq!(store.consume("").err(), Some(TokenError::Invalid));
+        assert_eq!(store.consume("nope").err(), Some(TokenError::Invalid));
         assert_eq!(store.outstanding(), 0);
     }
 
@@ -291,9 +311,9 @@ mod tests {
         let early = store.mint("u").unwrap();
         let late = store.mint("u").unwrap();
         tokio::time::advance(Duration::from_secs(119)).await;
-        assert_eq!(store.consume(&early), Ok(()));
+        assert!(store.consume(&early).is_ok());
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(store.consume(&late), Err(TokenError::Invalid));
+        assert_eq!(store.consume(&late).err(), Some(TokenError::Invalid));
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,6 +27,9 @@ pub enum UsersCmdError {
         /// Why it was refused.
         why: String,
     },
+    /// `user add --view` got an expression the filter grammar refuses.
+    #[error("invalid --view: {0}")]
+    BadView(String),
     /// `user remove` named a user the file does not hold.
     #[error("no user {name:?} in {path}")]
     NoSuchUser {
@@ -70,21 +73,31 @@ pub fn run(
     let path = users.ok_or(UsersCmdError::NotConfigured)?;
     match action {
         UserAction::List => {
-            for (name, _) in load(path, true)?.users() {
-                writeln!(out, "{name}").map_err(UsersCmdError::Output)?;
+            let file = load(path, true)?;
+            let views: std::collections::HashMap<&str, &str> = file.views().collect();
+            for (name, _) in file.users() {
+                match views.get(name) {
+                    Some(view) => writeln!(out, "{name}\tview: {view}"),
+                    None => writeln!(out, "{name}"),
+                }
+                .map_err(UsersCmdError::Output)?;
             }
         }
-        UserAction::Add { name } => {
+        UserAction::Add { name, view } => {
             users::check_name(name).map_err(|why| UsersCmdError::BadName {
                 name: name.clone(),
                 why,
             })?;
+            // Refuse a broken view before asking for a password.
+            if let Some(view) = view {
+                users::check_view(view).map_err(UsersCmdError::BadView)?;
+            }
             // Refuse a broken file before asking for a password.
             load(path, true)?;
             let hash = crate::auth::hash_password_from_stdin()?;
             // Re-read: the file may have changed while the password was typed.
             let mut file = load(path, true)?;
-            let existed = file.set(name, &hash)?;
+            let existed = file.set(name, &hash, view.as_deref())?;
             file.write_atomic(&target(path))?;
             let what = if existed {
                 "changed password of"

@@ -142,7 +142,7 @@ fn atomic_rewrite_keeps_mode_and_comments() {
     let path = write_users(dir.path(), &[("alice", "a")]);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
     let mut file = UsersFile::load(&path).unwrap();
-    assert!(!file.set("bob", &cheap_hash("b")).unwrap());
+    assert!(!file.set("bob", &cheap_hash("b"), None).unwrap());
     file.write_atomic(&path).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o640);
@@ -161,7 +161,7 @@ fn atomic_rewrite_keeps_mode_and_comments() {
     // A file created from scratch is owner-only.
     let fresh = dir.path().join("new-users");
     let mut file = UsersFile::default();
-    file.set("alice", &cheap_hash("a")).unwrap();
+    file.set("alice", &cheap_hash("a"), None).unwrap();
     file.write_atomic(&fresh).unwrap();
     let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o600);

@@ -2,7 +2,8 @@
 //! /api/session` with Basic credentials sets an `HttpOnly; SameSite=Strict` cookie, `/api/ws-token`
 //! mints from it without another Argon2 check, sign-out, expiry, a foreign `Origin`, `Secure`
 //! behind a trusted HTTPS proxy, and (on the real binary) SIGHUP removing the user or changing the
-//! password, and a restart that keeps the session.
+//! password, and a restart that keeps the session; a token minted from a session carries the
+//! user's view as reloaded, not as it was at sign-in.
 mod common;
 
 use common::process::{LogTail, Proc};
@@ -281,4 +282,43 @@ async fn sessions_survive_a_restart_and_end_when_sighup_removes_the_user_or_chan
     assert_eq!(token_with(daemon.addr, &bob).await.status, 401);
     let status = daemon.terminate(WAIT);
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn a_session_mints_with_the_users_current_view_not_the_one_at_sign_in() {
+    // CONTRACT §6 views: the session carries the user, and the view is read at each mint.
+    let srv = Server::start(TestConfig::with_users(&[])).await;
+    let users = srv.files.dir.path().join("users");
+    let (_, cookie) = sign_in(srv.addr).await;
+    // Odd ids GET, even ids POST.
+    let records = (1..=6).map(|id| {
+        let method = if id % 2 == 1 { "GET" } else { "POST" };
+        let mut entry = parsers::Entry {
+            method: Some(method.into()),
+            destination: Some(format!("http://example.com/{id}").into()),
+            ..Default::default()
+        };
+        proxytail::hub::Record::new(id, &mut entry)
+    });
+    srv.state.hub.publish(records.collect());
+    let stream = |cookie: String| {
+        let addr = srv.addr;
+        async move {
+            let t = token_with(addr, &cookie).await;
+            assert_eq!(t.status, 200, "{t:?}");
+            let token = t.json()["token"].as_str().expect("token").to_owned();
+            connect(&format!("ws://{addr}/api/ws/logs?token={token}&since=0")).await
+        }
+    };
+    let mut before = stream(cookie.clone()).await;
+    assert_eq!(read_ids(&mut before, 6).await, vec![1, 2, 3, 4, 5, 6]);
+    // Same password hash (the session stays open), a view added, reloaded as SIGHUP does.
+    // alice's line is the file's last.
+    let text = std::fs::read_to_string(&users).expect("users");
+    let text = format!("{}:method:POST\n", text.trim_end());
+    std::fs::write(&users, text).expect("users");
+    srv.state.auth.reload().expect("reload");
+    let mut after = stream(cookie).await;
+    assert_eq!(read_ids(&mut after, 3).await, vec![2, 4, 6]);
+    assert_quiet(&mut after).await;
 }

@@ -1,5 +1,5 @@
 //! `GET /metrics` (CONTRACT section 9, RELIABILITY 84) on the whole daemon: the exposition parses as
-//! Prometheus/OpenMetrics text, the lines-read counter equals the lines appended, closes are counted
+//! Prometheus/OpenMetrics text, the lines-read counter equals the lines appended, entries sent equal those read, closes are counted
 //! by code, no label holds an address, a user name or a token, and a wrong credential gets 401.
 mod common;
 
@@ -163,6 +163,12 @@ async fn metrics_parse_count_lines_and_closes_and_hold_no_address_user_or_token(
         Some(LINES as f64)
     );
     assert_eq!(value(&samples, "proxytail_subscribers", None), Some(1.0));
+    // Counted when handed to the socket, so every entry the subscriber read is in, and no more.
+    assert_eq!(
+        value(&samples, "proxytail_entries_sent_total", None),
+        Some(LINES as f64)
+    );
+    assert_eq!(types["proxytail_entries_sent"], "counter");
     assert_eq!(types["proxytail_subscribers"], "gauge");
     // Fully read: the lag is zero, and the size is the file's.
     let size = std::fs::metadata(&log).expect("log").len() as f64;

@@ -154,3 +154,69 @@ fn user_commands_need_a_users_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no users file configured"));
 }
+
+#[test]
+fn views_are_checked_kept_across_a_password_change_listed_and_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users");
+    // A broken view is refused before any password is read; the file is not created.
+    let out = user(&users, &["add", "ann", "--view", "stauts:500"], "pw\n");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--view") && err.contains("stauts"), "{err}");
+    assert!(!users.exists());
+
+    let view = "client:10.1.0.0/16 method:GET";
+    let out = user(&users, &["add", "ann", "--view", view], "pw\n");
+    assert!(out.status.success(), "{out:?}");
+    let out = user(&users, &["add", "bob"], "pw\n");
+    assert!(out.status.success(), "{out:?}");
+    // A new password without --view keeps the view.
+    let out = user(&users, &["add", "ann"], "new pw\n");
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&users).expect("read");
+    let ann = hash_of(&text, "ann").expect("ann line");
+    let (hash, kept) = ann.split_once(':').expect("a view field");
+    assert!(verifies(hash, "new pw"));
+    assert_eq!(kept, view);
+    let out = user(&users, &["list"], "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("ann\tview: {view}\nbob\n")
+    );
+    // The daemon's own checker accepts the file it wrote.
+    let path = users.to_str().expect("utf-8 path");
+    let out = proxytail(&["check-config", "--users", path, "--access-log", path], "");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("2 user(s)"), "{report}");
+    // A broken view written by hand: check-config names the file and line.
+    let text = std::fs::read_to_string(&users).expect("read");
+    let broken = dir.path().join("broken");
+    std::fs::write(&broken, format!("{text}carl:{hash}:stauts:500\n")).expect("write");
+    let broken = broken.to_str().expect("utf-8 path");
+    let out = proxytail(
+        &["check-config", "--users", broken, "--access-log", path],
+        "",
+    );
+    assert!(!out.status.success());
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains(&format!("{broken}:3")) && report.contains("stauts"),
+        "{report}"
+    );
+    // `--view ''` removes it; remove keeps the other lines.
+    let out = user(&users, &["add", "ann", "--view", ""], "pw\n");
+    assert!(out.status.success(), "{out:?}");
+    let out = user(&users, &["remove", "bob"], "");
+    assert!(out.status.success(), "{out:?}");
+    let out = user(&users, &["list"], "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ann\n");
+}

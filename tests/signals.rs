@@ -1,5 +1,6 @@
-//! Signals on the real binary: SIGHUP reloads the users file without dropping a subscriber, and
-//! SIGTERM closes subscribers with 1001 and exits 0.
+//! Signals on the real binary: SIGHUP reloads the users file without dropping a subscriber (a
+//! changed view applies to new subscriptions only), and SIGTERM closes subscribers with 1001 and
+//! exits 0.
 mod common;
 
 use common::process::{LogTail, Proc};
@@ -101,4 +102,74 @@ async fn sighup_reloads_users_without_dropping_subscribers_and_sigterm_closes_10
     assert_eq!((code, reason.as_str()), (1001, "going away"));
     let status = daemon.wait_exit(WAIT);
     assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_changed_view_to_new_subscriptions_and_keeps_open_ones() {
+    // README "Views": an open subscription keeps the view it was opened with; the next token gets
+    // the reloaded one.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let users = dir.path().join("users");
+    let hash = cheap_hash(PASSWORD);
+    std::fs::write(&users, format!("{USER}:{hash}:method:GET\n")).expect("users");
+    let log = dir.path().join("access.log");
+    let state = dir.path().join("state");
+    // Odd lines GET, even lines POST.
+    let append_lines = |from: u64, to: u64| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
+        for seq in from..=to {
+            let method = if seq % 2 == 1 { "GET" } else { "POST" };
+            writeln!(
+                f,
+                "1795835993.065      2 ::1 TCP_MISS/200 353 {method} http://h/x/{seq} - HIER_DIRECT/127.0.0.1 text/plain"
+            )
+            .expect("append");
+        }
+    };
+    append_lines(1, 4);
+    let args: Vec<String> = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--access-log".into(),
+        log.display().to_string(),
+        "--users".into(),
+        users.display().to_string(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--from-start".into(),
+    ];
+    let mut daemon = Proc::start(&args, &LogTail::default(), WAIT);
+    let addr = daemon.addr;
+    let url = |token: &str| format!("ws://{addr}/api/ws/logs?token={token}&since=0");
+    let mut old = connect(&url(&fetch_token(addr).await)).await;
+    assert_eq!(read_ids(&mut old, 2).await, vec![1, 3]);
+
+    std::fs::write(&users, format!("{USER}:{hash}:method:POST\n")).expect("users");
+    daemon.signal("-HUP");
+    daemon.await_line("reloaded users and keys", WAIT);
+    let mut new = connect(&url(&fetch_token(addr).await)).await;
+    assert_eq!(read_ids(&mut new, 2).await, vec![2, 4]);
+    append_lines(5, 8);
+    assert_eq!(
+        read_ids(&mut old, 2).await,
+        vec![5, 7],
+        "the open one keeps its view"
+    );
+    assert_eq!(read_ids(&mut new, 2).await, vec![6, 8]);
+
+    // A broken view refuses the reload (file and line named); the last good users stay.
+    std::fs::write(&users, format!("# x\n{USER}:{hash}:stauts:500\n")).expect("users");
+    daemon.signal("-HUP");
+    let refused = daemon.await_line("reload failed", WAIT);
+    assert!(
+        refused.contains("line 2") && refused.contains("stauts"),
+        "{refused}"
+    );
+    let mut after = connect(&url(&fetch_token(addr).await)).await;
+    assert_eq!(read_ids(&mut after, 4).await, vec![2, 4, 6, 8]);
+    assert!(daemon.terminate(WAIT).success());
 }

@@ -1,7 +1,6 @@
 //! Subscriptions (CONTRACT §2, §6, §11): connection slots only for valid tokens (RELIABILITY 65), a
 //! byte-bounded subscriber on the real binary (66), filtered `backlog`/`since` (74) and filter errors
-//! (75). The filtered tests need the filter grammar (src/filter.rs, built on another branch) and are
-//! ignored until it lands.
+//! (75), and per-user views on every path (76).
 mod common;
 
 use common::process::{LogTail, Proc};
@@ -167,8 +166,6 @@ async fn a_never_reading_subscriber_costs_its_budget_and_is_closed_4008() {
     assert!(daemon.terminate(WAIT).success());
 }
 
-// The tests below use filter expressions: they need the filter grammar (src/filter.rs).
-
 /// A record whose method is POST when `id` is a multiple of 3, GET otherwise.
 fn by_method(id: u64) -> proxytail::hub::Record {
     let mut entry = parsers::Entry {
@@ -181,7 +178,6 @@ fn by_method(id: u64) -> proxytail::hub::Record {
 }
 
 #[tokio::test]
-#[ignore = "needs filter grammar"]
 async fn backlog_with_a_filter_sends_the_last_n_matches_then_live_matches() {
     // RELIABILITY 74, first half.
     let server = Server::start(TestConfig::new(&[])).await;
@@ -217,7 +213,6 @@ async fn a_subscriber_that_sent_a_filter_is_told_of_the_gap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs filter grammar"]
 async fn since_with_a_filter_across_a_sigkill_restart_is_exact() {
     // RELIABILITY 74, second half: the real binary, SIGKILL, restart on the same state; `since`
     // with `status:5xx` gets every 5xx entry after the id exactly once, then live ones.
@@ -284,14 +279,14 @@ async fn since_with_a_filter_across_a_sigkill_restart_is_exact() {
 }
 
 #[tokio::test]
-#[ignore = "needs filter grammar"]
 async fn bad_filters_close_1008_naming_the_problem_before_any_entry() {
     // RELIABILITY 75.
     let server = Server::start(TestConfig::new(&[])).await;
     server.publish(1..=3, 3);
     let terms_33 = vec!["method:GET"; 33].join("%20");
-    let long = format!("url:{}", "a".repeat(1021)); // 1,025 bytes
-                                                    // Each reason must name the problem: one of these words (the grammar's wording may vary).
+    // 1,025 bytes.
+    let long = format!("url:{}", "a".repeat(1021));
+    // Each reason must name the problem: one of these words (the grammar's wording may vary).
     let cases: [(&str, &[&str]); 4] = [
         ("stauts:500", &["stauts"]),
         (&terms_33, &["32", "terms"]),
@@ -311,8 +306,8 @@ async fn bad_filters_close_1008_naming_the_problem_before_any_entry() {
 
 #[tokio::test]
 async fn filter_errors_close_1008_with_the_filter_error_text() {
-    // Passes with any grammar: a filter the parser refuses closes 1008, before any entry, with the
-    // parser's own words as the reason (today's parser refuses every non-empty expression).
+    // A filter the parser refuses closes 1008, before any entry, with the parser's own words as the
+    // reason.
     let server = Server::start(TestConfig::new(&[])).await;
     server.publish(1..=3, 3);
     let expr = format!("stauts:500 {}", "x".repeat(2000));
@@ -358,4 +353,143 @@ fn the_subscriber_buffer_is_a_flag_and_a_toml_key_and_is_validated() {
     assert_eq!(default.subscriber_buffer_bytes, 4 << 20);
     let refused = Config::from_args(["proxytail", "--subscriber-buffer-bytes", "1000"]);
     assert!(refused.is_err(), "below 64 KiB is refused");
+}
+
+/// A record from client 10.1.0.x when `id` is odd, 10.2.0.x when even.
+fn by_client(id: u64) -> proxytail::hub::Record {
+    let net = if id % 2 == 1 { 1 } else { 2 };
+    let client = format!("10.{net}.0.{}", id % 250);
+    let mut entry = parsers::Entry {
+        client_ip: Some(client.into()),
+        method: Some("GET".into()),
+        destination: Some(format!("http://example.com/{id}").into()),
+        code: Some(200),
+        ..Default::default()
+    };
+    proxytail::hub::Record::new(id, &mut entry)
+}
+
+/// A token from `/api/ws-token` with this `Authorization` header.
+async fn token_with(addr: std::net::SocketAddr, authorization: &str) -> String {
+    let response = http_get(addr, "/api/ws-token", &[("authorization", authorization)]).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    response.json()["token"].as_str().expect("token").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_narrows_live_backlog_and_since_for_basic_users_and_jwts() {
+    // RELIABILITY 76: the view `client:10.1.0.0/16` (users file, or the JWT claim) is ANDed with
+    // whatever the subscriber asks for, on every start.
+    const SECRET: &str = "an-hs256-secret-that-is-at-least-32-bytes-long";
+    const VIEW: &str = "client:10.1.0.0/16";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let users = dir.path().join("users");
+    std::fs::write(
+        &users,
+        format!(
+            "viewer:{}:{VIEW}\n{USER}:{}\n",
+            cheap_hash("pw"),
+            cheap_hash(PASSWORD)
+        ),
+    )
+    .expect("users");
+    let secret = dir.path().join("jwt.secret");
+    std::fs::write(&secret, SECRET).expect("secret");
+    let (users, secret) = (users.display().to_string(), secret.display().to_string());
+    let server = Server::start(TestConfig::new(&[
+        "--users",
+        &users,
+        "--jwt-secret-file",
+        &secret,
+    ]))
+    .await;
+    server.state.hub.publish((1..=40).map(by_client).collect());
+    let jwt = |claims: serde_json::Value| {
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("JWT")
+    };
+    let exp = jsonwebtoken::get_current_timestamp() + 300;
+    let viewed_jwt = jwt(serde_json::json!({"sub": "svc", "exp": exp, "proxytail_view": VIEW}));
+    let credentials = [basic("viewer", "pw"), format!("Bearer {viewed_jwt}")];
+    let odd = |from: u64, to: u64| (from..=to).filter(|i| i % 2 == 1).collect::<Vec<_>>();
+    for auth in &credentials {
+        let open = |query: &'static str| {
+            let auth = auth.clone();
+            let addr = server.addr;
+            async move {
+                let token = token_with(addr, &auth).await;
+                connect(&format!("ws://{addr}/api/ws/logs?token={token}{query}")).await
+            }
+        };
+        // The hub's last id is even before each round (40, then 44).
+        let last = server.state.hub.last_id();
+        let mut since = open("&since=30").await;
+        let mut backlog = open("&backlog=3").await;
+        let mut live = open("").await;
+        let mut other = open("&since=0&filter=client%3A10.2.0.0%2F16").await;
+        let mut narrowed = open("&since=0&filter=method%3AGET").await;
+        let held = odd(31, last);
+        assert_eq!(read_ids(&mut since, held.len()).await, held, "{auth}");
+        let tail = odd(last - 5, last);
+        assert_eq!(read_ids(&mut backlog, 3).await, tail);
+        let all = odd(1, last);
+        assert_eq!(read_ids(&mut narrowed, all.len()).await, all);
+        server
+            .state
+            .hub
+            .publish((last + 1..=last + 4).map(by_client).collect());
+        let fresh = odd(last + 1, last + 4);
+        for ws in [&mut since, &mut backlog, &mut live, &mut narrowed] {
+            assert_eq!(read_ids(ws, 2).await, fresh);
+            assert_quiet(ws).await;
+        }
+        // Outside the view, asking does not help: nothing at all.
+        assert_quiet(&mut other).await;
+    }
+    // The same user without a view, and a JWT without the claim, see everything.
+    let mut all = server.subscribe("&since=36").await;
+    assert!(read_ids(&mut all, 8).await.into_iter().eq(37..=44));
+    let plain = jwt(serde_json::json!({"sub": "svc", "exp": exp}));
+    let token = token_with(server.addr, &format!("Bearer {plain}")).await;
+    let mut all = server.connect(&format!("token={token}&since=44")).await;
+    assert!(read_ids(&mut all, 4).await.into_iter().eq(45..=48));
+    // A claim that is not a filter expression: 401 naming the claim and the problem.
+    let bad = jwt(serde_json::json!({"sub": "svc", "exp": exp, "proxytail_view": "stauts:5xx"}));
+    let response = http_get(
+        server.addr,
+        "/api/ws-token",
+        &[("authorization", &format!("Bearer {bad}"))],
+    )
+    .await;
+    assert_eq!(response.status, 401, "{response:?}");
+    let message = response.json()["message"].to_string();
+    assert!(
+        message.contains("proxytail_view") && message.contains("stauts"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_with_a_view_and_no_filter_is_told_of_gaps() {
+    // Its subscription is filtered (by the view), so it gets the control messages too.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let users = dir.path().join("users");
+    let line = format!("viewer:{}:client:10.1.0.0/16\n", cheap_hash("pw"));
+    std::fs::write(&users, line).expect("users");
+    let users = users.display().to_string();
+    let server = Server::start(TestConfig::new(&["--users", &users, "--history", "10"])).await;
+    server.state.hub.publish((1..=30).map(by_client).collect());
+    let token = token_with(server.addr, &basic("viewer", "pw")).await;
+    let mut ws = server.connect(&format!("token={token}&since=5")).await;
+    match next_event(&mut ws).await {
+        Event::Text(t) => {
+            let gap: serde_json::Value = serde_json::from_str(&t).expect("JSON");
+            assert_eq!(
+                gap,
+                serde_json::json!({"type": "gap", "after": 5, "before": 21})
+            );
+        }
+        other => panic!("expected the gap notice, got {other:?}"),
+    }
+    assert_eq!(read_ids(&mut ws, 5).await, vec![21, 23, 25, 27, 29]);
 }

@@ -34,9 +34,12 @@ pub enum JwtReject {
 
 /// The claims proxytail reads; `exp`, `nbf`, `iss`, `aud` are checked by the crate.
 #[derive(Debug, Deserialize)]
-struct Claims {
+pub struct Claims {
     /// The subject, reported as the principal's name.
-    sub: Option<String>,
+    pub sub: Option<String>,
+    /// The principal's view (a filter expression, CONTRACT §6), checked by the caller.
+    #[serde(rename = "proxytail_view")]
+    pub view: Option<String>,
 }
 
 /// One accepted (algorithm, key) pair with its validation rules.
@@ -110,8 +113,8 @@ impl JwtVerifier {
         Ok((!keys.is_empty()).then_some(JwtVerifier { keys }))
     }
 
-    /// Verifies `token`; returns its subject (`sub`), if any.
-    pub fn verify(&self, token: &str) -> Result<Option<String>, JwtReject> {
+    /// Verifies `token`; returns the claims proxytail reads.
+    pub fn verify(&self, token: &str) -> Result<Claims, JwtReject> {
         let header = decode_header(token).map_err(|_| JwtReject::Header)?;
         if header.jku.is_some()
             || header.jwk.is_some()
@@ -135,7 +138,7 @@ impl JwtVerifier {
                 _ => JwtReject::Claims,
             }
         })?;
-        Ok(data.claims.sub)
+        Ok(data.claims)
     }
 }
 

@@ -22,6 +22,7 @@ pub mod verify;
 
 use crate::config::Config;
 use crate::error::StartupError;
+use crate::filter::Filter;
 use base64::Engine;
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
@@ -42,6 +43,10 @@ pub enum AuthError {
     /// Wrong user, wrong password, bad JWT: one message for all, nothing to enumerate.
     #[error("invalid credentials")]
     Invalid,
+    /// A valid JWT whose `proxytail_view` claim is not a filter expression: the issuer's mistake,
+    /// named so it can be fixed (401; not counted as a failed guess).
+    #[error("invalid proxytail_view claim: {0}")]
+    BadView(String),
     /// Too many failures from this address.
     #[error("too many failed attempts; retry later")]
     Throttled {
@@ -58,12 +63,17 @@ pub enum AuthError {
 pub struct Principal {
     /// User name or JWT subject.
     pub name: String,
+    /// What they may see (a users-file view or the JWT's `proxytail_view` claim); matches
+    /// everything when they have none. It travels with their tokens to their subscriptions.
+    pub view: Filter,
 }
 
 /// Users and keys as loaded from their files; replaced as a whole on reload.
 struct Credentials {
     /// User name → Argon2 PHC string.
     users: HashMap<String, Arc<str>>,
+    /// User name → their view, for users that have one.
+    views: HashMap<String, Filter>,
     /// A hash of a random password with the first user's parameters, verified for unknown users so
     /// that they cost the same as a wrong password. `None` when there are no users.
     dummy: Option<Arc<str>>,
@@ -85,6 +95,7 @@ impl Credentials {
     /// Reads the users file and JWT keys named by `config`.
     fn load(config: &Config) -> Result<Credentials, StartupError> {
         let mut users = HashMap::new();
+        let mut views = HashMap::new();
         let mut dummy = None;
         if let Some(path) = &config.users {
             let file =
@@ -101,6 +112,12 @@ impl Credentials {
                 }
                 users.insert(name.to_owned(), Arc::from(hash));
             }
+            for (name, view) in file.views() {
+                // Checked when the file was parsed; a failure here would be a grammar change.
+                let view = Filter::parse(view)
+                    .map_err(|e| StartupError::Auth(format!("user {name}: view: {e}")))?;
+                views.insert(name.to_owned(), view);
+            }
             if users.is_empty() {
                 tracing::warn!(path = %path.display(), "the users file lists no user");
             }
@@ -109,7 +126,12 @@ impl Credentials {
         if config.users.is_none() && jwt.is_none() {
             tracing::warn!("neither a users file nor a JWT key is configured: every token request will be refused");
         }
-        Ok(Credentials { users, dummy, jwt })
+        Ok(Credentials {
+            users,
+            views,
+            dummy,
+            jwt,
+        })
     }
 }
 
@@ -166,6 +188,13 @@ impl Authenticator {
             .users
             .get(user)
             .map(|hash| crate::sessions::digest(hash))
+    }
+
+    /// `user`'s view as the users file says now (matches everything when they have none): a
+    /// dashboard session takes it when it mints a token, so a changed view applies to the next one.
+    pub fn view_of(&self, user: &str) -> Filter {
+        let credentials = self.current.read().unwrap_or_else(|e| e.into_inner());
+        credentials.views.get(user).cloned().unwrap_or_default()
     }
 
     /// The Argon2 verifier, whose counters tests and health read.
@@ -253,6 +282,7 @@ impl Authenticator {
         if ok && known.is_some() {
             Ok(Principal {
                 name: user.to_owned(),
+                view: credentials.views.get(user).cloned().unwrap_or_default(),
             })
         } else {
             Err(AuthError::Invalid)
@@ -283,9 +313,17 @@ fn check_jwt(credentials: &Credentials, token: &str) -> Result<Principal, AuthEr
     }
     let verifier = credentials.jwt.as_ref().ok_or(AuthError::Invalid)?;
     match verifier.verify(token) {
-        Ok(sub) => Ok(Principal {
-            name: sub.unwrap_or_else(|| "jwt".to_owned()),
-        }),
+        Ok(claims) => {
+            let view = match claims.view.as_deref().map(Filter::parse) {
+                None => Filter::default(),
+                Some(Ok(view)) => view,
+                Some(Err(e)) => return Err(AuthError::BadView(e.to_string())),
+            };
+            Ok(Principal {
+                name: claims.sub.unwrap_or_else(|| "jwt".to_owned()),
+                view,
+            })
+        }
         Err(reason) => {
             // The reason is a fixed phrase; nothing of the token is logged.
             tracing::debug!(%reason, "JWT refused");

@@ -1,5 +1,6 @@
-//! The users file: one `name:HASH` line per user (HASH an Argon2 PHC string), `#` comments and blank
-//! lines kept verbatim; the Argon2 parameter limits a hash must respect; hashing a new password; and an
+//! The users file: one `name:HASH` or `name:HASH:VIEW` line per user (HASH an Argon2 PHC string,
+//! which never holds a `:`; VIEW a filter expression, CONTRACT §6, that everything the user
+//! subscribes to is narrowed by), `#` comments and blank lines kept verbatim; the Argon2 parameter limits a hash must respect; hashing a new password; and an
 //! atomic rewrite that keeps the file's permissions. `proxytail user add|remove|list` builds on this.
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -91,12 +92,14 @@ pub struct HashParams {
 enum Line {
     /// A comment or a blank line, kept verbatim so a rewrite does not lose it.
     Other(String),
-    /// A user and the PHC string of their password.
+    /// A user, the PHC string of their password and their view.
     User {
         /// The user name.
         name: String,
         /// The Argon2 PHC string.
         hash: String,
+        /// The view's expression as written (checked with `Filter::parse`); `None`: sees everything.
+        view: Option<String>,
     },
 }
 
@@ -130,15 +133,18 @@ impl UsersFile {
                 file.lines.push(Line::Other(raw.trim_end().to_owned()));
                 continue;
             };
-            let (name, hash) = entry.map_err(|why| err(why.into()))?;
+            let (name, hash, view) = entry.map_err(|why| err(why.into()))?;
             check_name(name).map_err(&err)?;
             check_hash(hash).map_err(|why| err(format!("user {name}: {why}")))?;
+            let view = view.map(check_view).transpose();
+            let view = view.map_err(|why| err(format!("user {name}: {why}")))?;
             if file.get(name).is_some() {
                 return Err(err(format!("user {name} appears twice")));
             }
             file.lines.push(Line::User {
                 name: name.to_owned(),
                 hash: hash.to_owned(),
+                view: view.flatten().map(str::to_owned),
             });
         }
         Ok(file)
@@ -147,8 +153,20 @@ impl UsersFile {
     /// Every user with their PHC string, in file order.
     pub fn users(&self) -> impl Iterator<Item = (&str, &str)> {
         self.lines.iter().filter_map(|line| match line {
-            Line::User { name, hash } => Some((name.as_str(), hash.as_str())),
+            Line::User { name, hash, .. } => Some((name.as_str(), hash.as_str())),
             Line::Other(_) => None,
+        })
+    }
+
+    /// Every user with a view, and the view's expression, in file order.
+    pub fn views(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.lines.iter().filter_map(|line| match line {
+            Line::User {
+                name,
+                view: Some(view),
+                ..
+            } => Some((name.as_str(), view.as_str())),
+            _ => None,
         })
     }
 
@@ -157,14 +175,29 @@ impl UsersFile {
         self.users().find(|(n, _)| *n == name).map(|(_, h)| h)
     }
 
-    /// Adds `name` or replaces their hash; true if the user already existed.
-    pub fn set(&mut self, name: &str, hash: &str) -> Result<bool, UsersError> {
+    /// Adds `name` or replaces their hash; true if the user already existed. `view`: `None` keeps
+    /// an existing user's view (a password change does not widen or narrow what they see);
+    /// `Some("")` removes it (the empty expression matches everything); else it is checked with
+    /// `Filter::parse` and replaces it.
+    pub fn set(&mut self, name: &str, hash: &str, view: Option<&str>) -> Result<bool, UsersError> {
         check_name(name).map_err(UsersError::Invalid)?;
         check_hash(hash).map_err(UsersError::Invalid)?;
+        let view = view
+            .map(check_view)
+            .transpose()
+            .map_err(UsersError::Invalid)?;
         for line in &mut self.lines {
-            if let Line::User { name: n, hash: h } = line {
+            if let Line::User {
+                name: n,
+                hash: h,
+                view: v,
+            } = line
+            {
                 if n == name {
                     *h = hash.to_owned();
+                    if let Some(view) = view {
+                        *v = view.map(str::to_owned);
+                    }
                     return Ok(true);
                 }
             }
@@ -172,6 +205,7 @@ impl UsersFile {
         self.lines.push(Line::User {
             name: name.to_owned(),
             hash: hash.to_owned(),
+            view: view.flatten().map(str::to_owned),
         });
         Ok(false)
     }
@@ -190,10 +224,14 @@ impl UsersFile {
         for line in &self.lines {
             match line {
                 Line::Other(text) => out.push_str(text),
-                Line::User { name, hash } => {
+                Line::User { name, hash, view } => {
                     out.push_str(name);
                     out.push(':');
                     out.push_str(hash);
+                    if let Some(view) = view {
+                        out.push(':');
+                        out.push_str(view);
+                    }
                 }
             }
             out.push('\n');
@@ -251,15 +289,32 @@ impl UsersFile {
     }
 }
 
+/// A user line's parts: name, hash, and the view when there is a third field.
+pub type LineParts<'a> = (&'a str, &'a str, Option<&'a str>);
+
 /// The syntax of one line of a users file: `None` for a blank line or a `#` comment, else the name
-/// and the hash around the first `:` (white space around the line removed), or why the line is not
-/// `name:HASH`. Neither part is checked here: [`check_name`] and [`check_hash`] do that.
-pub fn split_line(raw: &str) -> Option<Result<(&str, &str), &'static str>> {
+/// before the first `:`, the hash up to the next `:` (a PHC string holds none) and the view after
+/// it, if any (white space around the line removed), or why the line is not `name:HASH[:VIEW]`.
+/// No part is checked here: [`check_name`], [`check_hash`] and [`check_view`] do that.
+pub fn split_line(raw: &str) -> Option<Result<LineParts<'_>, &'static str>> {
     let line = raw.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
-    Some(line.split_once(':').ok_or("expected `name:HASH`"))
+    let Some((name, rest)) = line.split_once(':') else {
+        return Some(Err("expected `name:HASH` or `name:HASH:VIEW`"));
+    };
+    Some(Ok(match rest.split_once(':') {
+        Some((hash, view)) => (name, hash, Some(view)),
+        None => (name, rest, None),
+    }))
+}
+
+/// Checks a view with the filter grammar; `None` for the empty expression (it matches everything,
+/// so it is no view at all). The message is the grammar's.
+pub fn check_view(view: &str) -> Result<Option<&str>, String> {
+    crate::filter::Filter::parse(view).map_err(|e| format!("view: {e}"))?;
+    Ok((!view.trim().is_empty()).then_some(view))
 }
 
 /// Checks a user name: 1 to [`MAX_USER_BYTES`] bytes, no `:`, no whitespace or control characters.
@@ -380,10 +435,14 @@ mod tests {
         assert_eq!(split_line("  # alice:x"), None);
         assert_eq!(
             split_line(" alice:$argon2id$x \r"),
-            Some(Ok(("alice", "$argon2id$x")))
+            Some(Ok(("alice", "$argon2id$x", None)))
         );
-        assert_eq!(split_line(":x:y"), Some(Ok(("", "x:y"))));
-        assert_eq!(split_line("no-colon"), Some(Err("expected `name:HASH`")));
+        assert_eq!(split_line(":x:y"), Some(Ok(("", "x", Some("y")))));
+        assert_eq!(
+            split_line("a:$h:client:10.1.0.0/16 method:GET"),
+            Some(Ok(("a", "$h", Some("client:10.1.0.0/16 method:GET"))))
+        );
+        assert!(split_line("no-colon").is_some_and(|r| r.is_err()));
     }
 
     #[test]
@@ -402,12 +461,40 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_view_refuses_the_file_naming_its_line() {
+        let text = format!(
+            "# x\nalice:{}:method:GET\nbob:{}:stauts:500\n",
+            cheap("a"),
+            cheap("b")
+        );
+        let e = UsersFile::parse(&text, Path::new("u"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("u, line 3") && e.contains("stauts"), "{e}");
+        let ok = text.replace("stauts", "status");
+        let file = UsersFile::parse(&ok, Path::new("u")).unwrap();
+        let views: Vec<_> = file.views().collect();
+        assert_eq!(views, [("alice", "method:GET"), ("bob", "status:500")]);
+        assert_eq!(file.render(), ok);
+    }
+
+    #[test]
     fn set_and_remove() {
         let mut file = UsersFile::default();
-        assert!(!file.set("alice", &cheap("a")).unwrap());
-        assert!(file.set("alice", &cheap("b")).unwrap());
-        assert!(file.set("bad:name", &cheap("b")).is_err());
-        assert!(file.set("carol", "plaintext").is_err());
+        assert!(!file.set("alice", &cheap("a"), None).unwrap());
+        assert!(file.set("alice", &cheap("b"), None).unwrap());
+        assert!(file.set("bad:name", &cheap("b"), None).is_err());
+        assert!(file.set("carol", "plaintext", None).is_err());
+        // A view is checked, kept across a password change, and removed by the empty expression.
+        assert!(file.set("dave", &cheap("d"), Some("stauts:500")).is_err());
+        assert!(!file.set("dave", &cheap("d"), Some("method:GET")).unwrap());
+        assert!(file.set("dave", &cheap("e"), None).unwrap());
+        assert_eq!(file.views().collect::<Vec<_>>(), [("dave", "method:GET")]);
+        let again = UsersFile::parse(&file.render(), Path::new("u")).unwrap();
+        assert_eq!(again, file, "the view survives a rewrite");
+        assert!(file.set("dave", &cheap("e"), Some("")).unwrap());
+        assert_eq!(file.views().count(), 0);
+        assert!(file.remove("dave"));
         assert!(file.remove("alice"));
         assert!(!file.remove("alice"));
         assert_eq!(file.users().count(), 0);

@@ -48,7 +48,7 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// Open WebSocket connections, total and per address, for the caps.
     pub connections: Arc<Connections>,
-    /// Counters for `/metrics` (token outcomes, closes by code).
+    /// Counters for `/metrics` (token outcomes, entries sent, closes by code).
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 

@@ -47,7 +47,12 @@ pub fn route(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
 pub fn principal(headers: &HeaderMap, state: &AppState) -> Option<Principal> {
     let id = token::find_cookie(headers, COOKIE)?;
     let (user, credential) = state.sessions.lookup(&id)?;
-    (state.auth.credential_of(&user) == Some(credential)).then_some(Principal { name: user })
+    // The view is read now, not at sign-in: a view changed since (and reloaded) applies to the
+    // next token.
+    (state.auth.credential_of(&user) == Some(credential)).then(|| Principal {
+        view: state.auth.view_of(&user),
+        name: user,
+    })
 }
 
 /// Drops the `WWW-Authenticate` challenge from a 401 answered to a browser script that sent no

@@ -52,7 +52,7 @@ async fn handle(headers: HeaderMap, peer: IpAddr, state: AppState) -> warp::repl
         }
     };
     let response = match result {
-        Ok(principal) => match state.tokens.mint(&principal.name) {
+        Ok(principal) => match state.tokens.mint_with_view(&principal.name, principal.view) {
             Ok(token) => {
                 // The name comes from the client (a JWT subject): escaped, never raw in the log.
                 let user = principal.name.escape_debug();
@@ -92,7 +92,7 @@ async fn handle(headers: HeaderMap, peer: IpAddr, state: AppState) -> warp::repl
 pub(super) fn auth_error(e: AuthError) -> warp::reply::Response {
     let message = e.to_string();
     match e {
-        AuthError::Missing | AuthError::Invalid => {
+        AuthError::Missing | AuthError::Invalid | AuthError::BadView(_) => {
             let mut response = reject::json_error(StatusCode::UNAUTHORIZED, &message);
             response
                 .headers_mut()

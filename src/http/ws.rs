@@ -25,6 +25,7 @@ use super::origin_allowed;
 use super::{AppState, Connections};
 use crate::filter::Filter as EntryFilter;
 use crate::hub::{Next, Record, Start, Subscription};
+use crate::metrics::Metrics;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, StreamExt};
 use std::borrow::Cow;
@@ -217,7 +218,7 @@ async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Param
             .await;
     };
     let refusal = check(&state, &params, peer);
-    let (start, filter) = match refusal {
+    let (start, view, filter) = match refusal {
         Ok(accepted) => accepted,
         Err((code, reason)) => {
             drop(slot);
@@ -228,14 +229,16 @@ async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Param
         return conn.close(close::GOING_AWAY).await;
     }
     tracing::debug!(%peer, ?start, "WebSocket subscriber connected");
-    // A user's view will be ANDed in here: `view.and(&filter)`.
-    let sub = Subscription::new(
+    // A subscriber with a view is filtered even when it sent none, so it is told of gaps too.
+    let gaps = params.filter.is_some() || !view.is_all();
+    let sub = Subscription::with_view(
         state.hub.clone(),
         start,
-        filter,
+        &view,
+        &filter,
         state.config.subscriber_buffer_bytes,
     );
-    let close_code = match conn.stream_entries(sub, params.filter.is_some()).await {
+    let close_code = match conn.stream_entries(sub, gaps, &state.metrics).await {
         End::Client => None,
         End::Closed(code) => {
             state.metrics.subscriber_closed(code);
@@ -246,26 +249,26 @@ async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Param
     tracing::debug!(%peer, ?close_code, "WebSocket subscriber gone");
 }
 
-/// The token (consumed here), then the parameters: where to start and the filter, or the close to
-/// refuse with.
+/// The token (consumed here), then the parameters: where to start, the token minter's view and the
+/// requested filter; or the close to refuse with.
 fn check(
     state: &AppState,
     params: &Params,
     peer: IpAddr,
-) -> Result<(Start, EntryFilter), (u16, Cow<'static, str>)> {
+) -> Result<(Start, EntryFilter, EntryFilter), (u16, Cow<'static, str>)> {
     let token = params.token.as_deref().unwrap_or("");
     if token.is_empty() {
         tracing::debug!(%peer, "WebSocket closed: no token");
         return Err((close::TOKEN_MISSING.0, close::TOKEN_MISSING.1.into()));
     }
-    if state.tokens.consume(token).is_err() {
+    let Ok(view) = state.tokens.consume(token) else {
         tracing::info!(%peer, "WebSocket closed: token invalid, expired or already used");
         return Err((close::TOKEN_INVALID.0, close::TOKEN_INVALID.1.into()));
-    }
+    };
     let start = parse_start(params).map_err(|()| (close::POLICY.0, close::POLICY.1.into()))?;
     let filter = EntryFilter::parse(params.filter.as_deref().unwrap_or(""))
         .map_err(|e| (close::POLICY.0, Cow::Owned(close_reason(&e.to_string()))))?;
-    Ok((start, filter))
+    Ok((start, view, filter))
 }
 
 /// How a subscriber's stream ended.
@@ -342,7 +345,12 @@ impl Conn {
 
     /// Replay, then live, until the client leaves or the server closes. `gaps`: the client sent a
     /// filter, so it is told about lost entries (CONTRACT §6); others see the jump in ids.
-    async fn stream_entries(&mut self, mut sub: Subscription, gaps: bool) -> End {
+    async fn stream_entries(
+        &mut self,
+        mut sub: Subscription,
+        gaps: bool,
+        metrics: &Metrics,
+    ) -> End {
         let mut last_heard = Instant::now();
         let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -374,6 +382,8 @@ impl Conn {
                 next = async { if stalled { sub.gone().await } else { sub.next().await } } => {
                     match next {
                         Next::Entries(records) => {
+                            // Counted here, the one place entries leave the subscription.
+                            metrics.entries_sent(records.len());
                             self.outbox.extend(records.into_iter().map(Out::Record));
                             self.dirty = true;
                         }
