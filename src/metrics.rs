@@ -139,7 +139,7 @@ impl Metrics {
         register_gauge(
             &mut registry,
             "history_entries",
-            "Entries held for since/backlog replay (the retention)",
+            "Entries held in memory for since/backlog replay",
             None,
             retained,
         );
