@@ -8,6 +8,8 @@
 //! subscriber whose queue would pass its budget drops to catching up; one the history has passed is
 //! gone (4008). So a subscriber that stops reading costs its budget and no more, and the
 //! replay-then-live protocol (`since`, `backlog`, the seam, gaps) lives here once, for every output.
+//! A `since` older than the history, or a `from` time, first replays the journal (the attached
+//! [`Store`]) and hands over to the history under the hub lock; `until` ends the stream.
 use crate::filter::{Fields, Filter};
 use crate::store::reader::{Chunk, Reader};
 use crate::store::{record_ts, Store};

@@ -2,7 +2,7 @@
 //!
 //! Before the upgrade: the `Origin` check (HTTP 403). After it, in this order: a connection slot
 //! (refused → Close 1013), no or empty token → 4001, a token that is unknown, expired or used →
-//! 4003, a bad `since`/`backlog` → 1008, a bad `filter` → 1008 naming the problem; then replay and
+//! 4003, a bad `since`/`backlog`/`from`/`until` → 1008, a bad `filter` → 1008 naming the problem; then replay and
 //! live. The caps answer after the upgrade (1013 "try again later") rather than with an HTTP 503,
 //! because a browser cannot read the status of a failed handshake; the slot is taken before the
 //! token is consumed, so a refused client keeps its token and may retry with it, and given back
