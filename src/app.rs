@@ -69,6 +69,8 @@ impl Parts {
     fn prepare(config: &Config) -> Result<Parts, StartupError> {
         let hub = Arc::new(Hub::new(config.history));
         let tailer = Tailer::new(config, hub.clone())?;
+        // Subscriptions older than the history replay from the journal (CONTRACT §8).
+        hub.attach_store(tailer.store());
         let auth = Arc::new(Authenticator::load(config)?);
         Ok(Parts { hub, tailer, auth })
     }

@@ -8,7 +8,11 @@
 //! subscriber whose queue would pass its budget drops to catching up; one the history has passed is
 //! gone (4008). So a subscriber that stops reading costs its budget and no more, and the
 //! replay-then-live protocol (`since`, `backlog`, the seam, gaps) lives here once, for every output.
+//! A `since` older than the history, or a `from` time, first replays the journal (the attached
+//! [`Store`]) and hands over to the history under the hub lock; `until` ends the stream.
 use crate::filter::{Fields, Filter};
+use crate::store::reader::{Chunk, Reader};
+use crate::store::{record_ts, Store};
 use bytes::Bytes;
 use parsers::Entry;
 use std::collections::VecDeque;
@@ -82,6 +86,8 @@ pub struct Hub {
     history_cap: usize,
     /// Subscribers connected now (for /api/health).
     subscribers: AtomicU64,
+    /// The journal, for replays older than the history (CONTRACT §8); set once at start-up.
+    store: std::sync::OnceLock<Store>,
 }
 
 impl Hub {
@@ -95,7 +101,19 @@ impl Hub {
             }),
             history_cap: history_cap.max(1),
             subscribers: AtomicU64::new(0),
+            store: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets subscriptions replay from the journal what the history no longer holds.
+    pub fn attach_store(&self, store: Store) {
+        // Set once at start-up; a second call keeps the first store.
+        let _ = self.store.set(store);
+    }
+
+    /// The journal, once attached.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.get()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -154,6 +172,8 @@ pub enum Start {
     Since(u64),
     /// The last n held (matching) entries, then live.
     Backlog(usize),
+    /// From the first entry whose `ts` (epoch milliseconds) is at or after this, then live.
+    From(i64),
 }
 
 /// What a subscription has for its subscriber next.
@@ -171,6 +191,8 @@ pub enum Next {
     },
     /// The history has moved past what this subscriber still needs: too slow (4008).
     Gone,
+    /// An entry at or after the subscription's `until` arrived: the window is complete (1000).
+    End,
 }
 
 /// Most records looked at per lock while a filter skips non-matching ones in the history, so
@@ -240,6 +262,25 @@ pub struct Subscription {
     shared: Arc<Shared>,
     /// A loss found at the start, reported before any entry.
     gap: Option<(u64, u64)>,
+    /// Replaying from the journal what the history no longer holds; `None` once in memory.
+    disk: Option<Disk>,
+    /// `Start::From`: entries before the first whose `ts` is at or after this are skipped.
+    from: Option<i64>,
+    /// The window's end (epoch ms): the stream ends before the first entry at or after it.
+    until: Option<i64>,
+    /// `until` was reached: only `End` from now on.
+    ended: bool,
+}
+
+/// A replay from the journal: the reader, and what it read that is not handed out yet.
+#[derive(Debug)]
+struct Disk {
+    reader: Reader,
+    /// Matching records read, handed out a budget at a time (at most one reader batch).
+    buf: VecDeque<Record>,
+    /// The cursor means something (a `since`, or a record read): the history may take over once
+    /// it holds the id after it. False for `from` until the reader finds the start.
+    placed: bool,
 }
 
 impl Subscription {
@@ -263,9 +304,24 @@ impl Subscription {
         let h = &st.history;
         let first = h.front().map(|r| r.id);
         let mut gap = None;
+        let mut disk = None;
+        let mut from = None;
+        let store = hub.store.get();
         let cursor = match start {
             Start::Live => st.last_id,
             Start::Since(since) => match first {
+                // CONTRACT §8: older than the history, replayed from the journal (from its oldest
+                // record kept, the rest reported as a gap).
+                Some(first) if since.saturating_add(1) < first && store.is_some() => {
+                    let reader = store.map(|s| s.read_after(since));
+                    gap = reader.as_ref().and_then(Reader::missing);
+                    disk = reader.map(|reader| Disk {
+                        reader,
+                        buf: VecDeque::new(),
+                        placed: true,
+                    });
+                    since
+                }
                 Some(first) if since.saturating_add(1) < first => {
                     // CONTRACT §2/§6: replay what is still held; the loss is reported as a gap.
                     gap = Some((since, first));
@@ -286,6 +342,21 @@ impl Subscription {
                 // Fewer than n (matching) records held: all of them.
                 nth_from_end.or(h.front()).map_or(st.last_id, |r| r.id - 1)
             }
+            Start::From(ms) => {
+                from = Some(ms);
+                match store {
+                    Some(store) => {
+                        disk = Some(Disk {
+                            reader: store.read_from(ms),
+                            buf: VecDeque::new(),
+                            placed: false,
+                        });
+                        0
+                    }
+                    // Without a journal (unit tests): from the oldest held.
+                    None => first.map_or(st.last_id, |f| f - 1),
+                }
+            }
         };
         let shared = Arc::new(Shared {
             filter,
@@ -294,15 +365,30 @@ impl Subscription {
                 queue: VecDeque::new(),
                 bytes: 0,
                 cursor,
-                // Live right away only when nothing held is owed (a `since` ahead waits live too).
-                live: cursor >= st.last_id,
+                // Live right away only when nothing held is owed (a `since` ahead waits live too);
+                // never while the journal is being replayed.
+                live: disk.is_none() && cursor >= st.last_id,
             }),
             wake: Notify::new(),
         });
         st.subs.push(shared.clone());
         drop(st);
         hub.subscribers.fetch_add(1, Ordering::Relaxed);
-        Subscription { hub, shared, gap }
+        Subscription {
+            hub,
+            shared,
+            gap,
+            disk,
+            from,
+            until: None,
+            ended: false,
+        }
+    }
+
+    /// Ends the stream before the first entry whose `ts` (epoch ms) is at or after `until`.
+    pub fn until(mut self, until: Option<i64>) -> Subscription {
+        self.until = until;
+        self
     }
 
     /// True when records this subscriber still needs have already left the history.
@@ -320,6 +406,10 @@ impl Subscription {
     /// on every publish): awaited instead of [`Subscription::next`] while the subscriber's writes
     /// are stalled, so one that stopped reading is closed without waiting for it (cancel-safe).
     pub async fn gone(&mut self) -> Next {
+        if self.disk.is_some() {
+            // The journal holds what a replay still needs: it is never overtaken.
+            return std::future::pending().await;
+        }
         loop {
             if self.overtaken() {
                 return Next::Gone;
@@ -334,8 +424,19 @@ impl Subscription {
             return Next::Gap { after, before };
         }
         loop {
-            if let Some(next) = self.take() {
-                return next;
+            if self.ended {
+                return Next::End;
+            }
+            let next = if self.disk.is_some() {
+                self.replay_disk().await
+            } else {
+                self.take()
+            };
+            match next.map(|n| self.window(n)) {
+                Some(Next::Entries(r)) if r.is_empty() => continue,
+                Some(next) => return next,
+                None if self.disk.is_some() => continue,
+                None => {}
             }
             if self.shared.inner().live {
                 self.shared.wake.notified().await;
@@ -344,6 +445,124 @@ impl Subscription {
                 tokio::task::yield_now().await;
             }
         }
+    }
+
+    /// Applies `from` (until the first entry in it) and `until` (ends the stream) to what is
+    /// handed out, wherever it came from.
+    fn window(&mut self, next: Next) -> Next {
+        let Next::Entries(mut records) = next else {
+            return next;
+        };
+        if let Some(from) = self.from {
+            let start = records
+                .iter()
+                .position(|r| record_ts(&r.json).is_some_and(|t| t >= from));
+            match start {
+                Some(i) => {
+                    records.drain(..i);
+                    self.from = None;
+                }
+                None => records.clear(),
+            }
+        }
+        if let Some(until) = self.until {
+            let end = records
+                .iter()
+                .position(|r| record_ts(&r.json).is_some_and(|t| t >= until));
+            if let Some(i) = end {
+                records.truncate(i);
+                self.ended = true;
+                if records.is_empty() {
+                    return Next::End;
+                }
+            }
+        }
+        Next::Entries(records)
+    }
+
+    /// One step of the journal replay: buffered records up to the budget; else hands over to the
+    /// history once it holds the next id (under the hub lock, so the seam has no gap and no
+    /// duplicate); else reads the next batch (on a blocking thread; cancel-safe). None when the
+    /// step yielded nothing to send.
+    async fn replay_disk(&mut self) -> Option<Next> {
+        let disk = self.disk.as_mut()?;
+        if !disk.buf.is_empty() {
+            let mut bytes = 0usize;
+            let mut out = Vec::new();
+            while bytes < self.shared.budget {
+                let Some(r) = disk.buf.pop_front() else { break };
+                bytes += r.json.len();
+                out.push(r);
+            }
+            return Some(Next::Entries(out));
+        }
+        if disk.placed {
+            let st = self.hub.lock();
+            let mut inner = self.shared.inner();
+            let next = inner.cursor.saturating_add(1);
+            if st.history.front().is_none_or(|f| f.id <= next) {
+                inner.live = inner.cursor >= st.last_id;
+                drop(inner);
+                drop(st);
+                self.disk = None;
+                return None;
+            }
+        }
+        let chunk = disk.reader.next_batch().await;
+        match chunk {
+            Ok(Chunk::Records(records)) => {
+                disk.placed = true;
+                let all = self.shared.filter.is_all();
+                if let Some(last) = records.last() {
+                    self.shared.inner().cursor = last.id;
+                }
+                disk.buf.extend(
+                    records
+                        .into_iter()
+                        .filter(|r| all || self.shared.filter.matches(&r.fields)),
+                );
+                None
+            }
+            Ok(Chunk::Gone { after, oldest }) => {
+                // Retention removed segments before the replay got to them.
+                self.shared.inner().cursor = oldest - 1;
+                Some(Next::Gap {
+                    after,
+                    before: oldest,
+                })
+            }
+            Ok(Chunk::CaughtUp) => {
+                let read_to = disk.reader.position();
+                self.leave_disk(read_to)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal replay failed; continuing from the history");
+                self.leave_disk(None)
+            }
+        }
+    }
+
+    /// The journal has nothing more (or failed): continue from the history after what was read,
+    /// reporting as a gap what neither holds (only after a journal error).
+    fn leave_disk(&mut self, read_to: Option<u64>) -> Option<Next> {
+        self.disk = None;
+        let st = self.hub.lock();
+        let mut inner = self.shared.inner();
+        if let Some(id) = read_to {
+            inner.cursor = inner.cursor.max(id);
+        }
+        let mut gap = None;
+        if let Some(front) = st.history.front().map(|r| r.id) {
+            if front > inner.cursor.saturating_add(1) {
+                gap = Some(Next::Gap {
+                    after: inner.cursor,
+                    before: front,
+                });
+                inner.cursor = front - 1;
+            }
+        }
+        inner.live = inner.cursor >= st.last_id;
+        gap
     }
 
     /// `Gone` if the history has passed this subscriber (what it still has queued would not save

@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 
 /// The `Content-Type` of [`Metrics::render`]'s output (OpenMetrics text, which Prometheus reads).
@@ -114,7 +114,7 @@ impl Metrics {
     }
 
     /// The exposition: the live families plus a snapshot of the tailer, the hub and the journal.
-    pub fn render(&self, hub: &Hub, tail: &TailHealth, state_dir: &Path) -> String {
+    pub fn render(&self, hub: &Hub, tail: &TailHealth) -> String {
         let mut registry = Registry::with_prefix("proxytail");
         registry.register(
             "token_requests",
@@ -151,16 +151,45 @@ impl Metrics {
         register_gauge(
             &mut registry,
             "history_entries",
-            "Entries held for since/backlog replay (the retention)",
+            "Entries held in memory for since/backlog replay",
             None,
             retained,
         );
+        // The journal's retention (CONTRACT §8), as the store reports it.
+        let journal = hub.store().map(|s| s.stats()).unwrap_or_default();
         register_gauge(
             &mut registry,
             "journal",
             "Bytes of journal on disk in the state directory",
             Some(Unit::Bytes),
-            journal_bytes(state_dir),
+            journal.bytes,
+        );
+        register_gauge(
+            &mut registry,
+            "journal_oldest_id",
+            "Oldest id kept in the journal (0 when empty)",
+            None,
+            journal.oldest_id,
+        );
+        let kept = match journal.oldest_id {
+            0 => 0,
+            oldest => journal.last_id.saturating_sub(oldest) + 1,
+        };
+        register_gauge(
+            &mut registry,
+            "journal_entries",
+            "Entries kept in the journal (since replay from disk)",
+            None,
+            kept,
+        );
+        register_gauge(
+            &mut registry,
+            "journal_oldest_timestamp",
+            "Timestamp of the oldest entry kept in the journal (0 when unknown)",
+            Some(Unit::Seconds),
+            journal
+                .oldest_ts_ms
+                .map_or(0, |ms| u64::try_from(ms / 1000).unwrap_or(0)),
         );
         let snap = tail.metrics_snapshot();
         let entries = U64Counter::default();
@@ -247,24 +276,6 @@ fn register_gauge(registry: &mut Registry, name: &str, help: &str, unit: Option<
         Some(unit) => registry.register_with_unit(name, help, unit, gauge),
         None => registry.register(name, help, gauge),
     }
-}
-
-/// Bytes of journal in `state_dir`: its files are named `journal.*` (the journal's layout is its
-/// own business; what matters to an operator is what it takes on disk).
-fn journal_bytes(state_dir: &Path) -> u64 {
-    let Ok(dir) = std::fs::read_dir(state_dir) else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.starts_with("journal")
-        })
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
 }
 
 /// What the tailer reports for metrics, copied out under its lock.

@@ -47,7 +47,20 @@ fn health(state: &AppState, detail: bool) -> warp::reply::Response {
         "subscribers": hub.subscriber_count(),
     });
     let mut tail = state.health.snapshot();
-    if !detail {
+    if detail {
+        // What the journal keeps for replays older than the history (CONTRACT §8).
+        if let (Some(store), Some(top)) = (hub.store(), body.as_object_mut()) {
+            let s = store.stats();
+            let journal = serde_json::json!({
+                "oldest_id": s.oldest_id,
+                "oldest_ts": s.oldest_ts_ms.map(|ms| ms as f64 / 1000.0),
+                "last_id": s.last_id,
+                "bytes": s.bytes,
+                "segments": s.segments,
+            });
+            top.insert("journal".into(), journal);
+        }
+    } else {
         if let Some(sources) = tail.get_mut("sources").and_then(|s| s.as_array_mut()) {
             for source in sources.iter_mut().filter_map(|s| s.as_object_mut()) {
                 for field in DETAIL {

@@ -31,9 +31,7 @@ async fn handle(
     if let Err(e) = state.auth.authenticate(authorization, None, peer).await {
         return token::auth_error(e);
     }
-    let body = state
-        .metrics
-        .render(&state.hub, &state.health, &state.config.state_dir);
+    let body = state.metrics.render(&state.hub, &state.health);
     let mut response = body.into_response();
     let h = response.headers_mut();
     h.insert(

@@ -2,7 +2,7 @@
 //!
 //! Before the upgrade: the `Origin` check (HTTP 403). After it, in this order: a connection slot
 //! (refused → Close 1013), no or empty token → 4001, a token that is unknown, expired or used →
-//! 4003, a bad `since`/`backlog` → 1008, a bad `filter` → 1008 naming the problem; then replay and
+//! 4003, a bad `since`/`backlog`/`from`/`until` → 1008, a bad `filter` → 1008 naming the problem; then replay and
 //! live. The caps answer after the upgrade (1013 "try again later") rather than with an HTTP 503,
 //! because a browser cannot read the status of a failed handshake; the slot is taken before the
 //! token is consumed, so a refused client keeps its token and may retry with it, and given back
@@ -87,6 +87,8 @@ pub mod close {
     pub const POLICY: (u16, &str) = (1008, "Invalid since or backlog");
     /// More than a few dozen pongs/Pings piled up while the client did not read.
     pub const FLOOD: (u16, &str) = (1008, "Too many pings");
+    /// The `until` of the requested window was reached (CONTRACT §8).
+    pub const WINDOW_END: (u16, &str) = (1000, "End of the requested time window");
     /// A connection cap was reached; the token was not consumed and may be retried.
     pub const TRY_AGAIN: (u16, &str) = (1013, "Too many connections; try again later");
 }
@@ -130,6 +132,10 @@ struct Params {
     backlog: Option<String>,
     /// `filter` as sent, compiled after the token; its presence also turns on gap messages.
     filter: Option<String>,
+    /// `from` as sent (RFC 3339 or epoch seconds), validated after the token.
+    from: Option<String>,
+    /// `until` as sent, validated after the token.
+    until: Option<String>,
 }
 
 impl Params {
@@ -141,6 +147,8 @@ impl Params {
                 "since" => &mut p.since,
                 "backlog" => &mut p.backlog,
                 "filter" => &mut p.filter,
+                "from" => &mut p.from,
+                "until" => &mut p.until,
                 _ => continue,
             };
             // The first occurrence wins.
@@ -159,6 +167,36 @@ fn parse_start(p: &Params) -> Result<Start, ()> {
         return b.parse().map(Start::Backlog).map_err(|_| ());
     }
     Ok(Start::Live)
+}
+
+/// A time as epoch milliseconds: epoch seconds (fractions allowed) or RFC 3339.
+fn parse_time(s: &str) -> Option<i64> {
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs: f64 = s.parse().ok()?;
+        // Beyond year 9999 is certainly a mistake (and keeps the product in range).
+        return (secs < 253_402_300_800.0).then(|| (secs * 1000.0).round() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// The `from` and `until` of a time window (epoch ms), or the close reason naming the problem.
+fn parse_window(p: &Params) -> Result<(Option<i64>, Option<i64>), &'static str> {
+    let from = match &p.from {
+        Some(s) => Some(parse_time(s).ok_or("Invalid from: expected RFC 3339 or epoch seconds")?),
+        None => None,
+    };
+    let until = match &p.until {
+        Some(s) => Some(parse_time(s).ok_or("Invalid until: expected RFC 3339 or epoch seconds")?),
+        None => None,
+    };
+    if let (Some(f), Some(u)) = (from, until) {
+        if u <= f {
+            return Err("Invalid window: until must be after from");
+        }
+    }
+    Ok((from, until))
 }
 
 /// `reason` cut to fit a Close frame, on a character boundary.
@@ -218,7 +256,7 @@ async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Param
             .await;
     };
     let refusal = check(&state, &params, peer);
-    let (start, view, filter) = match refusal {
+    let (start, until, view, filter) = match refusal {
         Ok(accepted) => accepted,
         Err((code, reason)) => {
             drop(slot);
@@ -237,7 +275,8 @@ async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Param
         &view,
         &filter,
         state.config.subscriber_buffer_bytes,
-    );
+    )
+    .until(until);
     let close_code = match conn.stream_entries(sub, gaps, &state.metrics).await {
         End::Client => None,
         End::Closed(code) => {
@@ -249,13 +288,16 @@ async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Param
     tracing::debug!(%peer, ?close_code, "WebSocket subscriber gone");
 }
 
-/// The token (consumed here), then the parameters: where to start, the token minter's view and the
-/// requested filter; or the close to refuse with.
+/// What an accepted subscriber asked for: where to start, the window's end (epoch ms), the token
+/// minter's view and the requested filter.
+type Accepted = (Start, Option<i64>, EntryFilter, EntryFilter);
+
+/// The token (consumed here), then the parameters; or the close to refuse with.
 fn check(
     state: &AppState,
     params: &Params,
     peer: IpAddr,
-) -> Result<(Start, EntryFilter, EntryFilter), (u16, Cow<'static, str>)> {
+) -> Result<Accepted, (u16, Cow<'static, str>)> {
     let token = params.token.as_deref().unwrap_or("");
     if token.is_empty() {
         tracing::debug!(%peer, "WebSocket closed: no token");
@@ -265,10 +307,15 @@ fn check(
         tracing::info!(%peer, "WebSocket closed: token invalid, expired or already used");
         return Err((close::TOKEN_INVALID.0, close::TOKEN_INVALID.1.into()));
     };
-    let start = parse_start(params).map_err(|()| (close::POLICY.0, close::POLICY.1.into()))?;
+    let mut start = parse_start(params).map_err(|()| (close::POLICY.0, close::POLICY.1.into()))?;
+    let (from, until) = parse_window(params).map_err(|why| (close::POLICY.0, why.into()))?;
+    // `since` wins over `from`, `from` over `backlog`.
+    if let (Some(ms), Start::Live | Start::Backlog(_)) = (from, start) {
+        start = Start::From(ms);
+    }
     let filter = EntryFilter::parse(params.filter.as_deref().unwrap_or(""))
         .map_err(|e| (close::POLICY.0, Cow::Owned(close_reason(&e.to_string()))))?;
-    Ok((start, view, filter))
+    Ok((start, until, view, filter))
 }
 
 /// How a subscriber's stream ended.
@@ -394,6 +441,13 @@ impl Conn {
                             }
                         }
                         Next::Gone => return self.close_end(close::TOO_SLOW).await,
+                        Next::End => {
+                            // What is already queued goes out before the Close frame.
+                            if self.dirty && drive(&mut self.sink, &mut self.outbox, &mut self.pending_control).await.is_err() {
+                                return End::Client;
+                            }
+                            return self.close_end(close::WINDOW_END).await;
+                        }
                     }
                 }
                 _ = ping.tick() => {
@@ -641,6 +695,30 @@ mod tests {
         assert_eq!(parse_start(&p), Err(()));
         assert_eq!(parse_start(&Params::default()), Ok(Start::Live));
         assert_eq!(close_reason(&"é".repeat(100)).len(), 122);
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_epoch_seconds_and_a_window_must_be_ordered() {
+        assert_eq!(parse_time("1774449130.5"), Some(1_774_449_130_500));
+        assert_eq!(parse_time("2026-03-25T14:32:10Z"), Some(1_774_449_130_000));
+        assert_eq!(
+            parse_time("2026-03-25T15:32:10+01:00"),
+            Some(1_774_449_130_000)
+        );
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("1e3"), None);
+        let p = |from: &str, until: &str| {
+            parse_window(&Params::from_query(vec![
+                ("from".into(), from.into()),
+                ("until".into(), until.into()),
+            ]))
+        };
+        assert_eq!(p("10", "20"), Ok((Some(10_000), Some(20_000))));
+        assert!(p("20", "10")
+            .unwrap_err()
+            .contains("until must be after from"));
+        assert!(p("x", "10").unwrap_err().contains("from"));
+        assert!(p("10", "x").unwrap_err().contains("until"));
     }
 
     #[test]

@@ -79,8 +79,11 @@ struct Inner {
 /// [`super::Store::read_from`].
 #[derive(Debug)]
 pub struct Reader {
-    /// `None` only after a cancelled [`Reader::next_batch`] (the state went with it).
+    /// `None` while a read is in flight (the state is on the blocking thread).
     inner: Option<Inner>,
+    /// The read in flight, kept across a cancelled [`Reader::next_batch`] so the next call
+    /// collects it.
+    inflight: Option<tokio::task::JoinHandle<(Inner, io::Result<Chunk>)>>,
     /// Ids missing between the `since` asked for and the oldest kept at open: (after, before).
     missing: Option<(u64, u64)>,
 }
@@ -95,6 +98,7 @@ impl Reader {
             missing: oldest
                 .filter(|&o| since.saturating_add(1) < o)
                 .map(|o| (since, o)),
+            inflight: None,
             inner: Some(Inner {
                 catalog,
                 current: None,
@@ -108,6 +112,7 @@ impl Reader {
     pub(crate) fn at_time(catalog: Arc<Mutex<Catalog>>, from_ms: i64) -> Reader {
         Reader {
             missing: None,
+            inflight: None,
             inner: Some(Inner {
                 catalog,
                 current: None,
@@ -125,19 +130,32 @@ impl Reader {
         self.missing
     }
 
+    /// The last id read past (yielded, or skipped by a `from` start); None while a read is in
+    /// flight.
+    pub fn position(&self) -> Option<u64> {
+        self.inner.as_ref().map(|i| i.last)
+    }
+
     /// The next batch, read on a blocking thread so the runtime's workers never wait on the disk.
-    /// Not cancel-safe: a call dropped before it completes loses the reader (later calls fail).
+    /// Cancel-safe: a call dropped before it completes leaves the read in flight, and the next
+    /// call returns its result.
     pub async fn next_batch(&mut self) -> io::Result<Chunk> {
-        let mut inner = self
-            .inner
-            .take()
-            .ok_or_else(|| io::Error::other("journal reader lost by a cancelled read"))?;
-        let (inner, result) = tokio::task::spawn_blocking(move || {
-            let r = inner.read();
-            (inner, r)
-        })
-        .await
-        .map_err(io::Error::other)?;
+        if self.inflight.is_none() {
+            let mut inner = self
+                .inner
+                .take()
+                .ok_or_else(|| io::Error::other("journal reader lost by a failed read"))?;
+            self.inflight = Some(tokio::task::spawn_blocking(move || {
+                let r = inner.read();
+                (inner, r)
+            }));
+        }
+        let Some(handle) = self.inflight.as_mut() else {
+            return Err(io::Error::other("journal reader lost by a failed read"));
+        };
+        let joined = handle.await;
+        self.inflight = None;
+        let (inner, result) = joined.map_err(io::Error::other)?;
         self.inner = Some(inner);
         result
     }
@@ -146,7 +164,9 @@ impl Reader {
     pub fn next_batch_blocking(&mut self) -> io::Result<Chunk> {
         match self.inner.as_mut() {
             Some(inner) => inner.read(),
-            None => Err(io::Error::other("journal reader lost by a cancelled read")),
+            None => Err(io::Error::other(
+                "journal reader busy with an asynchronous read",
+            )),
         }
     }
 }
@@ -272,6 +292,8 @@ impl Inner {
                 }
                 if let Start::AtTime(from) = self.start {
                     if record_ts(line).is_none_or(|t| t < from) {
+                        // Read past: a subscription that finds nothing here continues after it.
+                        self.last = id;
                         continue;
                     }
                 }
