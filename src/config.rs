@@ -436,6 +436,9 @@ pub struct Config {
     /// Host names (lower case, no port) of the `--public-url`s, accepted in `Host` besides the
     /// daemon's own; their origins are in `allowed_origins`.
     pub public_hosts: Vec<String>,
+    /// The authorities (`host[:port]`, as in a `Host` header) of the `https://` public URLs: a
+    /// request for one came through TLS, so the session cookie gets `Secure`.
+    pub public_urls_https: Vec<String>,
     /// Deadline for a request's headers, and for the next request on an idle keep-alive connection.
     pub header_read_timeout: Duration,
     /// Cap on open HTTP connections.
@@ -570,11 +573,15 @@ impl Config {
         }
         let mut allowed_origins = s.allowed_origin;
         let mut public_hosts = Vec::new();
+        let mut public_urls_https = Vec::new();
         for url in &s.public_url {
             let (origin, host) = public_origin(url).map_err(|why| ConfigError::Invalid {
                 field: "public-url",
                 why,
             })?;
+            if let Some(authority) = origin.strip_prefix("https://") {
+                public_urls_https.push(authority.to_owned());
+            }
             allowed_origins.push(origin);
             public_hosts.push(host);
         }
@@ -617,6 +624,7 @@ impl Config {
             max_tokens,
             max_tokens_per_user,
             public_hosts,
+            public_urls_https,
             header_read_timeout: Duration::from_secs(header_read_timeout),
             max_http_connections,
             max_http_connections_per_ip,

@@ -209,6 +209,28 @@ async fn secure_only_when_a_trusted_proxy_says_https() {
     }
     trusted.stop().await;
     untrusted.stop().await;
+    // Behind a TLS proxy published as an https public URL: its Host means the browser used TLS.
+    let public = Server::start(TestConfig::with_users(&[
+        "--public-url",
+        "https://proxy.example/",
+    ]))
+    .await;
+    for (host, secure) in [("proxy.example", true), ("127.0.0.1", false)] {
+        let r = session(
+            public.addr,
+            "POST",
+            &[("authorization", credentials.as_str()), ("host", host)],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{host}: {r:?}");
+        let attrs = attributes(r.header("set-cookie").unwrap());
+        assert_eq!(
+            attrs.iter().any(|a| a == "secure"),
+            secure,
+            "{host}: {attrs:?}"
+        );
+    }
+    public.stop().await;
 }
 
 #[tokio::test]

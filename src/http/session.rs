@@ -167,19 +167,30 @@ fn foreign_origin(headers: &HeaderMap, state: &AppState) -> Option<warp::reply::
     (!allowed).then(|| reject::json_error(StatusCode::FORBIDDEN, "origin not allowed"))
 }
 
-/// True when the request reached the daemon over HTTPS: the trusted local reverse proxy says so in
-/// `X-Forwarded-Proto` (only from a loopback peer, only with `--trust-forwarded-for`).
-// When `--public-url` lands (another branch), an `https://` public URL means HTTPS as well.
+/// True when the request reached the daemon over HTTPS: its `Host` is that of an `https://`
+/// `--public-url`, or the trusted local reverse proxy says so in `X-Forwarded-Proto` (only from a
+/// loopback peer, only with `--trust-forwarded-for`).
 fn over_https(headers: &HeaderMap, remote: Option<SocketAddr>, state: &AppState) -> bool {
-    let trusted = state.config.trust_forwarded_for && remote.is_some_and(|a| a.ip().is_loopback());
-    trusted
-        && headers
-            .get_all("x-forwarded-proto")
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let public_https = !host.is_empty()
+        && state
+            .config
+            .public_urls_https
             .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+            .any(|h| h.eq_ignore_ascii_case(host));
+    let trusted = state.config.trust_forwarded_for && remote.is_some_and(|a| a.ip().is_loopback());
+    public_https
+        || trusted
+            && headers
+                .get_all("x-forwarded-proto")
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
 }
 
 /// Adds the session cookie `id` for `max_age` (an empty id and zero age clear it).

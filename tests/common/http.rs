@@ -75,7 +75,12 @@ pub fn method_bytes(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Vec<u8> {
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    // A `host` among `headers` replaces the default one (a request has one Host line).
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
+    request.push_str("Connection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
