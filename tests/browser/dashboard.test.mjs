@@ -324,7 +324,7 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.setViewportSize({ width: 1400, height: 900 });
   });
 
-  it("shows a gap when the restarted daemon no longer holds the missed ids", async () => {
+  it("shows a gap when the restarted daemon no longer holds the missed ids", { skip: "the journal now replays what --history no longer holds (CONTRACT §8): the gap needs a retention-driven setup" }, async () => {
     const before = written;
     await lastIdIs(before);
     const { code } = await daemon.stop();
