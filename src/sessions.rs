@@ -20,10 +20,7 @@
 use crate::config::Config;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rand::rngs::OsRng;
-use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -39,8 +36,9 @@ const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// The file in the state directory that keeps sessions across restarts.
 const FILE_NAME: &str = "sessions";
 
-/// SHA-256 of a session id, or of a password hash.
-pub type Digest32 = [u8; 32];
+// Session ids and password hashes are kept as SHA-256 digests, as tokens are.
+use crate::tokens::random_secret;
+pub use crate::tokens::{digest, Digest32};
 
 /// Why no session was created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -154,11 +152,7 @@ impl SessionStore {
     /// `credential`; returns the id for the cookie. Evicts the user's oldest session beyond
     /// the per-user limit and the oldest of all beyond the total.
     pub fn create(&self, user: &str, credential: Digest32) -> Result<String, SessionError> {
-        let mut raw = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut raw)
-            .map_err(|_| SessionError::Unavailable)?;
-        let id = URL_SAFE_NO_PAD.encode(raw);
+        let id = random_secret().ok_or(SessionError::Unavailable)?;
         let now = Instant::now();
         {
             let mut sessions = self.lock();
@@ -356,11 +350,6 @@ fn unix_now() -> u64 {
 
 fn decode32(text: &str) -> Option<Digest32> {
     URL_SAFE_NO_PAD.decode(text).ok()?.try_into().ok()
-}
-
-/// SHA-256 of `text`: how session ids and password hashes are kept.
-pub fn digest(text: &str) -> Digest32 {
-    Sha256::digest(text.as_bytes()).into()
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ pub enum TokenError {
 }
 
 /// SHA-256 of a token's text: the only form in which a token is stored.
-type Digest32 = [u8; 32];
+/// A SHA-256 digest: what the token and session stores keep instead of the secret itself.
+pub type Digest32 = [u8; 32];
 
 /// The outstanding tokens.
 #[derive(Debug)]
@@ -188,11 +189,7 @@ impl TokenStore {
     /// base64url without padding. Beyond a bound the error says, truthfully, when the first slot
     /// frees up.
     pub fn mint_with_view(&self, principal: &str, view: Filter) -> Result<String, TokenError> {
-        let mut raw = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut raw)
-            .map_err(|_| TokenError::Unavailable)?;
-        let token = URL_SAFE_NO_PAD.encode(raw);
+        let token = random_secret().ok_or(TokenError::Unavailable)?;
         let now = Instant::now();
         let mut tokens = self.lock();
         let over = |t: &Outstanding| {
@@ -265,8 +262,17 @@ impl TokenStore {
     }
 }
 
-fn digest(token: &str) -> Digest32 {
-    Sha256::digest(token.as_bytes()).into()
+/// SHA-256 of a secret: what the stores keep instead of the secret itself.
+pub fn digest(secret: &str) -> Digest32 {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A bearer secret (WebSocket token, dashboard session id): 32 bytes from the OS random source,
+/// base64url without padding; `None` when the OS source fails.
+pub fn random_secret() -> Option<String> {
+    let mut raw = [0u8; 32];
+    OsRng.try_fill_bytes(&mut raw).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(raw))
 }
 
 #[cfg(test)]
