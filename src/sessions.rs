@@ -26,7 +26,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Longest cookie value worth hashing; a session id is 43 characters.
@@ -37,8 +37,8 @@ const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 const FILE_NAME: &str = "sessions";
 
 // Session ids and password hashes are kept as SHA-256 digests, as tokens are.
-use crate::tokens::random_secret;
 pub use crate::tokens::{digest, Digest32};
+use crate::tokens::{random_secret, sweep_periodically};
 
 /// Why no session was created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -228,25 +228,17 @@ impl SessionStore {
     /// Sweeps expired sessions periodically (every TTL, at most every minute) until `stop` is
     /// cancelled.
     pub async fn sweep_until(self: Arc<Self>, stop: CancellationToken) {
-        let period = self
-            .limits
-            .ttl
-            .clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL);
-        let mut tick = tokio::time::interval_at(Instant::now() + period, period);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {
-                    // A sweep that drops something rewrites the state file: off the runtime's threads.
-                    let store = self.clone();
-                    let swept = tokio::task::spawn_blocking(move || store.sweep()).await.unwrap_or(0);
-                    if swept > 0 {
-                        tracing::debug!(swept, "expired sessions swept");
-                    }
-                }
+        let period = self.limits.ttl.min(MAX_SWEEP_INTERVAL);
+        sweep_periodically(period, stop, "expired sessions swept", || {
+            // A sweep that drops something rewrites the state file: off the runtime's threads.
+            let store = self.clone();
+            async move {
+                tokio::task::spawn_blocking(move || store.sweep())
+                    .await
+                    .unwrap_or(0)
             }
-        }
+        })
+        .await;
     }
 
     fn retain_where(&self, mut keep: impl FnMut(&Session) -> bool) -> usize {

@@ -238,27 +238,44 @@ impl TokenStore {
 
     /// Sweeps expired tokens periodically (every TTL, at most every 30 s) until `stop` is cancelled.
     pub async fn sweep_until(self: Arc<Self>, stop: CancellationToken) {
-        let period = self
-            .ttl
-            .clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL);
-        let mut tick = tokio::time::interval_at(Instant::now() + period, period);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {
-                    let swept = self.sweep();
-                    if swept > 0 {
-                        tracing::debug!(swept, "expired WebSocket tokens swept");
-                    }
-                }
-            }
-        }
+        let period = self.ttl.min(MAX_SWEEP_INTERVAL);
+        sweep_periodically(period, stop, "expired WebSocket tokens swept", || {
+            let swept = self.sweep();
+            async move { swept }
+        })
+        .await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Outstanding> {
         // A panic while holding this lock leaves the map consistent (single inserts/removes).
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs `sweep` every `period` (at least 100 ms) until `stop` is cancelled, logging at debug level
+/// how many expired bearers it dropped. One loop for the token and session stores.
+pub(crate) async fn sweep_periodically<F, Fut>(
+    period: Duration,
+    stop: CancellationToken,
+    what: &'static str,
+    mut sweep: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    let period = period.max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                let swept = sweep().await;
+                if swept > 0 {
+                    tracing::debug!(swept, "{what}");
+                }
+            }
+        }
     }
 }
 

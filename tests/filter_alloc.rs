@@ -1,35 +1,9 @@
 //! `Filter::matches` allocates nothing (it runs for every subscriber on every line), checked with
 //! a counting global allocator over the observed Squid lines and a filter using every key.
 use proxytail::filter::{Fields, Filter};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-/// Counts allocations made by the current thread while `COUNTING` is set.
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // `try_with`: the thread-locals may be gone while a thread shuts down.
-        let _ = COUNTING.try_with(|c| {
-            if c.get() {
-                let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-            }
-        });
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../parsers/tests/support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations_during;
 
 #[test]
 fn matching_does_not_allocate() {
@@ -64,13 +38,13 @@ fn matching_does_not_allocate() {
         .map(|e| Filter::parse(e).expect("valid filter").and(&view))
         .collect();
     let mut matched = 0;
-    COUNTING.with(|c| c.set(true));
-    for filter in &filters {
-        for f in &fields {
-            matched += usize::from(std::hint::black_box(filter.matches(f)));
+    let allocs = allocations_during(|| {
+        for filter in &filters {
+            for f in &fields {
+                matched += usize::from(std::hint::black_box(filter.matches(f)));
+            }
         }
-    }
-    COUNTING.with(|c| c.set(false));
-    assert_eq!(ALLOCS.with(|a| a.get()), 0, "matches allocated");
+    });
+    assert_eq!(allocs, 0, "matches allocated");
     assert!(matched > 0, "the filters select something");
 }
