@@ -176,7 +176,9 @@ fn main() -> std::io::Result<()> {
     let rss_before = peak_rss_kib();
     let store = journal.store();
     let five = Filter::parse("status:5xx").expect("filter");
-    let modes: [(&str, u64, Box<dyn Fn() -> Reader>, bool); 4] = [
+    // (what, records it yields, how to open it, whether the filter is applied after reading)
+    type Mode<'a> = (&'a str, u64, Box<dyn Fn() -> Reader + 'a>, bool);
+    let modes: [Mode; 4] = [
         (
             "fields built (history at start)",
             count,
