@@ -4,7 +4,11 @@
 //! 1. one WebSocket subscriber with `since=0` reads them all back (entries/s), while the daemon's
 //!    VmRSS is sampled every 100 ms (the peak is reported);
 //! 2. one search, `from`/`until` over the whole journal with `filter=status:5xx` (1 % of the lines
-//!    are 503): the time until the server closes 1000, and the number of matches.
+//!    are 503): the time until the server closes 1000, and the number of matches;
+//! 3. live latency (RELIABILITY 80): a writer appends to the log at `--rate` lines/s and a live
+//!    subscriber measures write-to-receipt latency, first alone for `--live-secs` seconds, then
+//!    while another subscriber replays the whole journal from disk (`since=0`, as fast as it
+//!    reads: the daemon is held back by its socket, it does not buffer); p50/p99/max of both.
 //!
 //! ```text
 //! cargo build --release && cargo build --release --example replay_bench
@@ -39,6 +43,20 @@ fn line(seq: u64) -> String {
     )
 }
 
+/// The CPU time (user + system) of process `pid` so far, in seconds (clock ticks of 10 ms).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After `(comm)`, utime and stime are the 12th and 13th fields.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -67,6 +85,107 @@ fn id_of(text: &str) -> Option<u64> {
     let rest = text.strip_prefix("{\"id\":")?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     rest[..digits].parse().ok()
+}
+
+/// Write times of the live lines (by id) and the latencies the live subscriber saw.
+struct Live {
+    /// Instant each live id was written to the log.
+    written: std::sync::Mutex<std::collections::HashMap<u64, Instant>>,
+    /// Write-to-receipt latencies, microseconds.
+    seen: std::sync::Mutex<Vec<u64>>,
+    /// Last id written; the subscriber stops there once `done`.
+    last: AtomicU64,
+    /// Set, then `finished` notified, once the writer has stopped.
+    done: AtomicBool,
+    finished: tokio::sync::Notify,
+}
+
+/// Appends lines `next..` to the log at `rate`/s (batches every 10 ms, on an absolute schedule)
+/// until `stop` is set or `max` lines are written; returns the next id.
+fn write_live(
+    log: &std::path::Path,
+    live: &Live,
+    first: u64,
+    rate: u64,
+    stop: &AtomicBool,
+    max: u64,
+) -> u64 {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .expect("log");
+    let started = Instant::now();
+    let mut next = first;
+    let mut tick = 0u64;
+    while !stop.load(Ordering::Relaxed) && next < first + max && started.elapsed() < BOUND {
+        tick += 1;
+        let target = first + (rate * tick / 100).min(max);
+        let now = Instant::now();
+        let mut buf = String::new();
+        {
+            let mut w = live.written.lock().expect("lock");
+            for seq in next..target {
+                buf.push_str(&line(seq));
+                w.insert(seq, now);
+            }
+        }
+        f.write_all(buf.as_bytes()).expect("append");
+        if target > next {
+            live.last.store(target - 1, Ordering::Relaxed);
+        }
+        next = target;
+        let wake = started + Duration::from_millis(10 * tick);
+        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+    }
+    next
+}
+
+/// A live subscriber: records the latency of every id it was told the write time of, until the
+/// writer is done and its last id arrived.
+async fn live_reader(
+    addr: SocketAddr,
+    live: Arc<Live>,
+    connected: tokio::sync::oneshot::Sender<()>,
+) {
+    let url = format!("ws://{addr}/api/ws/logs?token={}", token(addr).await);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let _ = connected.send(());
+    let mut max_id = 0;
+    loop {
+        if live.done.load(Ordering::Relaxed) && max_id >= live.last.load(Ordering::Relaxed) {
+            return;
+        }
+        let msg = tokio::select! {
+            msg = ws.next() => msg,
+            _ = live.finished.notified() => continue,
+        };
+        let Some(msg) = msg else { return };
+        if let Message::Text(t) = msg.expect("frame") {
+            let got = Instant::now();
+            let id = id_of(&t).expect("entry id");
+            if let Some(at) = live.written.lock().expect("lock").get(&id) {
+                let us = got.duration_since(*at).as_micros() as u64;
+                live.seen.lock().expect("lock").push(us);
+            }
+            max_id = max_id.max(id);
+        }
+    }
+}
+
+/// p50, p99 and max of `us`, in milliseconds.
+fn percentiles(us: &mut [u64]) -> (f64, f64, f64) {
+    us.sort_unstable();
+    let at = |q: f64| {
+        us.get(((us.len() as f64 * q) as usize).min(us.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    (
+        at(0.5),
+        at(0.99),
+        us.last().copied().unwrap_or(0) as f64 / 1000.0,
+    )
 }
 
 /// Reads entries until `until_id` (checking order) or a Close; returns (entries, close code).
@@ -102,11 +221,17 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut count: u64 = 1_000_000;
     let mut bin = PathBuf::from("target/release/proxytail");
+    let mut rate: u64 = 1000;
+    let mut live_secs: u64 = 10;
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
             ("--count", Some(v)) => count = v.parse().expect("--count N"),
             ("--bin", Some(v)) => bin = v.into(),
-            _ => panic!("usage: replay_bench [--count N] [--bin PATH]"),
+            ("--rate", Some(v)) => rate = v.parse().expect("--rate N"),
+            ("--live-secs", Some(v)) => live_secs = v.parse().expect("--live-secs N"),
+            _ => panic!(
+                "usage: replay_bench [--count N] [--bin PATH] [--rate LINES/S] [--live-secs S]"
+            ),
         }
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -126,28 +251,30 @@ fn main() {
     let hash = hash_password_with("bench-password", &params).expect("hash");
     std::fs::write(&users, format!("bench:{hash}\n")).expect("users");
     let state = dir.path().join("state");
-    let mut child = Command::new(&bin)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--from-start",
-            "--history",
-            "1000",
-        ])
-        .args(["--retention", "3650d", "--retention-bytes", "100GiB"])
-        .arg("--access-log")
-        .arg(&log)
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--users")
-        .arg(&users)
-        .env("PROXYTAIL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let mut child = Daemon(
+        Command::new(&bin)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--from-start",
+                "--history",
+                "1000",
+            ])
+            .args(["--retention", "3650d", "--retention-bytes", "100GiB"])
+            .arg("--access-log")
+            .arg(&log)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--users")
+            .arg(&users)
+            .env("PROXYTAIL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display())),
+    );
     let (tx, rx) = std::sync::mpsc::channel();
-    let pipe = child.stderr.take().expect("stderr");
+    let pipe = child.0.stderr.take().expect("stderr");
     std::thread::spawn(move || {
         for l in BufReader::new(pipe).lines().map_while(Result::ok) {
             if let Some(a) = l
@@ -160,18 +287,24 @@ fn main() {
         }
     });
     let addr = rx.recv_timeout(BOUND).expect("address").expect("address");
-    let pid = child.id();
+    let pid = child.0.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        // Ingest: a live subscriber from id 1 sees the whole log go through.
+        // Ingest: a live subscriber from id 1 sees the whole log go through. One that falls more
+        // than the history behind is closed 4008 (CONTRACT §2): it resumes with `since`.
         let started = Instant::now();
-        let (n, _) = tokio::time::timeout(BOUND, read(addr, "&since=0", 1, count))
-            .await
-            .expect("ingest within the bound");
-        assert_eq!(n, count);
+        let mut since = 0;
+        while since < count {
+            let query = format!("&since={since}");
+            let (n, code) = tokio::time::timeout(BOUND, read(addr, &query, since + 1, count))
+                .await
+                .expect("ingest within the bound");
+            since += n;
+            assert!(since == count || code == Some(4008), "ingest closed {code:?}");
+        }
         let rss_before = rss_kib(pid);
         println!(
             "ingest: {count} entries in {:.1} s; daemon RSS {} MiB",
@@ -189,21 +322,23 @@ fn main() {
                 }
             })
         };
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), cpu_secs(pid));
         let (n, _) = tokio::time::timeout(BOUND, read(addr, "&since=0", 1, count))
             .await
             .expect("replay within the bound");
         let took = started.elapsed().as_secs_f64();
+        let cpu = cpu_secs(pid) - cpu;
         stop.store(true, Ordering::Relaxed);
         let _ = sampler.join();
         assert_eq!(n, count);
         println!(
-            "replay since=0 (history 1000, so {} from disk): {:.0} entries/s ({took:.1} s); peak RSS {} MiB",
+            "replay since=0 (history 1000, so {} from disk): {:.0} entries/s ({took:.1} s), daemon CPU {cpu:.1} s ({:.0} ns/entry); peak RSS {} MiB",
             count.saturating_sub(1000),
             n as f64 / took,
+            cpu * 1e9 / n as f64,
             peak.load(Ordering::Relaxed) / 1024
         );
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), cpu_secs(pid));
         let query = format!(
             "&from={T0}&until={}&filter=status:5xx",
             T0 + count / 100 + 1
@@ -213,12 +348,72 @@ fn main() {
             .await
             .expect("search within the bound");
         println!(
-            "search from/until + status:5xx over {count}: {n} matches in {:.2} s (close {code:?})",
-            started.elapsed().as_secs_f64()
+            "search from/until + status:5xx over {count}: {n} matches in {:.2} s, daemon CPU {:.1} s (close {code:?})",
+            started.elapsed().as_secs_f64(),
+            cpu_secs(pid) - cpu
         );
+
+        // Live latency, alone and then during a full replay from disk.
+        let mut next = count + 1;
+        for during_replay in [false, true] {
+            let live = Arc::new(Live {
+                written: Default::default(),
+                seen: Default::default(),
+                last: AtomicU64::new(0),
+                done: AtomicBool::new(false),
+                finished: tokio::sync::Notify::new(),
+            });
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let reader = tokio::spawn(live_reader(addr, live.clone(), tx));
+            tokio::time::timeout(BOUND, rx)
+                .await
+                .expect("live subscriber within the bound")
+                .expect("connected");
+            let stop = Arc::new(AtomicBool::new(false));
+            let writer = {
+                let (log, live, stop) = (log.clone(), live.clone(), stop.clone());
+                let max = if during_replay { u64::MAX / 2 } else { rate * live_secs };
+                tokio::task::spawn_blocking(move || write_live(&log, &live, next, rate, &stop, max))
+            };
+            let mut replayed = None;
+            if during_replay {
+                let started = Instant::now();
+                let (n, _) = tokio::time::timeout(BOUND, read(addr, "&since=0", 1, count))
+                    .await
+                    .expect("replay within the bound");
+                assert_eq!(n, count);
+                replayed = Some(n as f64 / started.elapsed().as_secs_f64());
+                stop.store(true, Ordering::Relaxed);
+            }
+            next = writer.await.expect("writer");
+            live.done.store(true, Ordering::Relaxed);
+            live.finished.notify_one();
+            tokio::time::timeout(BOUND, reader)
+                .await
+                .expect("live subscriber done within the bound")
+                .expect("live subscriber");
+            let mut us = std::mem::take(&mut *live.seen.lock().expect("lock"));
+            let n = us.len();
+            let (p50, p99, max) = percentiles(&mut us);
+            let what = match replayed {
+                Some(r) => format!("during a replay of {count} from disk ({r:.0} entries/s)"),
+                None => "alone".to_owned(),
+            };
+            println!(
+                "live subscriber at {rate} lines/s, {what}: {n} entries, latency p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+            );
+        }
     });
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+}
+
+/// The daemon started by this tool, stopped (by its PID) however the tool ends, a panic included.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
 }

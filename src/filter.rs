@@ -343,6 +343,26 @@ struct Compiled {
     groups: Vec<Vec<Term>>,
     /// `-term`s: any match rejects the entry.
     excluded: Vec<Term>,
+    /// For each group whose every term can be pre-checked on the JSON text: per term, what it
+    /// needs (all of it). See [`Filter::may_match_json`].
+    needs: Vec<Vec<Vec<Need>>>,
+}
+
+/// Something the JSON text of an entry must show for a term to match it.
+#[derive(Debug, Clone)]
+enum Need {
+    /// This text (case-sensitive terms: globs' literal pieces).
+    Exact(memmem::Finder<'static>),
+    /// This ASCII text, lower-cased, in the lower-cased JSON (words, `domain:`, `method:`).
+    Folded(memmem::Finder<'static>),
+    /// A top-level `code` in this range.
+    Code(u16, u16),
+    /// A top-level `bytes` that compares so.
+    Bytes(Cmp),
+    /// A top-level `elapsed_ms` that compares so.
+    Elapsed(Cmp),
+    /// A top-level `client_ip` in this network.
+    Client(Net),
 }
 
 /// One term, its value compiled.
@@ -386,6 +406,45 @@ fn key_of(t: &Term) -> Option<u8> {
 }
 
 impl Term {
+    /// What this term needs to see in an entry's JSON text to match it; `None` when it has no
+    /// such test (`user:-`, an empty glob or word).
+    fn needs(&self) -> Option<Vec<Need>> {
+        let exact = |g: &Glob| {
+            let v: Vec<Need> = g.pieces.iter().map(|p| Need::Exact(p.clone())).collect();
+            (!v.is_empty()).then_some(v)
+        };
+        // Case-insensitive needles only when ASCII: Unicode lower-casing can map a non-ASCII
+        // character to an ASCII one (the Kelvin sign to `k`), which an ASCII fold would miss.
+        let folded = |needles: Vec<&[u8]>| {
+            let ascii = needles.iter().all(|n| !n.is_empty() && n.is_ascii());
+            (ascii && !needles.is_empty()).then(|| {
+                needles
+                    .into_iter()
+                    .map(|n| {
+                        let n = n.to_ascii_lowercase();
+                        Need::Folded(memmem::Finder::new(&n).into_owned())
+                    })
+                    .collect()
+            })
+        };
+        match self {
+            Term::Client(net) => Some(vec![Need::Client(*net)]),
+            Term::Status(lo, hi) => Some(vec![Need::Code(*lo, *hi)]),
+            Term::Bytes(c) => Some(vec![Need::Bytes(*c)]),
+            Term::Elapsed(c) => Some(vec![Need::Elapsed(*c)]),
+            Term::User(None) => None,
+            Term::Method(m) => folded(vec![m.as_bytes()]),
+            Term::Word(w) => folded(vec![w.needle()]),
+            Term::Domain(g) => folded(g.pieces.iter().map(|p| p.needle()).collect()),
+            Term::Result(g)
+            | Term::Url(g)
+            | Term::User(Some(g))
+            | Term::Type(g)
+            | Term::Source(g)
+            | Term::Node(g) => exact(g),
+        }
+    }
+
     fn matches(&self, f: &Fields) -> bool {
         let glob = |g: &Glob, v: &Option<Box<str>>| v.as_deref().is_some_and(|v| g.matches(v));
         match self {
@@ -694,10 +753,23 @@ impl Compiled {
                 None => groups.push((k, vec![t])),
             }
         }
+        let groups: Vec<Vec<Term>> = groups.into_iter().map(|(_, terms)| terms).collect();
+        let needs = groups
+            .iter()
+            .filter_map(|g| g.iter().map(Term::needs).collect::<Option<Vec<_>>>())
+            .collect();
         Ok(Compiled {
-            groups: groups.into_iter().map(|(_, terms)| terms).collect(),
+            groups,
             excluded,
+            needs,
         })
+    }
+
+    /// False when some group cannot match: none of its terms finds all it needs in the text.
+    fn may_match(&self, text: &mut JsonText<'_>) -> bool {
+        self.needs
+            .iter()
+            .all(|group| group.iter().any(|lits| lits.iter().all(|l| text.holds(l))))
     }
 
     fn matches(&self, f: &Fields) -> bool {
@@ -737,6 +809,179 @@ impl Filter {
     /// Whether the entry with these fields passes.
     pub fn matches(&self, fields: &Fields) -> bool {
         self.all_of.iter().all(|c| c.matches(fields))
+    }
+
+    /// A pre-check on an entry's JSON text, before its [`Fields`] are built (replay and search
+    /// from disk): false only when [`Filter::matches`] would be false on the fields built from
+    /// `json`; true says nothing. `lowered` is scratch space, reused across calls.
+    ///
+    /// Why it never rejects a match: when the text holds no `\` (no JSON escape), every string
+    /// value appears in it verbatim, and a positive term can only match a value that contains
+    /// its literals (a glob's pieces, a word, a method); case-insensitive ones are searched in
+    /// the lower-cased text, and only when it is ASCII (then Unicode and ASCII lower-casing
+    /// agree). Numeric terms and `client:` read their top-level value the way the fields are
+    /// built ([`scan_top`]), or pass when the object is not flat. If the text is not valid JSON,
+    /// its fields are empty, and no term with a need matches empty fields. Excluded terms are
+    /// left to `matches`.
+    pub fn may_match_json(&self, json: &[u8], lowered: &mut Vec<u8>) -> bool {
+        if self.all_of.iter().all(|c| c.needs.is_empty()) {
+            return true;
+        }
+        if memchr::memchr(b'\\', json).is_some() {
+            return true;
+        }
+        let mut text = JsonText {
+            raw: json,
+            ascii: json.is_ascii(),
+            lowered,
+            is_lowered: false,
+            top: None,
+        };
+        self.all_of.iter().all(|c| c.may_match(&mut text))
+    }
+}
+
+/// An entry's JSON text (with no `\`) as [`Need`]s look at it; lower-cased and scanned on first
+/// need.
+struct JsonText<'a> {
+    raw: &'a [u8],
+    /// Case-insensitive searches are made only in ASCII text.
+    ascii: bool,
+    /// The lower-cased text, once `is_lowered`.
+    lowered: &'a mut Vec<u8>,
+    is_lowered: bool,
+    /// [`scan_top`]'s result, once scanned.
+    top: Option<Option<Top<'a>>>,
+}
+
+impl JsonText<'_> {
+    fn holds(&mut self, need: &Need) -> bool {
+        let raw = self.raw;
+        let mut top = || *self.top.get_or_insert_with(|| scan_top(raw));
+        match need {
+            Need::Exact(f) => f.find(self.raw).is_some(),
+            Need::Folded(_) if !self.ascii => true,
+            Need::Folded(f) => {
+                if !self.is_lowered {
+                    self.lowered.clear();
+                    self.lowered.extend_from_slice(self.raw);
+                    self.lowered.make_ascii_lowercase();
+                    self.is_lowered = true;
+                }
+                f.find(self.lowered).is_some()
+            }
+            // Not a flat object: it says nothing.
+            Need::Code(lo, hi) => top().is_none_or(|t| {
+                t.code
+                    .and_then(|c| u16::try_from(c).ok())
+                    .is_some_and(|c| (*lo..=*hi).contains(&c))
+            }),
+            Need::Bytes(c) => top().is_none_or(|t| t.bytes.is_some_and(|v| c.matches(v))),
+            Need::Elapsed(c) => top().is_none_or(|t| t.elapsed_ms.is_some_and(|v| c.matches(v))),
+            Need::Client(net) => top().is_none_or(|t| {
+                t.client_ip
+                    .and_then(parse_addr)
+                    .is_some_and(|a| net.contains(a))
+            }),
+        }
+    }
+}
+
+/// The top-level values of an entry that numeric terms and `client:` look at, as
+/// [`FieldsVisitor`] reads them: a number only when it is an unsigned integer, an address only
+/// when it is a string.
+#[derive(Debug, Clone, Copy, Default)]
+struct Top<'a> {
+    code: Option<u64>,
+    bytes: Option<u64>,
+    elapsed_ms: Option<u64>,
+    client_ip: Option<&'a str>,
+}
+
+/// Reads [`Top`] from the JSON text of a flat object with no `\` (so a string ends at the next
+/// `"`), without building anything. `None` when the text is not such an object (a nested
+/// value, a syntax it does not know) or one of the keys it reads appears twice: the caller then
+/// knows nothing. Invalid JSON it accepts does not matter: its fields are empty.
+fn scan_top(raw: &[u8]) -> Option<Top<'_>> {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let skip = |i: &mut usize| {
+        while raw.get(*i).is_some_and(ws) {
+            *i += 1;
+        }
+    };
+    let mut top = Top::default();
+    let mut seen = [false; 4];
+    let mut i = 0;
+    skip(&mut i);
+    if raw.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    skip(&mut i);
+    if raw.get(i) == Some(&b'}') {
+        return Some(top);
+    }
+    loop {
+        skip(&mut i);
+        if raw.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = i + 1 + memchr::memchr(b'"', raw.get(i + 1..)?)?;
+        let key = &raw[i + 1..key_end];
+        i = key_end + 1;
+        skip(&mut i);
+        if raw.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        skip(&mut i);
+        let start = i;
+        let (value, string) = match raw.get(i)? {
+            b'"' => {
+                let end = i + 1 + memchr::memchr(b'"', raw.get(i + 1..)?)?;
+                i = end + 1;
+                (&raw[start + 1..end], true)
+            }
+            b'{' | b'[' => return None,
+            _ => {
+                while raw
+                    .get(i)
+                    .is_some_and(|b| !ws(b) && *b != b',' && *b != b'}')
+                {
+                    i += 1;
+                }
+                (&raw[start..i], false)
+            }
+        };
+        let slot = match key {
+            b"code" => 0,
+            b"bytes" => 1,
+            b"elapsed_ms" => 2,
+            b"client_ip" => 3,
+            _ => 4,
+        };
+        if slot < 4 {
+            if std::mem::replace(&mut seen[slot], true) {
+                return None;
+            }
+            // An unsigned integer is all digits (serde_json reads `1.0`, `-1`, `1e3` and
+            // integers past u64 as other numbers, which the fields ignore).
+            let number = (!string && !value.is_empty() && value.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(value).ok()?.parse::<u64>().ok())
+                .flatten();
+            match slot {
+                0 => top.code = number,
+                1 => top.bytes = number,
+                2 => top.elapsed_ms = number,
+                _ => top.client_ip = string.then(|| std::str::from_utf8(value).ok()).flatten(),
+            }
+        }
+        skip(&mut i);
+        match raw.get(i)? {
+            b',' => i += 1,
+            b'}' => return Some(top),
+            _ => return None,
+        }
     }
 }
 
@@ -932,6 +1177,133 @@ mod tests {
         assert!(!view.and(&asked).matches(&f));
         assert!(view.and(&Filter::default()).matches(&f));
         assert!(!view.and(&Filter::default()).is_all());
+    }
+
+    /// What the replay from disk does: the pre-check, then the fields and the filter.
+    fn m_json(expr: &str, json: &str) -> (bool, bool) {
+        let f = Filter::parse(expr).expect(expr);
+        let pre = f.may_match_json(json.as_bytes(), &mut Vec::new());
+        // As a record read back gets them: empty when the text is not an object.
+        let full = f.matches(&Fields::from_json(json.as_bytes()).unwrap_or_default());
+        assert!(
+            pre || !full,
+            "{expr} rejected by the pre-check but matches {json}"
+        );
+        (pre, full)
+    }
+
+    #[test]
+    fn the_json_pre_check_rejects_what_lacks_a_literal_and_never_a_match() {
+        let line = r#"{"id":1,"client_ip":"10.1.2.3","method":"GET","destination":"http://WWW.Example.com/a","code":200,"result":"TCP_MISS","user":"alice","content_type":"text/html","agent":"Mozilla"}"#;
+        // Rejected without building fields: a literal the text lacks.
+        for expr in [
+            "status:503",
+            "result:TCP_DENIED*",
+            "domain:*.example.org",
+            "url:*/b",
+            "user:bob",
+            "type:image/*",
+            "node:edge-*",
+            "firefox",
+            "method:POST",
+            "status:503 status:504",
+            "mozilla firefox",
+            "client:10.0.0.0/8 status:404",
+            "status:5xx",
+            "status:1",
+            "client:192.168.0.0/16",
+            "bytes:>0",
+            "elapsed:<5",
+        ] {
+            assert_eq!(m_json(expr, line), (false, false), "{expr}");
+        }
+        // Passed on (and matched): literals found, case-insensitively where the term ignores case.
+        for expr in [
+            "status:200",
+            "domain:*.EXAMPLE.com",
+            "method:get",
+            "MOZILLA",
+            "status:503 status:200",
+            "result:TCP_*",
+            "status:2xx client:10.1.0.0/16",
+            "client:192.168.0.0/16 client:10.0.0.0/8",
+        ] {
+            assert_eq!(m_json(expr, line), (true, true), "{expr}");
+        }
+        // Passed on, then rejected by the fields: the literal is elsewhere in the text, or the
+        // term has no pre-check (`user:-`, an excluded term).
+        for expr in ["user:agent", "-user:alice", "user:- status:200", "source:*"] {
+            assert_eq!(m_json(expr, line), (true, false), "{expr}");
+        }
+        // A view ANDed with a request: either one's literal missing rejects.
+        let view = Filter::parse("client:10.1.0.0/16").expect("view");
+        let asked = Filter::parse("status:404").expect("asked");
+        assert!(!view
+            .and(&asked)
+            .may_match_json(line.as_bytes(), &mut Vec::new()));
+    }
+
+    #[test]
+    fn the_json_pre_check_reads_top_level_numbers_and_addresses_as_the_fields_do() {
+        // Spaces anywhere JSON allows them.
+        let spaced = r#" { "code" : 503 , "bytes":10 ,"client_ip" : "::ffff:10.1.2.3" } "#;
+        assert_eq!(m_json("status:5xx", spaced), (true, true));
+        assert_eq!(m_json("bytes:10 client:10.1.0.0/16", spaced), (true, true));
+        // A number that is not an unsigned integer, a string, null, or too large: no value.
+        for v in [
+            "503.0",
+            "-503",
+            "5.03e2",
+            "\"503\"",
+            "null",
+            "18446744073709551616",
+            "70000",
+        ] {
+            let json = format!(r#"{{"code":{v}}}"#);
+            assert_eq!(m_json("status:0-999", &json), (false, false), "{v}");
+        }
+        assert_eq!(
+            m_json("client:0.0.0.0/0", r#"{"client_ip":null}"#),
+            (false, false)
+        );
+        // A nested value, or a key read twice: the scan says nothing, the fields decide.
+        assert_eq!(
+            m_json("status:503", r#"{"x":{"code":1},"code":503}"#),
+            (true, true)
+        );
+        assert_eq!(
+            m_json("status:503", r#"{"code":1,"code":503}"#),
+            (true, true)
+        );
+        assert_eq!(
+            m_json("status:503", r#"{"code":503,"code":null}"#),
+            (true, true)
+        );
+        // Not JSON at all: its fields are empty, so it is rejected either way.
+        assert_eq!(m_json("status:503", r#"{"code":503"#), (true, false));
+        assert_eq!(m_json("status:503", "nonsense"), (true, false));
+    }
+
+    #[test]
+    fn the_json_pre_check_passes_escaped_and_non_ascii_text_on() {
+        // An escape hides the literal from the raw text: `TCP\u005fDENIED` is TCP_DENIED.
+        assert_eq!(
+            m_json("result:TCP_DENIED", r#"{"result":"TCP\u005fDENIED"}"#),
+            (true, true)
+        );
+        // The Kelvin sign lower-cases to `k` (Unicode), which an ASCII fold of the text would miss.
+        assert_eq!(m_json("k", "{\"user\":\"\u{212a}\"}"), (true, true));
+        assert_eq!(
+            m_json(
+                "domain:k.example.com",
+                "{\"destination\":\"http://\u{212a}.example.com/\"}"
+            ),
+            (true, true)
+        );
+        // A non-ASCII word or pattern is never pre-checked case-insensitively.
+        assert_eq!(m_json("ÉCOLE", r#"{"user":"école"}"#), (true, true));
+        // Exact terms still reject non-ASCII text that lacks them.
+        assert_eq!(m_json("user:bob", r#"{"user":"école"}"#), (false, false));
     }
 
     #[test]

@@ -313,7 +313,7 @@ impl Subscription {
                 // CONTRACT §8: older than the history, replayed from the journal (from its oldest
                 // record kept, the rest reported as a gap).
                 Some(first) if since.saturating_add(1) < first && store.is_some() => {
-                    let reader = store.map(|s| s.read_after(since));
+                    let reader = store.map(|s| s.read_after(since).filtered(filter.clone()));
                     gap = reader.as_ref().and_then(Reader::missing);
                     disk = reader.map(|reader| Disk {
                         reader,
@@ -347,7 +347,7 @@ impl Subscription {
                 match store {
                     Some(store) => {
                         disk = Some(Disk {
-                            reader: store.read_from(ms),
+                            reader: store.read_from(ms).filtered(filter.clone()),
                             buf: VecDeque::new(),
                             placed: false,
                         });
@@ -511,16 +511,13 @@ impl Subscription {
         let chunk = disk.reader.next_batch().await;
         match chunk {
             Ok(Chunk::Records(records)) => {
+                // The reader applied the filter; its position is past what it read, matching or
+                // not.
                 disk.placed = true;
-                let all = self.shared.filter.is_all();
-                if let Some(last) = records.last() {
-                    self.shared.inner().cursor = last.id;
+                if let Some(read_to) = disk.reader.position() {
+                    self.shared.inner().cursor = read_to;
                 }
-                disk.buf.extend(
-                    records
-                        .into_iter()
-                        .filter(|r| all || self.shared.filter.matches(&r.fields)),
-                );
+                disk.buf.extend(records);
                 None
             }
             Ok(Chunk::Gone { after, oldest }) => {

@@ -3,6 +3,8 @@
 //! generated entries (deterministic seed). Each filter is written twice: as an expression for
 //! [`Filter::parse`] and as a plain Rust predicate over the generated data, built from helpers that
 //! share no code with `src/filter.rs` (a backtracking glob, string-split host, bitwise CIDR).
+//! The stored entries also go through the pre-check replay from disk makes on the JSON text
+//! ([`Filter::may_match_json`]): it must never reject a match, and must reject most of the rest.
 //! Plus: `Filter::parse` never panics, whatever the input.
 use parsers::Entry;
 use proptest::prelude::*;
@@ -344,7 +346,7 @@ fn cases() -> Vec<(&'static str, Reference)> {
 #[test]
 fn every_filter_selects_what_the_reference_selects() {
     let models = generate(10_000);
-    let fields: Vec<(Fields, Fields)> = models
+    let fields: Vec<(Fields, Fields, Vec<u8>)> = models
         .iter()
         .map(|m| {
             let entry = m.entry();
@@ -357,13 +359,17 @@ fn every_filter_selects_what_the_reference_selects() {
                     .push((Cow::Borrowed("source"), Some(Cow::Owned(s.clone()))));
             }
             let json = serde_json::to_vec(&with_source).expect("serializes");
-            (live, Fields::from_json(&json).expect("an object"))
+            let stored = Fields::from_json(&json).expect("an object");
+            (live, stored, json)
         })
         .collect();
+    // Entries the JSON pre-check rejected, and entries not selected, over all cases.
+    let (mut pre_rejected, mut unselected) = (0usize, 0usize);
     for (expr, reference) in cases() {
         let filter = Filter::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let mut selected = 0;
-        for (i, (m, (live, stored))) in models.iter().zip(&fields).enumerate() {
+        let mut lowered = Vec::new();
+        for (i, (m, (live, stored, json))) in models.iter().zip(&fields).enumerate() {
             let want = reference(m);
             assert_eq!(filter.matches(live), want, "{expr} on entry {i}: {m:?}");
             assert_eq!(
@@ -371,7 +377,16 @@ fn every_filter_selects_what_the_reference_selects() {
                 want,
                 "{expr} on stored entry {i}: {m:?}"
             );
+            // Replay from disk pre-checks the JSON text before building the fields.
+            if !filter.may_match_json(json, &mut lowered) {
+                assert!(
+                    !want,
+                    "{expr}: the pre-check rejected matching entry {i}: {m:?}"
+                );
+                pre_rejected += 1;
+            }
             selected += usize::from(want);
+            unselected += usize::from(!want);
         }
         // Each filter splits the set, so a filter that matched all or nothing would show here.
         assert!(
@@ -380,6 +395,11 @@ fn every_filter_selects_what_the_reference_selects() {
             models.len()
         );
     }
+    // It must do its job: most entries a filter rejects never have their fields built.
+    assert!(
+        pre_rejected * 10 > unselected * 8,
+        "the pre-check rejected {pre_rejected} of {unselected}"
+    );
 }
 
 proptest! {

@@ -9,6 +9,7 @@
 //! (about [`BATCH_BYTES`]) plus what the consumer still holds of earlier ones.
 use super::journal::{Catalog, Segment, MAX_RECORD_BYTES};
 use super::{record_id, record_ts};
+use crate::filter::{Fields, Filter};
 use crate::hub::Record;
 use bytes::Bytes;
 use std::fs::File;
@@ -22,7 +23,9 @@ pub const BATCH_BYTES: usize = 256 << 10;
 /// What one read yields.
 #[derive(Debug)]
 pub enum Chunk {
-    /// The next records in id order (never empty).
+    /// The next records in id order. Never empty, except from a [`Reader::filtered`] that has
+    /// a filter: it returns after each read from disk, matches or not, so that one call's work
+    /// stays bounded when few records match.
     Records(Vec<Record>),
     /// Everything written so far was read; a later call yields what is appended meanwhile.
     CaughtUp,
@@ -73,6 +76,13 @@ struct Inner {
     start: Start,
     /// Last id yielded (or the starting `since`): records at or before it are skipped.
     last: u64,
+    /// Set by [`Reader::filtered`]: only matching records are yielded.
+    filter: Option<Filter>,
+    /// Scratch for the filter's pre-check, reused from record to record.
+    lowered: Vec<u8>,
+    /// The fields of every record an unfiltered [`Reader::filtered`] yields: nobody looks at
+    /// them, so they are not built (the JSON parse was most of the cost of a replay).
+    no_fields: Arc<Fields>,
 }
 
 /// Streams records from the journal. Obtained from [`super::Store::read_after`] or
@@ -105,6 +115,9 @@ impl Reader {
                 finished_seq: None,
                 start: Start::AfterId(since),
                 last: since,
+                filter: None,
+                lowered: Vec::new(),
+                no_fields: Arc::default(),
             }),
         }
     }
@@ -119,8 +132,23 @@ impl Reader {
                 finished_seq: None,
                 start: Start::AtTime(from_ms),
                 last: 0,
+                filter: None,
+                lowered: Vec::new(),
+                no_fields: Arc::default(),
             }),
         }
+    }
+
+    /// Yields only the records that match `filter`, for a subscription that has applied it: a
+    /// record's fields are built only when the filter's pre-check on its JSON text
+    /// ([`Filter::may_match_json`]) passes, and not at all when the filter matches everything
+    /// (its records then carry empty fields). Without this call every record is yielded with
+    /// its fields (the history rebuilt at start needs them).
+    pub fn filtered(mut self, filter: Filter) -> Reader {
+        if let Some(inner) = self.inner.as_mut() {
+            inner.filter = Some(filter);
+        }
+        self
     }
 
     /// For a reader opened with `since`: `(since, oldest)` when retention had already removed
@@ -299,9 +327,29 @@ impl Inner {
                 }
                 self.start = Start::Started;
                 self.last = id;
-                out.push(super::record(id, buf.slice(start..end)));
+                let json = buf.slice(start..end);
+                let record = match &self.filter {
+                    None => super::record(id, json),
+                    Some(f) if f.is_all() => Record {
+                        id,
+                        json,
+                        fields: self.no_fields.clone(),
+                    },
+                    Some(f) => {
+                        if !f.may_match_json(&json, &mut self.lowered) {
+                            continue;
+                        }
+                        let r = super::record(id, json);
+                        if !f.matches(&r.fields) {
+                            continue;
+                        }
+                        r
+                    }
+                };
+                out.push(record);
             }
-            if !out.is_empty() {
+            let filtering = self.filter.as_ref().is_some_and(|f| !f.is_all());
+            if !out.is_empty() || filtering {
                 return Ok(Chunk::Records(out));
             }
         }
