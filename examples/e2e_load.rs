@@ -441,6 +441,9 @@ fn main() {
         &cap,
         "--max-connections-per-ip",
         &cap,
+        // Every subscriber's token is minted for the one user before any is used.
+        "--max-tokens-per-user",
+        &cap,
     ]
     .iter()
     .map(|s| s.to_string())
