@@ -418,32 +418,55 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
-/// Writes `s` as a JSON string, escaped as `serde_json` escapes it.
+/// True when one of the 8 bytes of `w` needs escaping (below 0x20, `"` or `\\`): the usual
+/// "has a zero byte" bit tricks, exact for the word as a whole.
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let quote = zero_in(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero_in(w ^ (ONES * u64::from(b'\\')));
+    (below_space | quote | backslash) != 0
+}
+
+/// Writes `s` as a JSON string, escaped as `serde_json` escapes it. Log values rarely need
+/// escaping, so whole 8-byte words that do not are skipped at once.
 fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPE[b as usize];
-        if esc == 0 {
-            continue;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            if !word_needs_escape(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
         }
-        out.extend_from_slice(&bytes[start..i]);
-        if esc == b'u' {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
-        } else {
-            out.extend_from_slice(&[b'\\', esc]);
+        let b = bytes[i];
+        let esc = ESCAPE[usize::from(b)];
+        if esc != 0 {
+            out.extend_from_slice(&bytes[start..i]);
+            if esc == b'u' {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]);
+            } else {
+                out.extend_from_slice(&[b'\\', esc]);
+            }
+            start = i + 1;
         }
-        start = i + 1;
+        i += 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
