@@ -236,6 +236,24 @@ fn reason_phrase(code: u16) -> Option<&'static str> {
     })
 }
 
+/// One key of an entry as it goes into JSON.
+#[derive(Debug, Clone, Copy)]
+enum Key<'e> {
+    /// A standard field's name: plain ASCII, written without escaping.
+    Plain(&'static str),
+    /// An extra field's name, escaped when written.
+    Text(&'e str),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Plain(k) => k,
+            Key::Text(k) => k,
+        }
+    }
+}
+
 /// One value of an entry as it goes into JSON.
 #[derive(Debug, Clone, Copy)]
 enum Value<'e> {
@@ -282,35 +300,35 @@ impl Serialize for Value<'_> {
 impl<'a> Entry<'a> {
     /// Calls `f` with every key and value in the order CONTRACT.md section 3 fixes: the one place
     /// that order is written, for [`Entry::write_json`] and the `Serialize` impl alike.
-    fn visit<E>(&self, mut f: impl FnMut(&str, Value<'_>) -> Result<(), E>) -> Result<(), E> {
+    fn visit<E>(&self, mut f: impl FnMut(Key<'_>, Value<'_>) -> Result<(), E>) -> Result<(), E> {
         let time = self.time;
-        f("id", Value::Uint(self.id))?;
+        f(Key::Plain("id"), Value::Uint(self.id))?;
         f(
-            "timestamp",
+            Key::Plain("timestamp"),
             time.map_or(Value::Null, |t| {
                 Value::Time(t.text_at_offset(self.utc_offset_secs))
             }),
         )?;
-        f("client_ip", Value::text(&self.client_ip))?;
-        f("method", Value::text(&self.method))?;
-        f("destination", Value::text(&self.destination))?;
+        f(Key::Plain("client_ip"), Value::text(&self.client_ip))?;
+        f(Key::Plain("method"), Value::text(&self.method))?;
+        f(Key::Plain("destination"), Value::text(&self.destination))?;
         f(
-            "status",
+            Key::Plain("status"),
             self.code.map_or(Value::Null, |c| {
                 Value::Status(status_text(c, self.method.as_deref()))
             }),
         )?;
-        f("bytes", Value::uint(self.bytes))?;
-        f("ts", time.map_or(Value::Null, Value::Seconds))?;
-        f("elapsed_ms", Value::uint(self.elapsed_ms))?;
-        f("result", Value::text(&self.result))?;
-        f("code", Value::uint(self.code.map(u64::from)))?;
-        f("user", Value::text(&self.user))?;
-        f("hierarchy", Value::text(&self.hierarchy))?;
-        f("peer", Value::text(&self.peer))?;
-        f("content_type", Value::text(&self.content_type))?;
+        f(Key::Plain("bytes"), Value::uint(self.bytes))?;
+        f(Key::Plain("ts"), time.map_or(Value::Null, Value::Seconds))?;
+        f(Key::Plain("elapsed_ms"), Value::uint(self.elapsed_ms))?;
+        f(Key::Plain("result"), Value::text(&self.result))?;
+        f(Key::Plain("code"), Value::uint(self.code.map(u64::from)))?;
+        f(Key::Plain("user"), Value::text(&self.user))?;
+        f(Key::Plain("hierarchy"), Value::text(&self.hierarchy))?;
+        f(Key::Plain("peer"), Value::text(&self.peer))?;
+        f(Key::Plain("content_type"), Value::text(&self.content_type))?;
         for (k, v) in &self.extra {
-            f(k, Value::text(v))?;
+            f(Key::Text(k), Value::text(v))?;
         }
         Ok(())
     }
@@ -326,8 +344,17 @@ impl<'a> Entry<'a> {
                 out.push(b',');
             }
             first = false;
-            write_str(out, key);
-            out.push(b':');
+            match key {
+                Key::Plain(k) => {
+                    out.push(b'"');
+                    out.extend_from_slice(k.as_bytes());
+                    out.extend_from_slice(b"\":");
+                }
+                Key::Text(k) => {
+                    write_str(out, k);
+                    out.push(b':');
+                }
+            }
             match value {
                 Value::Null => out.extend_from_slice(b"null"),
                 Value::Str(v) => write_str(out, v),
@@ -368,7 +395,7 @@ impl<'a> Entry<'a> {
 impl Serialize for Entry<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(15 + self.extra.len()))?;
-        self.visit(|k, v| m.serialize_entry(k, &v))?;
+        self.visit(|k, v| m.serialize_entry(k.as_str(), &v))?;
         m.end()
     }
 }
@@ -510,12 +537,10 @@ fn write_seconds(out: &mut Vec<u8>, t: Timestamp) {
         b'0' + (ms / 10 % 10) as u8,
         b'0' + (ms % 10) as u8,
     ];
-    let keep = if ms % 100 == 0 {
-        1
-    } else if ms % 10 == 0 {
-        2
-    } else {
-        3
+    let keep = match (ms % 100, ms % 10) {
+        (0, _) => 1,
+        (_, 0) => 2,
+        _ => 3,
     };
     out.extend_from_slice(&digits[..keep]);
 }
