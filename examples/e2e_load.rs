@@ -441,6 +441,9 @@ fn main() {
         &cap,
         "--max-connections-per-ip",
         &cap,
+        // Every subscriber's token is minted for the one user before any is used.
+        "--max-tokens-per-user",
+        &cap,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -616,9 +619,10 @@ fn main() {
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "  CPU during the run: daemon {cpu_daemon:.2} s ({:.0} lines per daemon CPU-second), \
-         load tool (writer + clients) {cpu_tool:.2} s; loadavg {}",
+        "  CPU during the run: daemon {cpu_daemon:.2} s ({:.0} lines per daemon CPU-second, \
+         {:.3} µs per line), load tool (writer + clients) {cpu_tool:.2} s; loadavg {}",
         written as f64 / cpu_daemon.max(1e-9),
+        cpu_daemon * 1e6 / (written.max(1) as f64),
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()

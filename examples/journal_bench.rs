@@ -213,7 +213,7 @@ fn main() -> std::io::Result<()> {
             match reader.next_batch_blocking()? {
                 Chunk::Records(r) => {
                     for r in r {
-                        if !filter_after || five.matches(&r.fields) {
+                        if !filter_after || five.matches(r.fields()) {
                             n += 1;
                             last = r.id;
                         }

@@ -1,7 +1,8 @@
 //! The hub: the history ring of records, and the subscriptions that read it.
 //!
 //! The tailer assigns ids (they are part of its checkpoint), serializes each entry once into a
-//! [`Record`] (JSON text plus the compact [`Fields`] filters look at) and hands whole batches to
+//! [`Record`] (JSON text, plus the compact [`Fields`] filters look at, built only when a filter
+//! needs them) and hands whole batches to
 //! [`Hub::publish`]. A [`Subscription`] is either *live*: the publisher matches each record against
 //! its filter and queues the matches for it (records are shared, never copied), bounded in bytes by
 //! its budget; or *catching up*: a cursor into the history, read at most a budget at a time. A live
@@ -16,9 +17,14 @@ use crate::store::{record_ts, Store};
 use bytes::Bytes;
 use parsers::Entry;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
+
+/// Subscriptions with a filter (or a view) open now, in this process. Only a hint for
+/// [`Record::new`]: while there are none, records are made without their filter fields, which are
+/// then built from the JSON the first time a filter looks at them (equal either way).
+static FILTERED_SUBSCRIPTIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// One entry as it goes on the wire: its id, its JSON text, and what filters look at.
 #[derive(Debug, Clone)]
@@ -27,38 +33,58 @@ pub struct Record {
     pub id: u64,
     /// The entry serialized once, UTF-8 JSON object text.
     pub json: Bytes,
-    /// The filter fields, built once; shared by every clone (cloning a record allocates nothing).
-    pub fields: Arc<Fields>,
+    /// The filter fields, built at most once and shared by every clone (cloning a record
+    /// allocates nothing); unfiltered subscribers never need them.
+    fields: Arc<OnceLock<Fields>>,
 }
 
 impl Record {
     /// Serializes `entry` with `id` set.
     pub fn new(id: u64, entry: &mut Entry<'_>) -> Record {
         entry.id = id;
-        // Serializing an Entry cannot fail: every key is a string and every value plain data.
-        let json = serde_json::to_vec(&*entry).unwrap_or_default();
-        // The tailer adds `source` as an extra field when it follows several files.
-        let source = entry
-            .extra
-            .iter()
-            .find(|(k, _)| k == "source")
-            .and_then(|(_, v)| v.as_deref());
+        let mut json = Vec::with_capacity(entry.json_size_hint());
+        entry.write_json(&mut json);
+        let fields = OnceLock::new();
+        if FILTERED_SUBSCRIPTIONS.load(Ordering::Relaxed) > 0 {
+            // From the entry is cheaper than from the JSON later, and done here on the tailer's
+            // thread rather than under the hub lock. The tailer adds `source` as an extra field
+            // when it follows several files.
+            let source = entry
+                .extra
+                .iter()
+                .find(|(k, _)| k == "source")
+                .and_then(|(_, v)| v.as_deref());
+            let _ = fields.set(Fields::from_entry(entry, source));
+        }
         Record {
             id,
             json: Bytes::from(json),
-            fields: Arc::new(Fields::from_entry(entry, source)),
+            fields: Arc::new(fields),
         }
     }
 
-    /// A record read back as JSON text (the journal at start-up); unreadable text gets empty
-    /// fields (it matches no positive term, and is still sent to unfiltered subscribers).
+    /// A record read back as JSON text (the journal); its filter fields are built when first
+    /// needed.
     pub fn from_json(id: u64, json: Bytes) -> Record {
-        let fields = Fields::from_json(&json).unwrap_or_default();
         Record {
             id,
             json,
-            fields: Arc::new(fields),
+            fields: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// What filters look at, built from the JSON on first use when the record was made without
+    /// (unreadable text gets empty fields: they match no positive term, and the record is still
+    /// sent to unfiltered subscribers).
+    pub fn fields(&self) -> &Fields {
+        self.fields
+            .get_or_init(|| Fields::from_json(&self.json).unwrap_or_default())
+    }
+
+    /// Whether the filter fields were built (tests check that an unfiltered path never builds them).
+    #[cfg(test)]
+    pub(crate) fn fields_built(&self) -> bool {
+        self.fields.get().is_some()
     }
 
     /// The JSON text as `&str` (always valid UTF-8: serde_json produced it).
@@ -143,7 +169,15 @@ impl Hub {
         st.history.extend(batch);
         let excess = st.history.len().saturating_sub(self.history_cap);
         st.history.drain(..excess);
+        // Woken after the lock is released: a woken subscriber's first step takes locks, and with
+        // many subscribers the runtime's workers would otherwise queue on the hub lock while this
+        // thread wakes the rest. (A subscriber that took its records before its wake-up finds
+        // nothing and waits again; none is missed: `Notify` keeps the permit.)
+        let wake: Vec<Arc<Shared>> = st.subs.clone();
         drop(st);
+        for sub in &wake {
+            sub.wake.notify_one();
+        }
     }
 
     /// Id of the last published record (0 if none).
@@ -228,7 +262,8 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Called by the publisher (under the hub lock) with each new batch.
+    /// Called by the publisher (under the hub lock) with each new batch; the publisher wakes the
+    /// subscription after releasing the lock.
     fn offer(&self, batch: &[Record]) {
         let mut inner = self.inner();
         if inner.live {
@@ -237,7 +272,7 @@ impl Shared {
                 if r.id <= inner.cursor {
                     continue;
                 }
-                if all || self.filter.matches(&r.fields) {
+                if all || self.filter.matches(r.fields()) {
                     if inner.bytes + r.json.len() > self.budget && !inner.queue.is_empty() {
                         // Over budget: stop queueing; the rest comes from the history.
                         inner.live = false;
@@ -249,8 +284,6 @@ impl Shared {
                 inner.cursor = r.id;
             }
         }
-        drop(inner);
-        self.wake.notify_one();
     }
 }
 
@@ -336,7 +369,7 @@ impl Subscription {
                 } else {
                     h.iter()
                         .rev()
-                        .filter(|r| filter.matches(&r.fields))
+                        .filter(|r| filter.matches(r.fields()))
                         .nth(n - 1)
                 };
                 // Fewer than n (matching) records held: all of them.
@@ -371,6 +404,9 @@ impl Subscription {
             }),
             wake: Notify::new(),
         });
+        if !shared.filter.is_all() {
+            FILTERED_SUBSCRIPTIONS.fetch_add(1, Ordering::Relaxed);
+        }
         st.subs.push(shared.clone());
         drop(st);
         hub.subscribers.fetch_add(1, Ordering::Relaxed);
@@ -567,6 +603,19 @@ impl Subscription {
     /// the cursor up to the budget, switching to live at the end of the history. None when nothing
     /// new matched.
     fn take(&mut self) -> Option<Next> {
+        {
+            // Live: the publisher queues for it, and only it turns `live` off, under this lock. So
+            // the queue is all there is to look at, without the hub lock the publisher holds.
+            let mut inner = self.shared.inner();
+            if inner.live {
+                if inner.queue.is_empty() {
+                    return None;
+                }
+                inner.bytes = 0;
+                return Some(Next::Entries(inner.queue.drain(..).collect()));
+            }
+        }
+        // Catching up: only this subscription turns `live` back on, so it stays off meanwhile.
         let st = self.hub.lock();
         let mut inner = self.shared.inner();
         let first = st.history.front().map(|r| r.id);
@@ -599,7 +648,7 @@ impl Subscription {
         {
             scanned += 1;
             inner.cursor = r.id;
-            if all || self.shared.filter.matches(&r.fields) {
+            if all || self.shared.filter.matches(r.fields()) {
                 bytes += r.json.len();
                 out.push(r.clone());
             }
@@ -619,6 +668,9 @@ impl Drop for Subscription {
         let mut st = self.hub.lock();
         st.subs.retain(|s| !Arc::ptr_eq(s, &self.shared));
         drop(st);
+        if !self.shared.filter.is_all() {
+            FILTERED_SUBSCRIPTIONS.fetch_sub(1, Ordering::Relaxed);
+        }
         self.hub.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 }

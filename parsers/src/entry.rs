@@ -236,47 +236,313 @@ fn reason_phrase(code: u16) -> Option<&'static str> {
     })
 }
 
-/// `YYYY-MM-DD HH:MM:SS` as a `&str`-serializable value.
-struct TimeText([u8; 19]);
+/// One key of an entry as it goes into JSON.
+#[derive(Debug, Clone, Copy)]
+enum Key<'e> {
+    /// A standard field's name: plain ASCII, written without escaping.
+    Plain(&'static str),
+    /// An extra field's name, escaped when written.
+    Text(&'e str),
+}
 
-impl Serialize for TimeText {
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Plain(k) => k,
+            Key::Text(k) => k,
+        }
+    }
+}
+
+/// One value of an entry as it goes into JSON.
+#[derive(Debug, Clone, Copy)]
+enum Value<'e> {
+    /// `null`.
+    Null,
+    /// A JSON string (escaped when written).
+    Str(&'e str),
+    /// `YYYY-MM-DD HH:MM:SS`, digits and separators only.
+    Time([u8; 19]),
+    /// The `status` text.
+    Status(StatusText),
+    /// A non-negative integer.
+    Uint(u64),
+    /// The `ts` number: epoch seconds with milliseconds.
+    Seconds(Timestamp),
+}
+
+impl<'e> Value<'e> {
+    fn text(v: &'e Option<Cow<'_, str>>) -> Value<'e> {
+        v.as_deref().map_or(Value::Null, Value::Str)
+    }
+
+    fn uint(v: Option<u64>) -> Value<'e> {
+        v.map_or(Value::Null, Value::Uint)
+    }
+}
+
+impl Serialize for Value<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // The buffer holds ASCII digits and separators only.
-        s.serialize_str(std::str::from_utf8(&self.0).unwrap_or("0000-00-00 00:00:00"))
+        match self {
+            Value::Null => s.serialize_none(),
+            Value::Str(v) => s.serialize_str(v),
+            // The buffer holds ASCII digits and separators only.
+            Value::Time(t) => {
+                s.serialize_str(std::str::from_utf8(t).unwrap_or("0000-00-00 00:00:00"))
+            }
+            Value::Status(v) => v.serialize(s),
+            Value::Uint(v) => s.serialize_u64(*v),
+            Value::Seconds(t) => s.serialize_f64(t.epoch_seconds()),
+        }
+    }
+}
+
+impl<'a> Entry<'a> {
+    /// Calls `f` with every key and value in the order CONTRACT.md section 3 fixes: the one place
+    /// that order is written, for [`Entry::write_json`] and the `Serialize` impl alike.
+    fn visit<E>(&self, mut f: impl FnMut(Key<'_>, Value<'_>) -> Result<(), E>) -> Result<(), E> {
+        let time = self.time;
+        f(Key::Plain("id"), Value::Uint(self.id))?;
+        f(
+            Key::Plain("timestamp"),
+            time.map_or(Value::Null, |t| {
+                Value::Time(t.text_at_offset(self.utc_offset_secs))
+            }),
+        )?;
+        f(Key::Plain("client_ip"), Value::text(&self.client_ip))?;
+        f(Key::Plain("method"), Value::text(&self.method))?;
+        f(Key::Plain("destination"), Value::text(&self.destination))?;
+        f(
+            Key::Plain("status"),
+            self.code.map_or(Value::Null, |c| {
+                Value::Status(status_text(c, self.method.as_deref()))
+            }),
+        )?;
+        f(Key::Plain("bytes"), Value::uint(self.bytes))?;
+        f(Key::Plain("ts"), time.map_or(Value::Null, Value::Seconds))?;
+        f(Key::Plain("elapsed_ms"), Value::uint(self.elapsed_ms))?;
+        f(Key::Plain("result"), Value::text(&self.result))?;
+        f(Key::Plain("code"), Value::uint(self.code.map(u64::from)))?;
+        f(Key::Plain("user"), Value::text(&self.user))?;
+        f(Key::Plain("hierarchy"), Value::text(&self.hierarchy))?;
+        f(Key::Plain("peer"), Value::text(&self.peer))?;
+        f(Key::Plain("content_type"), Value::text(&self.content_type))?;
+        for (k, v) in &self.extra {
+            f(Key::Text(k), Value::text(v))?;
+        }
+        Ok(())
+    }
+
+    /// Appends the entry's JSON object to `out`: byte for byte what `serde_json` makes of the
+    /// `Serialize` impl (a property test holds them equal), without going through serde. This is
+    /// the daemon's per-line encoding, so it writes straight into one buffer.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        let done: Result<(), std::convert::Infallible> = self.visit(|key, value| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            match key {
+                Key::Plain(k) => {
+                    out.push(b'"');
+                    out.extend_from_slice(k.as_bytes());
+                    out.extend_from_slice(b"\":");
+                }
+                Key::Text(k) => {
+                    write_str(out, k);
+                    out.push(b':');
+                }
+            }
+            match value {
+                Value::Null => out.extend_from_slice(b"null"),
+                Value::Str(v) => write_str(out, v),
+                Value::Time(t) => {
+                    out.push(b'"');
+                    out.extend_from_slice(&t);
+                    out.push(b'"');
+                }
+                Value::Status(v) => v.write_json(out),
+                Value::Uint(v) => write_uint(out, v),
+                Value::Seconds(t) => write_seconds(out, t),
+            }
+            Ok(())
+        });
+        let Ok(()) = done;
+        out.push(b'}');
+    }
+
+    /// A guess of the JSON size, for the buffer's capacity: the keys and numbers (about 200 bytes)
+    /// plus the text values.
+    pub fn json_size_hint(&self) -> usize {
+        let text = |v: &Option<Cow<'_, str>>| v.as_deref().map_or(0, str::len);
+        let standard = [
+            &self.client_ip,
+            &self.method,
+            &self.destination,
+            &self.result,
+            &self.user,
+            &self.hierarchy,
+            &self.peer,
+            &self.content_type,
+        ];
+        let extra: usize = self.extra.iter().map(|(k, v)| k.len() + text(v) + 8).sum();
+        240 + standard.into_iter().map(text).sum::<usize>() + extra
     }
 }
 
 impl Serialize for Entry<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(15 + self.extra.len()))?;
-        m.serialize_entry("id", &self.id)?;
-        m.serialize_entry(
-            "timestamp",
-            &self
-                .time
-                .map(|t| TimeText(t.text_at_offset(self.utc_offset_secs))),
-        )?;
-        m.serialize_entry("client_ip", &self.client_ip)?;
-        m.serialize_entry("method", &self.method)?;
-        m.serialize_entry("destination", &self.destination)?;
-        m.serialize_entry(
-            "status",
-            &self.code.map(|c| status_text(c, self.method.as_deref())),
-        )?;
-        m.serialize_entry("bytes", &self.bytes)?;
-        m.serialize_entry("ts", &self.time.map(|t| t.epoch_seconds()))?;
-        m.serialize_entry("elapsed_ms", &self.elapsed_ms)?;
-        m.serialize_entry("result", &self.result)?;
-        m.serialize_entry("code", &self.code)?;
-        m.serialize_entry("user", &self.user)?;
-        m.serialize_entry("hierarchy", &self.hierarchy)?;
-        m.serialize_entry("peer", &self.peer)?;
-        m.serialize_entry("content_type", &self.content_type)?;
-        for (k, v) in &self.extra {
-            m.serialize_entry(k, v)?;
-        }
+        self.visit(|k, v| m.serialize_entry(k.as_str(), &v))?;
         m.end()
     }
+}
+
+impl StatusText {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        if self.code == 200 && self.connect {
+            out.extend_from_slice(b"200 Connection established");
+        } else {
+            let c = u32::from(self.code);
+            if c < 1000 {
+                out.extend_from_slice(&[
+                    b'0' + (c / 100) as u8,
+                    b'0' + (c / 10 % 10) as u8,
+                    b'0' + (c % 10) as u8,
+                ]);
+            } else {
+                write_uint(out, u64::from(c));
+            }
+            if let Some(p) = reason_phrase(self.code) {
+                out.push(b' ');
+                // Phrases are plain ASCII without quotes or backslashes.
+                out.extend_from_slice(p.as_bytes());
+            }
+        }
+        out.push(b'"');
+    }
+}
+
+/// What `serde_json` writes for each byte of a string: 0 = the byte itself, `u` = `\u00XX`,
+/// otherwise the letter after a backslash.
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// True when one of the 8 bytes of `w` needs escaping (below 0x20, `"` or `\\`): the usual
+/// "has a zero byte" bit tricks, exact for the word as a whole.
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let quote = zero_in(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero_in(w ^ (ONES * u64::from(b'\\')));
+    (below_space | quote | backslash) != 0
+}
+
+/// Writes `s` as a JSON string, escaped as `serde_json` escapes it. Log values rarely need
+/// escaping, so whole 8-byte words that do not are skipped at once.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            if !word_needs_escape(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        let esc = ESCAPE[usize::from(b)];
+        if esc != 0 {
+            out.extend_from_slice(&bytes[start..i]);
+            if esc == b'u' {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]);
+            } else {
+                out.extend_from_slice(&[b'\\', esc]);
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Writes `v` in decimal.
+fn write_uint(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Writes the `ts` number as `serde_json` writes `millis / 1000.0` (the shortest text that reads
+/// back as that double): whole seconds, a point, the milliseconds without trailing zeros (`.0` when
+/// there are none). Below 10^12 seconds a double is finer than a millisecond, so that text is the
+/// shortest; beyond it (never a real log time), the float formatter decides.
+fn write_seconds(out: &mut Vec<u8>, t: Timestamp) {
+    const FAST_BELOW_MS: u64 = 1_000_000_000_000_000;
+    let abs = t.millis.unsigned_abs();
+    if abs >= FAST_BELOW_MS {
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &t.epoch_seconds());
+        return;
+    }
+    if t.millis < 0 {
+        out.push(b'-');
+    }
+    write_uint(out, abs / 1000);
+    out.push(b'.');
+    let ms = (abs % 1000) as u32;
+    let digits = [
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+    ];
+    let keep = match (ms % 100, ms % 10) {
+        (0, _) => 1,
+        (_, 0) => 2,
+        _ => 3,
+    };
+    out.extend_from_slice(&digits[..keep]);
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! This crate knows nothing of files, tokio, ids being assigned or HTTP. A parser takes one complete
 //! log line (without its `\n`) and returns an [`Entry`] borrowing from it, or a [`ParseError`].
-//! The daemon sets [`Entry::id`] and serializes the entry once with `serde_json`; the JSON layout
+//! The daemon sets [`Entry::id`] and serializes the entry once with [`Entry::write_json`] (byte
+//! for byte what `serde_json` makes of its `Serialize` impl, without serde); the JSON layout
 //! (field order, `null` for absent values) is the one CONTRACT.md section 3 fixes.
 //!
 //! # Layout

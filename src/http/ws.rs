@@ -401,6 +401,10 @@ impl Conn {
         let mut last_heard = Instant::now();
         let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer for the session, pushed forward only when it fires early: a fresh `sleep` per
+        // loop turn would register and cancel a timer on every wake (twice per take).
+        let idle = sleep_until(last_heard + IDLE_TIMEOUT);
+        tokio::pin!(idle);
         loop {
             let stalled = self.dirty;
             tokio::select! {
@@ -455,8 +459,13 @@ impl Conn {
                         return self.close_end(close::FLOOD).await;
                     }
                 }
-                _ = sleep_until(last_heard + IDLE_TIMEOUT) => {
-                    return self.close_end(close::IDLE).await;
+                () = &mut idle => {
+                    let deadline = last_heard + IDLE_TIMEOUT;
+                    if deadline > Instant::now() {
+                        idle.as_mut().reset(deadline);
+                    } else {
+                        return self.close_end(close::IDLE).await;
+                    }
                 }
             }
         }

@@ -1179,7 +1179,7 @@ mod tests {
             match reader.next_batch_blocking().unwrap() {
                 Chunk::Records(r) if r.is_empty() => empty += 1,
                 Chunk::Records(r) => {
-                    assert!(r.iter().all(|r| r.fields.code == Some(503)));
+                    assert!(r.iter().all(|r| r.fields().code == Some(503)));
                     got.extend(ids(&r));
                 }
                 Chunk::Gone { .. } => panic!("nothing removed"),
@@ -1200,7 +1200,7 @@ mod tests {
             panic!("records expected");
         };
         assert_eq!(r[0].id, 2991);
-        assert!(r.iter().all(|r| r.fields.code.is_none()), "no fields built");
+        assert!(r.iter().all(|r| !r.fields_built()), "no fields built");
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 //! (about [`BATCH_BYTES`]) plus what the consumer still holds of earlier ones.
 use super::journal::{Catalog, Segment, MAX_RECORD_BYTES};
 use super::{record_id, record_ts};
-use crate::filter::{Fields, Filter};
+use crate::filter::Filter;
 use crate::hub::Record;
 use bytes::Bytes;
 use std::fs::File;
@@ -80,9 +80,6 @@ struct Inner {
     filter: Option<Filter>,
     /// Scratch for the filter's pre-check, reused from record to record.
     lowered: Vec<u8>,
-    /// The fields of every record an unfiltered [`Reader::filtered`] yields: nobody looks at
-    /// them, so they are not built (the JSON parse was most of the cost of a replay).
-    no_fields: Arc<Fields>,
 }
 
 /// Streams records from the journal. Obtained from [`super::Store::read_after`] or
@@ -117,7 +114,6 @@ impl Reader {
                 last: since,
                 filter: None,
                 lowered: Vec::new(),
-                no_fields: Arc::default(),
             }),
         }
     }
@@ -134,7 +130,6 @@ impl Reader {
                 last: 0,
                 filter: None,
                 lowered: Vec::new(),
-                no_fields: Arc::default(),
             }),
         }
     }
@@ -328,23 +323,19 @@ impl Inner {
                 self.start = Start::Started;
                 self.last = id;
                 let json = buf.slice(start..end);
+                // Records build their filter fields lazily: an unfiltered replay never builds them.
                 let record = match &self.filter {
-                    None => super::record(id, json),
-                    Some(f) if f.is_all() => Record {
-                        id,
-                        json,
-                        fields: self.no_fields.clone(),
-                    },
-                    Some(f) => {
+                    Some(f) if !f.is_all() => {
                         if !f.may_match_json(&json, &mut self.lowered) {
                             continue;
                         }
                         let r = super::record(id, json);
-                        if !f.matches(&r.fields) {
+                        if !f.matches(r.fields()) {
                             continue;
                         }
                         r
                     }
+                    _ => super::record(id, json),
                 };
                 out.push(record);
             }
