@@ -649,7 +649,7 @@ function fillTop(ol, items, key) {
     const li = document.createElement("li");
     const n = document.createElement("span");
     n.className = "name";
-    const term = key === "domain" ? quickTerm(key, { destination: name }) : quickTerm(key, { client_ip: name });
+    const term = quickTerm(key, { destination: name, client_ip: name, node: name });
     quick(n, name, term);
     n.title = name;
     const c = document.createElement("span");
@@ -681,7 +681,7 @@ function updateFigures() {
   if (found) showSearch();
 }
 
-for (const id of ["top-dest", "top-client"]) {
+for (const id of ["top-dest", "top-client", "top-node"]) {
   $(id).addEventListener("click", (ev) => {
     const b = ev.target.closest("button.q");
     if (b) quickFilter(b.dataset.term);
@@ -699,6 +699,8 @@ setInterval(() => {
     const top = stats.top(5, now);
     fillTop($("top-dest"), top.dest, "domain");
     fillTop($("top-client"), top.client, "client");
+    $("top-node-box").hidden = top.node.length === 0;
+    fillTop($("top-node"), top.node, "node");
   }
 }, 250);
 
