@@ -4,7 +4,8 @@
 // passes the window's end (an entry that does not match the filter ends it too); back to live shows
 // new live lines; a custom window with a filter, kept in the page URL and restored on reload; a
 // filter the daemon refuses shows its reason in place; a search with more results than the table
-// holds says how many matched and how many are shown, and its export has every result.
+// holds says how many matched and how many are shown, and its export has every result (from memory,
+// or by running the search again when it outgrew what the page keeps).
 //
 // Run: cargo build && (cd tests/browser && npm ci) && node --test tests/browser/range.test.mjs
 import { describe, it, before, after } from "node:test";
@@ -221,6 +222,32 @@ describe("time-range control in the dashboard", { timeout: 240_000 }, () => {
     const lines = fs.readFileSync(await csv.path(), "utf8").trim().split("\r\n");
     assert.equal(lines.length, 701);
     assert.equal(lines[1].split(",")[0], "41");
+  });
+
+  it("exports every result of a search larger than the page keeps, by running it again", async () => {
+    // More results than the page keeps (KEEP, 20,000, trimmed past 25,000): 26,000 entries, a
+    // millisecond apart, in a window of their own; a later line ends the window.
+    const from = Math.ceil(Date.now() / 1000) + 100;
+    const first = written() + 1;
+    appendAt(Array.from({ length: 26_000 }, (_, i) => from + i / 1000));
+    const last = written();
+    appendAt([from + 100]);
+    await page.selectOption("#range", "custom");
+    await page.fill("#range-from", toLocalInput(from * 1000));
+    await page.fill("#range-until", toLocalInput((from + 60) * 1000));
+    await page.click("#range-go");
+    const n = await page.evaluate(() => new Intl.NumberFormat().format(26_000)); // the page's locale
+    await page.waitForFunction((want) => document.getElementById("search-note").textContent.startsWith(`Done: ${want} entries`), n, { timeout: 60_000 });
+    assert.equal((await search()).count, `The table shows the newest 500; export has all ${n}.`);
+    const sockets0 = sockets.length;
+    const [download] = await Promise.all([page.waitForEvent("download", { timeout: 60_000 }), page.click("#export-ndjson")]);
+    const ids = fs.readFileSync(await download.path(), "utf8").trim().split("\n").map((l) => JSON.parse(l).id);
+    assert.equal(ids.length, 26_000);
+    assert.deepEqual([ids[0], ids.at(-1)], [first, last]);
+    assert.ok(ids.every((id, i) => id === first + i), "every result once, in order");
+    assert.equal(sockets.length, sockets0 + 1, "the export ran the search again");
+    assert.equal(query(sockets.at(-1)).from, query(sockets.at(-2)).from);
+    assert.equal(query(sockets.at(-1)).until, query(sockets.at(-2)).until);
   });
 
   it("met no CSP violation or page error", async () => {
