@@ -386,6 +386,14 @@ function startSearch(r, filter) {
   });
 }
 
+/**
+ * The filter a new window is searched with: the current search's, accepted or still waiting for the
+ * daemon's answer (the latest asked for), unless the daemon refused it; else the one in force.
+ */
+function searchFilter() {
+  return found && (found.search.accepted || found.state === "running") ? found.filter : stream.filter;
+}
+
 /** Closes the search, if any (the range stays: sign-in again runs it again). */
 function endSearch() {
   found?.search.close();
@@ -476,7 +484,7 @@ $("range").addEventListener("change", () => {
     $("range-from").focus();
     return;
   }
-  startSearch(resolveRange(key), stream.filter);
+  startSearch(resolveRange(key), searchFilter());
 });
 
 function runCustom() {
@@ -489,7 +497,7 @@ function runCustom() {
     $("range-error").textContent = "Choose a start time and an end after it.";
     return;
   }
-  startSearch(r, stream.filter);
+  startSearch(r, searchFilter());
 }
 $("range-go").addEventListener("click", runCustom);
 for (const id of ["range-from", "range-until"]) {

@@ -58,8 +58,16 @@ describe("time-range control in the dashboard", { timeout: 240_000 }, () => {
       progress: document.getElementById("search-progress").value,
     };
   });
+  /** Waits (bounded) until the search line is in `state`; a failure says what it shows instead. */
   const searchState = (state) => page.waitForFunction((s) => document.getElementById("search").dataset.state === s
-    && !document.getElementById("search").hidden, state, { timeout: WAIT });
+    && !document.getElementById("search").hidden, state, { timeout: WAIT }).catch(async (e) => {
+    assert.fail(`${e.message}: ${JSON.stringify(await search())}`);
+  });
+  /** Waits (bounded) until the search's note starts with `text`; a failure says what it shows. */
+  const noteStarts = (text, timeout = WAIT) => page.waitForFunction((t) => document.getElementById("search-note").textContent.startsWith(t),
+    text, { timeout }).catch(async (e) => {
+    assert.fail(`${e.message}: ${JSON.stringify(await search())} after ${sockets.slice(-3).join(" ")}`);
+  });
   const total = (n) => page.waitForFunction((want) => document.getElementById("total").textContent === String(want), n, { timeout: WAIT });
 
   before(async () => {
@@ -210,7 +218,7 @@ describe("time-range control in the dashboard", { timeout: 240_000 }, () => {
     await page.fill("#range-from", toLocalInput(tsOf[41] * 1000));
     await page.fill("#range-until", toLocalInput(tsOf[740] * 1000 + 1000));
     await page.press("#range-until", "Enter");
-    await page.waitForFunction(() => document.getElementById("search-note").textContent.startsWith("Done: 700 entries"), null, { timeout: WAIT });
+    await noteStarts("Done: 700 entries");
     await page.waitForFunction(() => document.getElementById("shown").textContent === "500", null, { timeout: WAIT });
     assert.equal((await search()).count, "The table shows the newest 500; export has all 700.");
     assert.equal((await rowIds(page))[0], 740);
@@ -237,7 +245,7 @@ describe("time-range control in the dashboard", { timeout: 240_000 }, () => {
     await page.fill("#range-until", toLocalInput((from + 60) * 1000));
     await page.click("#range-go");
     const n = await page.evaluate(() => new Intl.NumberFormat().format(26_000)); // the page's locale
-    await page.waitForFunction((want) => document.getElementById("search-note").textContent.startsWith(`Done: ${want} entries`), n, { timeout: 60_000 });
+    await noteStarts(`Done: ${n} entries`, 60_000);
     assert.equal((await search()).count, `The table shows the newest 500; export has all ${n}.`);
     const sockets0 = sockets.length;
     const [download] = await Promise.all([page.waitForEvent("download", { timeout: 60_000 }), page.click("#export-ndjson")]);
