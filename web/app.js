@@ -210,6 +210,8 @@ function clearFilterError() {
 
 /** Bumped by every applyFilter, so only the newest one reports. */
 let applying = 0;
+/** A filter sent to the live stream and not answered yet (a range chosen meanwhile searches with it). */
+let pendingFilter = null;
 
 /** Resubscribes with `expr` (the table refills with its backlog of matches), or says why not. */
 async function applyFilter(expr) {
@@ -222,17 +224,22 @@ async function applyFilter(expr) {
     return;
   }
   $("f-apply").setAttribute("aria-busy", "true");
+  pendingFilter = expr;
   try {
     await stream.setFilter(expr);
     if (seq !== applying) return;
     clearFilterError();
     setUrlFilter(expr);
   } catch (e) {
-    if (seq !== applying) return;
+    // Superseded by a newer filter, or by a search (which runs with the filter asked for).
+    if (seq !== applying || range) return;
     if (e instanceof TokenError && e.status === 401) return; // the sign-in form takes over
     showFilterError(e instanceof FilterError || e instanceof TokenError ? e.message : String(e), expr);
   } finally {
-    if (seq === applying) $("f-apply").removeAttribute("aria-busy");
+    if (seq === applying) {
+      $("f-apply").removeAttribute("aria-busy");
+      pendingFilter = null;
+    }
   }
 }
 
@@ -320,6 +327,9 @@ function showRange(r) {
 function startSearch(r, filter) {
   found?.search.close();
   stream.stop();
+  // A live filter switch still waiting is dropped by stop(); the search carries the filter now.
+  pendingFilter = null;
+  $("f-apply").removeAttribute("aria-busy");
   range = r;
   showRange(r);
   setUrlRange(r);
@@ -387,11 +397,13 @@ function startSearch(r, filter) {
 }
 
 /**
- * The filter a new window is searched with: the current search's, accepted or still waiting for the
- * daemon's answer (the latest asked for), unless the daemon refused it; else the one in force.
+ * The filter a new window is searched with: the latest asked for — the current search's (accepted
+ * or still waiting for the daemon's answer) or a live switch still waiting — unless the daemon
+ * refused it; else the one in force.
  */
 function searchFilter() {
-  return found && (found.search.accepted || found.state === "running") ? found.filter : stream.filter;
+  if (found) return found.search.accepted || found.state === "running" ? found.filter : stream.filter;
+  return pendingFilter ?? stream.filter;
 }
 
 /** Closes the search, if any (the range stays: sign-in again runs it again). */

@@ -298,6 +298,8 @@ export class LogStream {
    */
   stop() {
     this.#dropCandidate("Replaced by a search.");
+    // A filter switch still waiting for its token opens nothing after this.
+    this.filterSeq++;
     this.epoch++;
     this.#teardown();
     const ws = this.socket;
