@@ -238,6 +238,10 @@ const SCAN_PER_LOCK: usize = 4096;
 struct Shared {
     /// The effective filter: the subscriber's view ANDed with what it asked for.
     filter: Filter,
+    /// The window's end (epoch ms), set once by [`Subscription::until`]. An entry at or after it
+    /// passes whether it matches or not, so a filtered window closes when the log passes its end
+    /// (CONTRACT §8), not only when a later matching entry happens to arrive; `window` never sends it.
+    until: OnceLock<i64>,
     /// Bytes of JSON queued at most (one record always, however big).
     budget: usize,
     inner: Mutex<Inner>,
@@ -262,6 +266,15 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The record matches the filter, or it is at or after `until` (it ends the window).
+    fn passes(&self, r: &Record) -> bool {
+        self.filter.matches(r.fields())
+            || self
+                .until
+                .get()
+                .is_some_and(|&until| record_ts(&r.json).is_some_and(|t| t >= until))
+    }
+
     /// Called by the publisher (under the hub lock) with each new batch; the publisher wakes the
     /// subscription after releasing the lock.
     fn offer(&self, batch: &[Record]) {
@@ -272,7 +285,7 @@ impl Shared {
                 if r.id <= inner.cursor {
                     continue;
                 }
-                if all || self.filter.matches(r.fields()) {
+                if all || self.passes(r) {
                     if inner.bytes + r.json.len() > self.budget && !inner.queue.is_empty() {
                         // Over budget: stop queueing; the rest comes from the history.
                         inner.live = false;
@@ -299,8 +312,6 @@ pub struct Subscription {
     disk: Option<Disk>,
     /// `Start::From`: entries before the first whose `ts` is at or after this are skipped.
     from: Option<i64>,
-    /// The window's end (epoch ms): the stream ends before the first entry at or after it.
-    until: Option<i64>,
     /// `until` was reached: only `End` from now on.
     ended: bool,
 }
@@ -393,6 +404,7 @@ impl Subscription {
         };
         let shared = Arc::new(Shared {
             filter,
+            until: OnceLock::new(),
             budget: budget.max(1),
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
@@ -416,14 +428,16 @@ impl Subscription {
             gap,
             disk,
             from,
-            until: None,
             ended: false,
         }
     }
 
     /// Ends the stream before the first entry whose `ts` (epoch ms) is at or after `until`.
-    pub fn until(mut self, until: Option<i64>) -> Subscription {
-        self.until = until;
+    pub fn until(self, until: Option<i64>) -> Subscription {
+        if let Some(until) = until {
+            // Set once, here: only the builder reaches a fresh subscription's `Shared`.
+            let _ = self.shared.until.set(until);
+        }
         self
     }
 
@@ -501,7 +515,7 @@ impl Subscription {
                 None => records.clear(),
             }
         }
-        if let Some(until) = self.until {
+        if let Some(&until) = self.shared.until.get() {
             let end = records
                 .iter()
                 .position(|r| record_ts(&r.json).is_some_and(|t| t >= until));
@@ -648,7 +662,7 @@ impl Subscription {
         {
             scanned += 1;
             inner.cursor = r.id;
-            if all || self.shared.filter.matches(r.fields()) {
+            if all || self.shared.passes(r) {
                 bytes += r.json.len();
                 out.push(r.clone());
             }
@@ -798,5 +812,35 @@ mod tests {
         // The whole history scanned (far below SCAN_PER_LOCK), nothing is both POST and GET.
         assert!(none.take().is_none());
         assert!(none.shared.inner().live, "caught up, empty-handed");
+    }
+
+    /// Asserts the next thing is `End` (bounded wait).
+    async fn ends(s: &mut Subscription) {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), s.next()).await;
+        assert!(matches!(next, Ok(Next::End)), "{next:?}");
+    }
+
+    #[tokio::test]
+    async fn a_filtered_window_ends_at_the_first_entry_past_until_matching_or_not() {
+        // CONTRACT §8: the log's time closes the window; the entry past `until` need not match.
+        let hub = Arc::new(Hub::new(100));
+        let record = |id: u64, method: &str| {
+            let json = format!("{{\"id\":{id},\"ts\":{id}.5,\"method\":\"{method}\"}}");
+            Record::from_json(id, Bytes::from(json))
+        };
+        let method = |id: u64| if id == 1 || id == 3 { "POST" } else { "GET" };
+        hub.publish((1..=5).map(|id| record(id, method(id))).collect());
+        let post = Filter::parse("method:POST").expect("grammar");
+        // From the history: no POST after 4.0 s, the GET at 4.5 s ends it.
+        let mut past = Subscription::new(hub.clone(), Start::Since(0), post.clone(), 1 << 20)
+            .until(Some(4_000));
+        assert_eq!(ids(&mut past).await, vec![1, 3]);
+        ends(&mut past).await;
+        // Live, the end still ahead: a GET past it ends the stream.
+        let mut live =
+            Subscription::new(hub.clone(), Start::Live, post, 1 << 20).until(Some(7_000));
+        hub.publish(vec![record(6, "POST"), record(7, "GET")]);
+        assert_eq!(ids(&mut live).await, vec![6]);
+        ends(&mut live).await;
     }
 }

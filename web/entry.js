@@ -64,7 +64,7 @@ export function domainOf(dest) {
 }
 
 /** Keys the dashboard offers quick filters on (a row's cells, the top lists, the entry dialog). */
-export const QUICK_KEYS = ["client", "domain", "status", "user"];
+export const QUICK_KEYS = ["client", "domain", "status", "user", "node"];
 
 /**
  * The filter term that selects entries like `e` on `key` (one of QUICK_KEYS), or null when there
@@ -89,6 +89,11 @@ export function quickTerm(key, e) {
       if (e.user === null || e.user === undefined || e.user === "") return "user:-";
       const v = filterValue(String(e.user));
       return v ? `user:${v}` : null;
+    }
+    case "node": {
+      // Only a fleet central's entries carry the edge's name (CONTRACT §10).
+      const v = filterValue(e.node);
+      return v ? `node:${v}` : null;
     }
     default:
       return null;

@@ -19,7 +19,7 @@ export class Stats {
     /** Entries per second: `rate[i]` counts second `rateStart + i`. */
     this.rate = new Array(RATE_WINDOW + 1).fill(0);
     this.rateStart = 0;
-    /** Top-N buckets, newest last: { start, dest: Map, client: Map }. */
+    /** Top-N buckets, newest last: { start, dest: Map, client: Map, node: Map }. */
     this.buckets = [];
   }
 
@@ -32,13 +32,15 @@ export class Stats {
     const start = sec - (sec % TOP_BUCKET_SECS);
     let b = this.buckets[this.buckets.length - 1];
     if (!b || b.start !== start) {
-      b = { start, dest: new Map(), client: new Map() };
+      b = { start, dest: new Map(), client: new Map(), node: new Map() };
       this.buckets.push(b);
       while (this.buckets.length > TOP_BUCKETS) this.buckets.shift();
     }
     const host = destinationHost(e.destination);
     if (host) b.dest.set(host, (b.dest.get(host) ?? 0) + 1);
     if (e.client_ip) b.client.set(e.client_ip, (b.client.get(e.client_ip) ?? 0) + 1);
+    // A fleet central's entries name their edge (CONTRACT §10); others have no `node`.
+    if (typeof e.node === "string" && e.node) b.node.set(e.node, (b.node.get(e.node) ?? 0) + 1);
   }
 
   /** Moves the rate window so that second `sec` is its last slot. */
@@ -62,7 +64,7 @@ export class Stats {
     return s[s.length - 1];
   }
 
-  /** The `n` most frequent destination hosts and clients over the kept buckets. */
+  /** The `n` most frequent destination hosts, clients and nodes (none unless fleet) over the kept buckets. */
   top(n = 5, nowMs = Date.now()) {
     const oldest = Math.floor(nowMs / 1000) - TOP_BUCKET_SECS * TOP_BUCKETS;
     const sum = (key) => {
@@ -73,7 +75,7 @@ export class Stats {
       }
       return [...all].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, n);
     };
-    return { dest: sum("dest"), client: sum("client") };
+    return { dest: sum("dest"), client: sum("client"), node: sum("node") };
   }
 
   /** Forgets everything (the "clear" button). */

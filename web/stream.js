@@ -292,6 +292,26 @@ export class LogStream {
     this.onState("signed-out", "");
   }
 
+  /**
+   * Closes the live subscription and any reconnection under way, staying signed in (a search
+   * replaces the live table); `resume()` reopens it with a backlog.
+   */
+  stop() {
+    this.#dropCandidate("Replaced by a search.");
+    // A filter switch still waiting for its token opens nothing after this.
+    this.filterSeq++;
+    this.epoch++;
+    this.#teardown();
+    const ws = this.socket;
+    this.socket = null;
+    if (ws) {
+      ws.onclose = null;
+      ws.onmessage = null;
+      ws.close(1000, "search");
+    }
+    this.lastId = 0;
+  }
+
   /** Forgets the last id (after sign-out: the next sign-in starts with a backlog again). */
   resetPosition() {
     this.lastId = 0;
@@ -472,5 +492,88 @@ export class LogStream {
     this.pinger = null;
     clearTimeout(this.timer);
     this.timer = null;
+  }
+}
+
+/**
+ * One search (CONTRACT §8): the entries with `fromMs ≤ ts < untilMs` that match `filter`, streamed
+ * once and never resumed (the caller runs it again if it wants). Callbacks:
+ * - onAccepted(): the daemon's first message (an entry, a `gap`, or the `pong` to the `ping` sent
+ *   on open): it took the window and the filter;
+ * - onEntry(entry, text): each entry in id order, with the JSON text as the daemon sent it;
+ * - onGap(after, before): matching entries in the window are gone (retention; filtered only);
+ * - onEnd(code, reason): the socket closed; 1000 means the log passed the window's end (done),
+ *   anything else stopped it (1008: refused, the reason names the problem).
+ */
+export class Search {
+  constructor({ fromMs, untilMs, filter = "", onAccepted, onEntry, onGap, onEnd }) {
+    this.fromMs = fromMs;
+    this.untilMs = untilMs;
+    this.filter = filter;
+    this.onAccepted = onAccepted;
+    this.onEntry = onEntry;
+    this.onGap = onGap;
+    this.onEnd = onEnd;
+    /** Closed by us or by the daemon: no callback after that. */
+    this.closed = false;
+    this.accepted = false;
+    this.socket = null;
+    this.pinger = null;
+  }
+
+  /** Mints a token and opens the stream; throws a TokenError (401: the session has ended). */
+  async start() {
+    const token = await fetchToken();
+    if (this.closed) return;
+    const url = new URL("api/ws/logs", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    // Epoch seconds with milliseconds: the daemon takes them as they are, whatever its time zone.
+    let q = `token=${encodeURIComponent(token)}&from=${(this.fromMs / 1000).toFixed(3)}`
+      + `&until=${(this.untilMs / 1000).toFixed(3)}`;
+    if (this.filter) q += `&filter=${encodeURIComponent(this.filter)}`;
+    url.search = q;
+    url.hash = "";
+    const ws = new WebSocket(url.href);
+    this.socket = ws;
+    ws.onopen = () => ws.send("ping");
+    // An `until` still ahead keeps the stream open: the contract's keep-alive, as live streams do.
+    this.pinger = setInterval(() => { if (ws.readyState === WebSocket.OPEN) ws.send("ping"); }, PING_EVERY_MS);
+    ws.onmessage = (ev) => this.#message(ev.data);
+    ws.onclose = (ev) => {
+      clearInterval(this.pinger);
+      if (this.closed) return;
+      this.closed = true;
+      this.onEnd(ev.code, ev.reason);
+    };
+  }
+
+  #message(data) {
+    if (this.closed || typeof data !== "string") return;
+    if (!this.accepted) {
+      this.accepted = true;
+      this.onAccepted();
+    }
+    if (data === "pong") return;
+    let e;
+    try { e = JSON.parse(data); } catch { return; }
+    if (!e || typeof e !== "object") return;
+    if (e.type === "gap" && typeof e.after === "number" && typeof e.before === "number") {
+      this.onGap(e.after, e.before);
+      return;
+    }
+    if (typeof e.id === "number") this.onEntry(e, data);
+  }
+
+  /** Stops it (a new search, back to live, sign-out); no callback follows. */
+  close() {
+    this.closed = true;
+    clearInterval(this.pinger);
+    const ws = this.socket;
+    this.socket = null;
+    if (ws) {
+      ws.onclose = null;
+      ws.onmessage = null;
+      if (ws.readyState <= WebSocket.OPEN) ws.close(1000, "search closed");
+    }
   }
 }

@@ -64,6 +64,8 @@ export class Table {
     this.shownUpTo = 0;
     /** Rendered row elements by entry id. */
     this.rendered = new Map();
+    /** An entry with a `node` was drawn: the node column is shown from then on. */
+    this.hasNode = false;
     this.template = this.#template();
     body.addEventListener("click", (ev) => {
       const quick = ev.target.closest("button.q");
@@ -92,7 +94,7 @@ export class Table {
     const tr = document.createElement("div");
     tr.setAttribute("role", "row");
     tr.tabIndex = -1;
-    for (const name of ["id", "time", "client", "method", "dest", "status", "user", "bytes", "elapsed"]) {
+    for (const name of ["id", "time", "node", "client", "method", "dest", "status", "user", "bytes", "elapsed"]) {
       const td = document.createElement("span");
       td.setAttribute("role", "cell");
       td.className = `c-${name}`;
@@ -112,31 +114,39 @@ export class Table {
     const ts = typeof e.timestamp === "string" ? e.timestamp : "";
     c[1].textContent = ts.length >= 19 ? ts.slice(11, 19) : ts;
     c[1].title = ts;
-    quick(c[2], e.client_ip ?? "—", quickTerm("client", e));
-    c[3].textContent = e.method ?? "—";
-    quick(c[4], e.destination ?? "—", quickTerm("domain", e));
-    c[4].title = e.destination ?? "";
+    // The node column shows only once an entry has one (a fleet central's, CONTRACT §10).
+    if (typeof e.node === "string") {
+      quick(c[2], e.node, quickTerm("node", e));
+      if (!this.hasNode) {
+        this.hasNode = true;
+        this.body.parentElement.classList.add("has-node");
+      }
+    }
+    quick(c[3], e.client_ip ?? "—", quickTerm("client", e));
+    c[4].textContent = e.method ?? "—";
+    quick(c[5], e.destination ?? "—", quickTerm("domain", e));
+    c[5].title = e.destination ?? "";
     // "<code> <phrase>": a phone hides the phrase; a denial says so in words, not only colour.
     const status = typeof e.status === "string" ? e.status : "—";
     const space = status.indexOf(" ");
-    quick(c[5], space < 0 ? status : status.slice(0, space), quickTerm("status", e));
+    quick(c[6], space < 0 ? status : status.slice(0, space), quickTerm("status", e));
     if (space >= 0) {
       const phrase = document.createElement("span");
       phrase.className = "phrase";
       phrase.textContent = status.slice(space);
-      c[5].appendChild(phrase);
+      c[6].appendChild(phrase);
     }
     if (klass === "denied") {
       const flag = document.createElement("span");
       flag.className = "flag";
       flag.textContent = "denied";
-      c[5].append(" ", flag);
+      c[6].append(" ", flag);
     }
-    c[5].title = `${status} · ${e.result ?? ""}`;
-    quick(c[6], e.user ?? "—", e.user === null || e.user === undefined ? null : quickTerm("user", e));
-    c[7].textContent = formatBytes(e.bytes);
-    if (typeof e.bytes === "number") c[7].title = `${e.bytes} bytes`;
-    c[8].textContent = formatElapsed(e.elapsed_ms);
+    c[6].title = `${status} · ${e.result ?? ""}`;
+    quick(c[7], e.user ?? "—", e.user === null || e.user === undefined ? null : quickTerm("user", e));
+    c[8].textContent = formatBytes(e.bytes);
+    if (typeof e.bytes === "number") c[8].title = `${e.bytes} bytes`;
+    c[9].textContent = formatElapsed(e.elapsed_ms);
     return tr;
   }
 

@@ -94,6 +94,12 @@ pub static ASSETS: &[Asset] = &[
         "text/javascript; charset=utf-8",
         ASSET_CACHE
     ),
+    asset!(
+        "/range.js",
+        "range.js",
+        "text/javascript; charset=utf-8",
+        ASSET_CACHE
+    ),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml", ASSET_CACHE),
 ];
 

@@ -16,7 +16,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {
-  ROOT, USER, PASS, WAIT, newDaemon, launch, recordCsp, squidLine, isConnect,
+  ROOT, USER, PASS, WAIT, newDaemon, launch, recordCsp, squidLine, isConnect, daemonReached, journalOldestId,
   lastIdIs as lastIdIsOn, accessibilityProblems as problemsOn, rowIds as rowIdsOn, rowsAre as rowsAreOn,
 } from "./harness.mjs";
 
@@ -39,6 +39,7 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
   }
 
   const lastIdIs = (id, timeout) => lastIdIsOn(page, id, timeout);
+  const query = (url) => Object.fromEntries(new URL(url).searchParams);
   const accessibilityProblems = () => problemsOn(page);
   const rowsAre = (ids) => rowsAreOn(page, ids);
   const rowIds = () => rowIdsOn(page);
@@ -233,7 +234,6 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     const states = await page.evaluate(() => window.__states);
     assert.ok(states.includes("waiting: The daemon is restarting; reconnecting…"), states.join("\n"));
     assert.equal(states.at(-1), "live: Live — reconnected", states.join("\n"));
-    const query = (url) => Object.fromEntries(new URL(url).searchParams);
     assert.ok(sockets.length >= 2, `reconnected: ${sockets.length} sockets`);
     assert.ok(query(sockets[0]).backlog, "the first connection asks for a backlog");
     const resumed = query(sockets.at(-1));
@@ -324,18 +324,29 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
     await page.setViewportSize({ width: 1400, height: 900 });
   });
 
-  it("shows a gap when the restarted daemon no longer holds the missed ids", { skip: "the journal now replays what --history no longer holds (CONTRACT §8): the gap needs a retention-driven setup" }, async () => {
+  it("shows a gap when the daemon no longer holds the missed ids (beyond its retention)", async () => {
     const before = written;
     await lastIdIs(before);
+    // Offline, the page's reconnections fail until the daemon has dropped what it missed.
+    await context.setOffline(true);
     const { code } = await daemon.stop();
     assert.equal(code, 0);
-    append(50); // while it is down; the new daemon keeps only the last 10
-    await daemon.start(["--history", "10"]);
+    // While it is down, far more than the smallest retention Config accepts (1 MiB, about 2,500
+    // entries): the new daemon keeps the newest of them on disk and 10 in memory.
+    append(6_000);
+    await daemon.start(["--history", "10", "--retention-bytes", "1MiB"]);
+    await daemonReached(base, written);
+    const oldest = await journalOldestId(base);
+    assert.ok(oldest > before + 1 && oldest < written, `the journal starts at ${oldest}`);
+    await context.setOffline(false);
     await lastIdIs(written, 60_000);
     await page.waitForSelector("#gaps:not([hidden])", { timeout: WAIT });
     const note = await page.textContent("#gaps");
-    assert.match(note, new RegExp(`entries ${before + 1}–${written - 10} were not received`));
-    await page.waitForFunction((n) => document.getElementById("missed").textContent === String(n), written - 10 - before, { timeout: WAIT });
+    assert.match(note, new RegExp(`entries ${before + 1}–${oldest - 1} were not received`), note);
+    assert.equal(Number(query(sockets.at(-1)).since), before, "resumed with since");
+    await page.waitForFunction((n) => document.getElementById("missed").textContent === new Intl.NumberFormat().format(n),
+      oldest - 1 - before, { timeout: WAIT });
+    assert.deepEqual((await rowIds()).slice(0, 3), [written, written - 1, written - 2]);
     append(1);
     await lastIdIs(written);
   });
@@ -391,8 +402,9 @@ describe("dashboard in chromium against the real daemon", { timeout: 240_000 }, 
   it("met no CSP violation, page error or unexpected console error", async () => {
     assert.deepEqual(await page.evaluate(() => window.__csp), []);
     assert.deepEqual(pageErrors, []);
-    // The browser itself logs the failed resource of each wrong-password attempt (401, 429).
-    const unexpected = consoleErrors.filter((t) => !/status of (401|429)/.test(t));
+    // The browser itself logs the failed resource of each wrong-password attempt (401, 429), and of
+    // each token request while the page was offline or the daemon down (the retention gap's setup).
+    const unexpected = consoleErrors.filter((t) => !/status of (401|429)|net::ERR_(INTERNET_DISCONNECTED|CONNECTION_REFUSED)/.test(t));
     assert.deepEqual(unexpected, []);
   });
 });

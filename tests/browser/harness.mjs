@@ -192,3 +192,29 @@ export async function signIn(page) {
   await page.click("#login-submit");
   await page.waitForSelector('#state[data-state="live"]', { timeout: WAIT });
 }
+
+/**
+ * Waits (bounded) until the daemon's unauthenticated health reports `id` as its last id: every line
+ * written so far was read, journaled (retention applied) and published. Each probe awaits the
+ * answer; there is no event outside the daemon to await instead.
+ */
+export async function daemonReached(base, id) {
+  const end = Date.now() + WAIT;
+  let last;
+  for (;;) {
+    last = await fetch(`${base}/api/health`).then((r) => r.json()).catch((e) => String(e));
+    if (last?.last_id === id) return;
+    if (Date.now() > end) assert.fail(`the daemon did not reach id ${id} within ${WAIT} ms: ${JSON.stringify(last)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The oldest id the daemon's journal keeps (`/metrics`, with USER's credential). */
+export async function journalOldestId(base) {
+  const auth = `Basic ${Buffer.from(`${USER}:${PASS}`).toString("base64")}`;
+  const res = await fetch(`${base}/metrics`, { headers: { authorization: auth } });
+  assert.equal(res.status, 200);
+  const m = /^proxytail_journal_oldest_id (\d+)$/m.exec(await res.text());
+  assert.ok(m, "proxytail_journal_oldest_id in /metrics");
+  return Number(m[1]);
+}

@@ -1,6 +1,7 @@
 // Unit tests of the dashboard's pure functions (web/*.js are ES modules that import nothing from
 // the browser at load time): status classes, hosts, quick-filter terms, CSV/NDJSON export, Retry-After,
-// Basic credentials, the reconnection backoff, and the header's counters.
+// Basic credentials, the reconnection backoff, the header's counters (per node too, for a fleet
+// central), and what the time ranges mean (range.js).
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -8,6 +9,10 @@ import {
 } from "../../web/entry.js";
 import { backoffDelay, parseRetryAfter, basicAuth } from "../../web/stream.js";
 import { Stats, RATE_WINDOW } from "../../web/stats.js";
+import {
+  resolveRange, customRange, rangeFromQuery, rangeToQuery, toLocalInput, fromLocalInput, clock, windowText,
+  progressOf,
+} from "../../web/range.js";
 
 const entry = (over = {}) => ({
   id: 1, timestamp: "2026-03-25 14:32:10", client_ip: "192.168.1.10", method: "CONNECT",
@@ -133,5 +138,67 @@ describe("stats", () => {
     s.reset();
     assert.equal(s.total, 0);
     assert.deepEqual(s.top(5, t0).dest, []);
+  });
+
+  it("counts entries per node when a fleet central's entries carry one (CONTRACT §10)", () => {
+    const s = new Stats();
+    const t0 = 1_800_000_000_000;
+    assert.deepEqual(s.top(5, t0).node, [], "no node list for a single proxy");
+    s.add(entry(), t0);
+    assert.deepEqual(s.top(5, t0).node, []);
+    for (let i = 0; i < 2; i++) s.add(entry({ node: "edge-b", node_id: 7 + i }), t0);
+    s.add(entry({ node: "edge-a", node_id: 3 }), t0 + 1000);
+    assert.deepEqual(s.top(5, t0 + 1000).node, [["edge-b", 2], ["edge-a", 1]]);
+    assert.equal(quickTerm("node", entry({ node: "edge-a" })), "node:edge-a");
+    assert.equal(quickTerm("node", entry({ node: "edge 1" })), 'node:"edge 1"');
+    assert.equal(quickTerm("node", entry()), null, "no node, no term");
+  });
+});
+
+describe("time ranges", () => {
+  // A fixed local instant: 2026-03-25 14:32:10.500 in the runner's time zone.
+  const now = new Date(2026, 2, 25, 14, 32, 10, 500).getTime();
+
+  it("resolves the relative ranges to windows that end when chosen", () => {
+    assert.deepEqual(resolveRange("15m", now), { key: "15m", fromMs: now - 900_000, untilMs: now });
+    assert.deepEqual(resolveRange("1h", now), { key: "1h", fromMs: now - 3_600_000, untilMs: now });
+    assert.deepEqual(resolveRange("today", now), { key: "today", fromMs: new Date(2026, 2, 25).getTime(), untilMs: now });
+    assert.equal(resolveRange("2h", now), null);
+    assert.equal(customRange(now, now), null, "an empty window");
+    assert.equal(customRange(NaN, now), null);
+    assert.deepEqual(customRange(now - 1, now), { key: "custom", fromMs: now - 1, untilMs: now });
+  });
+
+  it("keeps a range in the page URL and reads it back", () => {
+    const params = new URLSearchParams("filter=status%3A5xx&range=15m");
+    rangeToQuery(params, resolveRange("1h", now));
+    assert.equal(params.toString(), "filter=status%3A5xx&range=1h");
+    assert.deepEqual(rangeFromQuery(params, now), resolveRange("1h", now), "re-resolved at `now`");
+    const custom = customRange(Date.parse("2026-03-25T10:00:00Z"), Date.parse("2026-03-25T11:30:00Z"));
+    rangeToQuery(params, custom);
+    assert.equal(params.toString(), "filter=status%3A5xx&from=2026-03-25T10%3A00%3A00.000Z&until=2026-03-25T11%3A30%3A00.000Z");
+    assert.deepEqual(rangeFromQuery(params, now), custom);
+    rangeToQuery(params, null);
+    assert.equal(params.toString(), "filter=status%3A5xx");
+    assert.equal(rangeFromQuery(params, now), null, "live");
+    assert.equal(rangeFromQuery(new URLSearchParams("range=forever"), now), null);
+    assert.equal(rangeFromQuery(new URLSearchParams("from=2026-03-25T11:00:00Z&until=2026-03-25T10:00:00Z"), now), null);
+    assert.equal(rangeFromQuery(new URLSearchParams("from=yesterday&until=2026-03-25T10:00:00Z"), now), null);
+  });
+
+  it("converts datetime-local values and formats windows and progress", () => {
+    assert.equal(toLocalInput(now), "2026-03-25T14:32:10");
+    assert.equal(fromLocalInput("2026-03-25T14:32:10"), now - 500);
+    assert.equal(fromLocalInput("2026-03-25T14:32"), now - 10_500, "seconds are optional");
+    assert.ok(Number.isNaN(fromLocalInput("")));
+    assert.ok(Number.isNaN(fromLocalInput("25.03.2026 14:32")));
+    assert.equal(clock(now, now), "14:32:10");
+    assert.equal(clock(now - 86_400_000, now), "2026-03-24 14:32:10", "another day has its date");
+    assert.equal(windowText(resolveRange("1h", now), now), "13:32:10–14:32:10");
+    const r = resolveRange("1h", now);
+    assert.equal(progressOf(r, now - 900_000), 0.75);
+    assert.equal(progressOf(r, now - 7_200_000), 0);
+    assert.equal(progressOf(r, now + 1), 1);
+    assert.equal(progressOf(r, NaN), 0, "nothing yet");
   });
 });
