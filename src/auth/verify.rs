@@ -68,6 +68,8 @@ pub struct Verifier {
     semaphore: Arc<Semaphore>,
     /// Callers admitted (queued or hashing); bounded by `admit_limit`.
     admitted: Arc<AtomicUsize>,
+    /// Callers waiting for a permit: while there are any, a finished hash keeps its area for them.
+    waiting: Arc<AtomicUsize>,
     /// `permits` + queue length: beyond it a caller gets [`Busy`] without waiting.
     admit_limit: usize,
     /// The permit count, reported to tests.
@@ -86,6 +88,7 @@ impl Verifier {
         Verifier {
             semaphore: Arc::new(Semaphore::new(permits)),
             admitted: Arc::new(AtomicUsize::new(0)),
+            waiting: Arc::new(AtomicUsize::new(0)),
             admit_limit: permits.saturating_add(queue),
             permits,
             stats: Arc::new(VerifyStats {
@@ -113,6 +116,8 @@ impl Verifier {
         if previous >= self.admit_limit {
             return Err(self.busy(previous));
         }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let in_queue = Admission(self.waiting.clone());
         let permit = match tokio::time::timeout(
             QUEUE_DEADLINE,
             self.semaphore.clone().acquire_owned(),
@@ -122,9 +127,10 @@ impl Verifier {
             Ok(Ok(permit)) => permit,
             _ => return Err(self.busy(self.admitted.load(Ordering::Acquire))),
         };
+        drop(in_queue);
         let stats = self.stats.clone();
         let areas = self.areas.clone();
-        let admitted = self.admitted.clone();
+        let waiting = self.waiting.clone();
         let task = tokio::task::spawn_blocking(move || {
             // Both guards live until hashing ends, whether or not anyone awaits the result.
             let _permit = permit;
@@ -139,14 +145,12 @@ impl Verifier {
             let start = Instant::now();
             let ok = verify_pooled(&hash, password.as_bytes(), &areas);
             stats.record_hash(start.elapsed());
-            let mut running = 0;
-            stats.in_flight.send_modify(|n| {
-                running = *n;
-                *n -= 1;
-            });
-            // Nobody queued behind the hashes running now (this one included): the burst is over,
-            // so the spare areas go back to the kernel rather than stay resident.
-            if admitted.load(Ordering::Acquire) <= running {
+            stats.in_flight.send_modify(|n| *n -= 1);
+            // Nobody waits for a permit: the burst is over, so the spare areas go back to the
+            // kernel rather than stay resident. (A caller that starts waiting just after this maps
+            // an area of its own; the last hash of a burst gets here after its push. Only a waiter
+            // that gives up after an area was kept for it leaves one until the next sign-in.)
+            if waiting.load(Ordering::Acquire) == 0 {
                 let spare = std::mem::take(&mut *lock(&areas));
                 drop(spare);
             }
