@@ -33,7 +33,7 @@
 //! target/release/examples/e2e_load --subscribers 1 --rate 0 --lines 2000000 --seconds 30
 //! target/release/examples/e2e_load --subscribers 100 --rate 1000 --lines 10000 --seconds 10
 //! target/release/examples/e2e_load --sign-in basic --subscribers 100 --lines 1000 --seconds 2
-//! target/release/examples/e2e_load --filters distinct --subscribers 1000 --rate 10000 --lines 100000
+//! target/release/examples/e2e_load --filters distinct --sign-in jwt --subscribers 1000 --rate 10000 --lines 100000
 //! ```
 use argon2::{Algorithm, Params, Version};
 use base64::Engine;
