@@ -231,6 +231,9 @@ impl Shared {
     /// Called by the publisher (under the hub lock) with each new batch.
     fn offer(&self, batch: &[Record]) {
         let mut inner = self.inner();
+        // Only a subscription with something new is woken: one whose filter matched nothing in the
+        // batch costs its matches and no task wake-up (issue 10, BENCHMARKS §10).
+        let mut wake = !inner.live;
         if inner.live {
             let all = self.filter.is_all();
             for r in batch {
@@ -238,6 +241,7 @@ impl Shared {
                     continue;
                 }
                 if all || self.filter.matches(&r.fields) {
+                    wake = true;
                     if inner.bytes + r.json.len() > self.budget && !inner.queue.is_empty() {
                         // Over budget: stop queueing; the rest comes from the history.
                         inner.live = false;
@@ -250,7 +254,9 @@ impl Shared {
             }
         }
         drop(inner);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
     }
 }
 
