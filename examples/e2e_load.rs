@@ -2,10 +2,27 @@
 //! Squid lines, and N real WebSocket subscribers (tokio-tungstenite over 127.0.0.1).
 //!
 //! It measures the whole path (file → tail → parse → JSON → journal/checkpoint → hub → WebSocket):
-//! per subscriber the lines received, loss (ids must run 1, 2, 3 … with no gap), throughput and the
-//! write-to-receipt latency (each line carries its write time in its URL,
-//! `http://load.test/<seq>/<nanos>`); and the daemon's VmRSS (sampled every 100 ms) and VmHWM.
+//! per subscriber the lines received, loss, throughput and the write-to-receipt latency (each line
+//! carries its write time in its URL, `http://hK.load.test/<seq>/<nanos>`); the daemon's VmRSS
+//! (sampled every 100 ms from the first sign-in on) and VmHWM, and its CPU time per line written.
 //! `examples/ws_load.rs` measures only the hub → WebSocket part, in-process.
+//!
+//! Sign-in (issue 14): every subscriber gets its token over HTTP from its own source address
+//! (127.2.x.y), by `--sign-in cheap` (Basic, a users file hashed at m=1 MiB t=1: streaming figures
+//! without sign-in cost), `basic` (Basic, a users file hashed with `proxytail::auth::users`'
+//! defaults, as `proxytail user add` writes it) or `jwt` (an HS256 JWT signed with
+//! `--jwt-secret-file`, or a fresh secret, exchanged as `Authorization: Bearer`). A 503 or 429 is
+//! counted and retried after its `Retry-After`; the latency reported is from the first request to
+//! the token. `--connect-rate N` starts N subscribers per second (sign-in, then WebSocket);
+//! `0` starts them all at once.
+//!
+//! Filters (issue 10, CONTRACT §6): with `--filters distinct`, line `seq` goes to host
+//! `h{seq mod N}.load.test` and subscriber k asks for `domain:hk.load.test`, so each gets exactly
+//! the lines with `seq mod N = k`; with `--filters none-match` subscriber k asks for
+//! `domain:nonek.load.test`, which no line matches. Each filter also ORs `domain:end.load.test`: one
+//! last line to that host tells every subscriber that the daemon has passed every line. The tool
+//! checks, per subscriber, that it received exactly its set of ids, in order, and no `gap`.
+//! Without `--filters`, ids must run 1, 2, 3 … with no gap.
 //!
 //! Bounded by count and time: the writer stops after `--lines` lines or `--seconds` seconds,
 //! whichever comes first; the subscribers then get at most `--drain` seconds to receive the rest.
@@ -14,28 +31,55 @@
 //! ```text
 //! cargo build --release && cargo build --release --example e2e_load
 //! target/release/examples/e2e_load --subscribers 1 --rate 0 --lines 2000000 --seconds 30
-//! target/release/examples/e2e_load --subscribers 1 --rate 1000 --lines 10000 --seconds 10
 //! target/release/examples/e2e_load --subscribers 100 --rate 1000 --lines 10000 --seconds 10
+//! target/release/examples/e2e_load --sign-in basic --subscribers 100 --lines 1000 --seconds 2
+//! target/release/examples/e2e_load --filters distinct --sign-in jwt --subscribers 1000 --rate 10000 --lines 100000
 //! ```
 use argon2::{Algorithm, Params, Version};
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
-use proxytail::auth::users::{hash_password_with, HashParams};
+use proxytail::auth::users::{hash_password, hash_password_with, HashParams};
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 /// Bound on daemon start-up, each token request and each connection (a failure bound).
 const BOUND: Duration = Duration::from_secs(30);
 /// Lines per `write` when writing as fast as possible.
 const MAX_RATE_CHUNK: u64 = 1_000;
+/// The host of the last line, which every filter also matches (see the module comment).
+const END_HOST: &str = "end.load.test";
+
+/// How subscribers get their tokens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SignIn {
+    /// Basic against a cheaply hashed users file.
+    Cheap,
+    /// Basic against a users file hashed with the default Argon2 parameters.
+    Basic,
+    /// A JWT signed with the shared HS256 secret, sent as Bearer.
+    Jwt,
+}
+
+/// What subscribers ask for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Filters {
+    /// No filter: every line.
+    None,
+    /// Subscriber k: the lines with `seq mod N = k`.
+    Distinct,
+    /// Subscriber k: a host no line has.
+    NoneMatch,
+}
 
 /// Command-line knobs.
 struct Args {
@@ -58,12 +102,22 @@ struct Args {
     tmp: Option<PathBuf>,
     /// Where to write subscriber 0's `seq latency_ns` pairs, one a line (for plotting tails).
     dump: Option<PathBuf>,
+    /// How tokens are obtained.
+    sign_in: SignIn,
+    /// The HS256 secret for `--sign-in jwt` (default: a fresh random one in the temp directory).
+    jwt_secret_file: Option<PathBuf>,
+    /// Subscribers started per second; 0 = all at once.
+    connect_rate: u64,
+    /// Per-subscriber filters.
+    filters: Filters,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: e2e_load [--subscribers N] [--rate LINES/S (0 = max)] [--lines N] [--seconds S] \
-         [--drain S] [--history N] [--bin PATH] [--dump FILE] [--tmp DIR]"
+         [--drain S] [--history N] [--bin PATH] [--dump FILE] [--tmp DIR] \
+         [--sign-in cheap|basic|jwt] [--jwt-secret-file FILE] [--connect-rate N/S (0 = all at once)] \
+         [--filters distinct|none-match]"
     );
     std::process::exit(2);
 }
@@ -79,6 +133,10 @@ fn parse_args() -> Args {
         bin: PathBuf::from("target/release/proxytail"),
         dump: None,
         tmp: None,
+        sign_in: SignIn::Cheap,
+        jwt_secret_file: None,
+        connect_rate: 0,
+        filters: Filters::None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
@@ -94,6 +152,23 @@ fn parse_args() -> Args {
             "--bin" => a.bin = PathBuf::from(value),
             "--dump" => a.dump = Some(PathBuf::from(value)),
             "--tmp" => a.tmp = Some(PathBuf::from(value)),
+            "--sign-in" => {
+                a.sign_in = match value.as_str() {
+                    "cheap" => SignIn::Cheap,
+                    "basic" => SignIn::Basic,
+                    "jwt" => SignIn::Jwt,
+                    _ => usage(),
+                }
+            }
+            "--jwt-secret-file" => a.jwt_secret_file = Some(PathBuf::from(value)),
+            "--connect-rate" => a.connect_rate = num(),
+            "--filters" => {
+                a.filters = match value.as_str() {
+                    "distinct" => Filters::Distinct,
+                    "none-match" => Filters::NoneMatch,
+                    _ => usage(),
+                }
+            }
             _ => usage(),
         }
     }
@@ -208,7 +283,7 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// A cheap Argon2id hash (m=1024 KiB, t=1, p=1): the load tool measures streaming, not sign-in.
+/// A cheap Argon2id hash (m=1024 KiB, t=1, p=1): streaming figures without sign-in cost.
 fn cheap_hash(password: &str) -> String {
     let params = HashParams {
         algorithm: Algorithm::Argon2id,
@@ -218,14 +293,45 @@ fn cheap_hash(password: &str) -> String {
     hash_password_with(password, &params).expect("hash")
 }
 
-/// A single-use WebSocket token over HTTP Basic.
-async fn token(addr: SocketAddr) -> Result<String, String> {
-    let cred = base64::engine::general_purpose::STANDARD.encode("load:load-password");
+/// Subscriber `k`'s own source address, 127.2.x.y: per-address limits see N clients, not one.
+fn source_of(k: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        2,
+        (k / 256 % 256) as u8,
+        (k % 256) as u8,
+    ))
+}
+
+/// A TCP connection to `addr` from `source` (port chosen by the kernel).
+async fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
+/// How one subscriber's sign-in went.
+#[derive(Default)]
+struct SignInStats {
+    /// From the first request to the token.
+    latency: Duration,
+    /// 503 answers (the verification queue full) before the token.
+    busy: u64,
+    /// 429 answers (throttle or token quota) before the token.
+    throttled: u64,
+}
+
+/// One `GET /api/ws-token` with `authorization` from `source`: `(status, Retry-After, body)`.
+async fn token_request(
+    addr: SocketAddr,
+    source: IpAddr,
+    authorization: &str,
+) -> Result<(u16, u64, String), String> {
     let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let mut s = connect_from(source, addr).await?;
         s.write_all(
             format!(
-                "GET /api/ws-token HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {cred}\r\n\
+                "GET /api/ws-token HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {authorization}\r\n\
                  Connection: close\r\n\r\n"
             )
             .as_bytes(),
@@ -239,13 +345,174 @@ async fn token(addr: SocketAddr) -> Result<String, String> {
         .await
         .map_err(|_| "token request timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let v: serde_json::Value =
-        serde_json::from_str(body.trim()).map_err(|e| format!("{e}: {resp}"))?;
-    v["token"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| resp.clone())
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status: {resp}"))?;
+    let retry_after = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("retry-after")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(1);
+    Ok((status, retry_after, body.trim().to_owned()))
+}
+
+/// A single-use WebSocket token, retrying 503 and 429 after their `Retry-After` (bounded).
+async fn token(
+    addr: SocketAddr,
+    source: IpAddr,
+    authorization: &str,
+) -> Result<(String, SignInStats), String> {
+    let started = Instant::now();
+    let mut stats = SignInStats::default();
+    loop {
+        let (status, retry_after, body) = token_request(addr, source, authorization).await?;
+        match status {
+            200 => {
+                let v: serde_json::Value =
+                    serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+                let token = v["token"].as_str().ok_or_else(|| body.clone())?;
+                stats.latency = started.elapsed();
+                return Ok((token.to_owned(), stats));
+            }
+            503 => stats.busy += 1,
+            429 => stats.throttled += 1,
+            other => return Err(format!("status {other}: {body}")),
+        }
+        if started.elapsed() > 4 * BOUND {
+            return Err(format!("no token after {:?}", started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_secs(retry_after.clamp(1, 30))).await;
+    }
+}
+
+/// The `Authorization` value subscriber `k` signs in with.
+fn authorization(sign_in: SignIn, k: usize, jwt_secret: &[u8]) -> String {
+    match sign_in {
+        SignIn::Cheap | SignIn::Basic => format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("load:load-password")
+        ),
+        SignIn::Jwt => {
+            let exp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+                + 3600;
+            let claims = serde_json::json!({ "sub": format!("load-{k}"), "exp": exp });
+            let jwt = jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(jwt_secret),
+            )
+            .expect("sign a JWT");
+            format!("Bearer {jwt}")
+        }
+    }
+}
+
+/// Subscriber `k`'s filter of `n`, URL-encoded (`:` and space are the only characters to escape).
+fn filter_of(filters: Filters, k: usize) -> Option<String> {
+    let wanted = match filters {
+        Filters::None => return None,
+        Filters::Distinct => format!("h{k}.load.test"),
+        Filters::NoneMatch => format!("none{k}.load.test"),
+    };
+    Some(format!("domain%3A{wanted}%20domain%3A{END_HOST}"))
+}
+
+/// What subscriber `k` must receive.
+#[derive(Clone, Copy)]
+enum Want {
+    /// Ids 1, 2, 3 … up to the number written.
+    All,
+    /// The ids `≡ k (mod n)`, then the end line.
+    Residue { k: u64, n: u64 },
+    /// Only the end line.
+    Nothing,
+}
+
+impl Want {
+    fn of(filters: Filters, k: usize, n: usize) -> Want {
+        match filters {
+            Filters::None => Want::All,
+            Filters::Distinct => Want::Residue {
+                k: k as u64,
+                n: n as u64,
+            },
+            Filters::NoneMatch => Want::Nothing,
+        }
+    }
+
+    /// The first id after `id` this subscriber must receive, among ids `1..=written`.
+    fn next_after(self, id: u64, written: u64) -> Option<u64> {
+        let next = match self {
+            Want::All => id + 1,
+            Want::Residue { k, n } => {
+                let from = id + 1;
+                from + (k + n - from % n) % n
+            }
+            Want::Nothing => return None,
+        };
+        (next <= written).then_some(next)
+    }
+
+    /// How many ids in `1..=written` this subscriber must receive.
+    fn count(self, written: u64) -> u64 {
+        match self {
+            Want::All => written,
+            Want::Residue { k, n } => (written + n - k) / n - u64::from(k == 0),
+            Want::Nothing => 0,
+        }
+    }
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// Signs subscriber `k` in, opens its WebSocket (with its filter) from its own address, and waits
+/// for the answer to a `ping`, so it is subscribed before anything is written.
+async fn connect(
+    addr: SocketAddr,
+    k: usize,
+    authorization: String,
+    filter: Option<String>,
+) -> Result<(Ws, SignInStats), String> {
+    let source = source_of(k);
+    let (token, stats) = token(addr, source, &authorization).await?;
+    let mut url = format!("ws://{addr}/api/ws/logs?token={token}");
+    if let Some(filter) = filter {
+        url.push_str("&filter=");
+        url.push_str(&filter);
+    }
+    let open = async {
+        let stream = connect_from(source, addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        ws.send(Message::text("ping"))
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(m) if m.to_text().ok() == Some("pong") => return Ok(ws),
+                Ok(Message::Close(frame)) => return Err(format!("closed: {frame:?}")),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("stream ended before the pong".to_string())
+    };
+    let ws = tokio::time::timeout(BOUND, open)
+        .await
+        .map_err(|_| "WebSocket not ready within the bound".to_string())??;
+    Ok((ws, stats))
 }
 
 /// The id at the start of an entry's JSON.
@@ -255,9 +522,9 @@ fn id_of(text: &str) -> Option<u64> {
     rest[..digits].parse().ok()
 }
 
-/// `(seq, nanos)` from the destination `http://load.test/<seq>/<nanos>`.
+/// `(seq, nanos)` from the destination `http://…load.test/<seq>/<nanos>`.
 fn stamp_of(text: &str) -> Option<(u64, u64)> {
-    let rest = text.split("http://load.test/").nth(1)?;
+    let rest = text.split("load.test/").nth(1)?;
     let mut parts = rest.split(['/', '"']);
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
@@ -265,12 +532,17 @@ fn stamp_of(text: &str) -> Option<(u64, u64)> {
 /// What one subscriber saw.
 #[derive(Default)]
 struct Seen {
-    /// Entries received.
+    /// Entries received (the end line not counted).
     received: u64,
-    /// Entries missing (sum of the jumps in the id sequence) plus ids out of order.
+    /// Entries it should have had and did not (missing ids) plus ids it should not have had or
+    /// got out of order.
     lost: u64,
     /// The highest id received (ids after it up to the number written never arrived).
     last_id: u64,
+    /// `gap` control messages received.
+    gaps: u64,
+    /// Whether the end line arrived (filtered subscribers only).
+    ended_cleanly: bool,
     /// Entries whose id did not equal the line's own sequence number.
     mismatched: u64,
     /// Write-to-receipt latency of every entry, ns, in order of arrival.
@@ -283,12 +555,12 @@ struct Seen {
     ended: Option<String>,
 }
 
-/// Reads entries until the number of lines written (`expected`, published when the writer stops)
-/// have arrived, the stream ends, or `stop` is cancelled.
+/// Reads entries until it has all it must get (`expected` is the number of lines written,
+/// published when the writer stops; a filtered subscriber waits for the end line instead), the
+/// stream ends, or `stop` is cancelled. Every id is checked against the next one `want` expects.
 async fn subscriber(
-    mut ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    mut ws: Ws,
+    want: Want,
     origin: Instant,
     mut expected: tokio::sync::watch::Receiver<u64>,
     done: Arc<AtomicU64>,
@@ -296,8 +568,9 @@ async fn subscriber(
 ) -> Seen {
     let mut seen = Seen::default();
     let mut last_id = 0u64;
+    let filtered = !matches!(want, Want::All);
     loop {
-        if last_id >= *expected.borrow_and_update() {
+        if !filtered && last_id >= *expected.borrow_and_update() {
             break;
         }
         let msg = tokio::select! {
@@ -326,10 +599,22 @@ async fn subscriber(
             _ => continue,
         };
         let now = origin.elapsed().as_nanos() as u64;
+        if text.starts_with("{\"type\":\"gap\"") {
+            seen.gaps += 1;
+            continue;
+        }
         let Some(id) = id_of(&text) else { continue };
-        if id != last_id + 1 {
-            // A jump counts the ids skipped; an id at or below the last counts as one fault.
-            seen.lost += id.saturating_sub(last_id + 1).max(u64::from(id <= last_id));
+        if filtered && text.contains(END_HOST) {
+            seen.ended_cleanly = true;
+            break;
+        }
+        // The id it should get next: anything before it skipped was lost; anything else is wrong.
+        match want.next_after(last_id, u64::MAX) {
+            Some(next) if next == id => {}
+            Some(next) if id > next && want.next_after(id - 1, u64::MAX) == Some(id) => {
+                seen.lost += want.count(id - 1) - want.count(next - 1);
+            }
+            _ => seen.lost += 1,
         }
         last_id = last_id.max(id);
         seen.received += 1;
@@ -348,9 +633,9 @@ async fn subscriber(
     seen
 }
 
-/// Writes native Squid lines at `rate` (0 = as fast as possible) until `lines` or `seconds`;
-/// returns the number written and the time writing took.
-fn write_lines(log: &Path, origin: Instant, args: &Args) -> (u64, Duration) {
+/// Writes native Squid lines at `rate` (0 = as fast as possible) until `lines` or `seconds`, line
+/// `seq` to host `h{seq mod hosts}.load.test`; returns the number written and the time writing took.
+fn write_lines(log: &Path, origin: Instant, args: &Args, hosts: u64) -> (u64, Duration) {
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(log)
@@ -383,21 +668,27 @@ fn write_lines(log: &Path, origin: Instant, args: &Args) -> (u64, Duration) {
         }
         buf.clear();
         let stamp = origin.elapsed().as_nanos() as u64;
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let ts = format!("{}.{:03}", wall.as_secs(), wall.subsec_millis());
         while seq < due {
             seq += 1;
-            let _ = writeln!(
-                buf,
-                "{ts}     85 192.168.1.10 TCP_MISS/200 4096 GET http://load.test/{seq}/{stamp} - \
-                 HIER_DIRECT/93.184.216.34 text/html"
-            );
+            squid_line(&mut buf, &format!("h{}.load.test", seq % hosts), seq, stamp);
         }
         file.write_all(&buf).expect("write log");
     }
     (seq, started.elapsed())
+}
+
+/// Appends one native Squid line for `http://{host}/{seq}/{stamp}` to `buf`.
+fn squid_line(buf: &mut Vec<u8>, host: &str, seq: u64, stamp: u64) {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let _ = writeln!(
+        buf,
+        "{}.{:03}     85 192.168.1.10 TCP_MISS/200 4096 GET http://{host}/{seq}/{stamp} - \
+         HIER_DIRECT/93.184.216.34 text/html",
+        wall.as_secs(),
+        wall.subsec_millis()
+    );
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -406,6 +697,13 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i] as f64 / 1e6
+}
+
+/// The daemon's CPU time (user + system, from /proc/PID/stat) since `before`, and per line:
+/// `(seconds, microseconds per line)`. The one place this figure is computed.
+fn cpu_per_line(pid: u32, before: f64, lines: u64) -> (f64, f64) {
+    let used = cpu_seconds(&pid.to_string()) - before;
+    (used, used * 1e6 / lines.max(1) as f64)
 }
 
 fn main() {
@@ -423,8 +721,24 @@ fn main() {
     std::fs::File::create(&log).expect("create log");
     let state = dir.path().join("state");
     let users = dir.path().join("users");
-    std::fs::write(&users, format!("load:{}\n", cheap_hash("load-password"))).expect("users");
+    let hash = match args.sign_in {
+        SignIn::Basic => hash_password("load-password").expect("hash"),
+        SignIn::Cheap | SignIn::Jwt => cheap_hash("load-password"),
+    };
+    std::fs::write(&users, format!("load:{hash}\n")).expect("users");
+    let secret_file = args.jwt_secret_file.clone().unwrap_or_else(|| {
+        let path = dir.path().join("jwt.secret");
+        let mut secret = [0u8; 48];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+        let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret);
+        std::fs::write(&path, text).expect("jwt secret");
+        path
+    });
+    let jwt_secret = std::fs::read(&secret_file).expect("read the JWT secret file");
+    // The daemon reads the file the same way: a trailing newline is not part of the secret.
+    let jwt_secret = jwt_secret.trim_ascii_end().to_vec();
     let cap = (args.subscribers + 8).to_string();
+    let http_cap = (args.subscribers + 64).to_string();
     let daemon_args: Vec<String> = [
         "--listen",
         "127.0.0.1:0",
@@ -435,12 +749,16 @@ fn main() {
         &state.display().to_string(),
         "--users",
         &users.display().to_string(),
+        "--jwt-secret-file",
+        &secret_file.display().to_string(),
         "--history",
         &args.history.to_string(),
         "--max-connections",
         &cap,
         "--max-connections-per-ip",
         &cap,
+        "--max-http-connections",
+        &http_cap,
         // Every subscriber's token is minted for the one user before any is used.
         "--max-tokens-per-user",
         &cap,
@@ -453,54 +771,7 @@ fn main() {
     let pid = daemon.child.id();
     let (rss_start, _) = daemon.memory().unwrap_or_default();
 
-    // Connect every subscriber and make sure each session is subscribed (ping → pong) first.
-    let origin = Instant::now();
-    let (expected_tx, expected) = tokio::sync::watch::channel(u64::MAX);
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = CancellationToken::new();
-    let mut rss_tokens = 0;
-    let handles = rt.block_on(async {
-        // Every token first, so the RSS of sign-in (Argon2) and of connections are told apart.
-        let mut tokens = Vec::new();
-        for i in 0..args.subscribers {
-            tokens.push(
-                token(addr)
-                    .await
-                    .unwrap_or_else(|e| panic!("token {i}: {e}")),
-            );
-        }
-        rss_tokens = memory_of(pid).unwrap_or_default().0;
-        let mut handles = Vec::new();
-        for (i, token) in tokens.into_iter().enumerate() {
-            let url = format!("ws://{addr}/api/ws/logs?token={token}");
-            let (mut ws, _) = tokio::time::timeout(BOUND, tokio_tungstenite::connect_async(url))
-                .await
-                .expect("connect within the bound")
-                .unwrap_or_else(|e| panic!("connect {i}: {e}"));
-            ws.send(Message::text("ping")).await.expect("ping");
-            let ready = tokio::time::timeout(BOUND, async {
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.to_text().ok() == Some("pong") {
-                        return true;
-                    }
-                }
-                false
-            })
-            .await;
-            assert_eq!(ready, Ok(true), "subscriber {i} got no pong");
-            handles.push(rt.spawn(subscriber(
-                ws,
-                origin,
-                expected.clone(),
-                done.clone(),
-                stop.clone(),
-            )));
-        }
-        handles
-    });
-    let (rss_connected, _) = memory_of(pid).unwrap_or_default();
-
-    // Sample the daemon's RSS while the load runs.
+    // Sample the daemon's RSS from the first sign-in to the end.
     let sampling = Arc::new(AtomicBool::new(true));
     let rss_max = Arc::new(AtomicU64::new(0));
     let sampler = {
@@ -515,15 +786,80 @@ fn main() {
         })
     };
 
+    // Sign every subscriber in and connect it, at --connect-rate per second (0: all at once).
+    let origin = Instant::now();
+    let (expected_tx, expected) = tokio::sync::watch::channel(u64::MAX);
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let connect_start = Instant::now();
+    let (handles, sign_ins) = rt.block_on(async {
+        let mut connecting = Vec::new();
+        for k in 0..args.subscribers {
+            let at = if args.connect_rate == 0 {
+                connect_start
+            } else {
+                connect_start
+                    + Duration::from_nanos(
+                        (k as u128 * 1_000_000_000 / u128::from(args.connect_rate)) as u64,
+                    )
+            };
+            let auth = authorization(args.sign_in, k, &jwt_secret);
+            let filter = filter_of(args.filters, k);
+            connecting.push(tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                connect(addr, k, auth, filter).await
+            }));
+        }
+        let mut handles = Vec::new();
+        let mut sign_ins = Vec::new();
+        for (k, task) in connecting.into_iter().enumerate() {
+            let (ws, stats) = task
+                .await
+                .expect("connect task")
+                .unwrap_or_else(|e| panic!("subscriber {k}: {e}"));
+            sign_ins.push(stats);
+            let want = Want::of(args.filters, k, args.subscribers);
+            handles.push(tokio::spawn(subscriber(
+                ws,
+                want,
+                origin,
+                expected.clone(),
+                done.clone(),
+                stop.clone(),
+            )));
+        }
+        (handles, sign_ins)
+    });
+    let connect_time = connect_start.elapsed();
+    let rss_signin_max = rss_max.swap(0, Ordering::Relaxed);
+    let (rss_connected, _) = memory_of(pid).unwrap_or_default();
+
     let write_start = origin.elapsed().as_nanos() as u64;
     let cpu_before = (cpu_seconds(&pid.to_string()), cpu_seconds("self"));
-    let (written, write_time) = write_lines(&log, origin, &args);
+    let hosts = if args.filters == Filters::Distinct {
+        args.subscribers as u64
+    } else {
+        1
+    };
+    let (written, write_time) = write_lines(&log, origin, &args, hosts);
+    if args.filters != Filters::None {
+        // The end line: every filter matches it, so each subscriber knows it has had all of its own.
+        let mut buf = Vec::new();
+        squid_line(&mut buf, END_HOST, written + 1, 0);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("open log");
+        file.write_all(&buf).expect("write log");
+    }
     expected_tx.send_replace(written);
     let drain_deadline = Instant::now() + Duration::from_secs(args.drain);
     while done.load(Ordering::Acquire) < args.subscribers as u64 && Instant::now() < drain_deadline
     {
         std::thread::sleep(Duration::from_millis(10));
     }
+    let (cpu_daemon, cpu_line_us) = cpu_per_line(pid, cpu_before.0, written);
+    let cpu_tool = cpu_seconds("self") - cpu_before.1;
     stop.cancel();
     let seen: Vec<Seen> = rt.block_on(async {
         let mut all = Vec::new();
@@ -535,8 +871,6 @@ fn main() {
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
     let (rss_end, hwm) = memory_of(pid).unwrap_or_default();
-    let cpu_daemon = cpu_seconds(&pid.to_string()) - cpu_before.0;
-    let cpu_tool = cpu_seconds("self") - cpu_before.1;
     let stderr = daemon.stderr.clone();
     let exit = daemon.stop();
 
@@ -555,37 +889,73 @@ fn main() {
     } else {
         format!("{}/s", args.rate)
     };
+    let filters = match args.filters {
+        Filters::None => "no filter",
+        Filters::Distinct => "distinct filters (1/N of the lines each)",
+        Filters::NoneMatch => "filters matching no line",
+    };
     println!(
-        "e2e_load: {} subscriber(s), rate {mode}, {written} lines written in {:.3} s ({:.0} lines/s written)",
+        "e2e_load: {} subscriber(s), {filters}, rate {mode}, {written} lines written in {:.3} s ({:.0} lines/s written)",
         args.subscribers,
         write_time.as_secs_f64(),
         written as f64 / write_time.as_secs_f64().max(1e-9)
     );
+    let mut sign_in_lat: Vec<u64> = sign_ins
+        .iter()
+        .map(|s| s.latency.as_nanos() as u64)
+        .collect();
+    sign_in_lat.sort_unstable();
+    let sign_in = match args.sign_in {
+        SignIn::Cheap => "Basic, cheap Argon2 (m=1 MiB t=1)",
+        SignIn::Basic => "Basic, default Argon2",
+        SignIn::Jwt => "JWT (HS256) as Bearer",
+    };
+    let pace = if args.connect_rate == 0 {
+        "all at once".to_string()
+    } else {
+        format!("{}/s", args.connect_rate)
+    };
+    println!(
+        "  sign-in ({sign_in}, {pace}): latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms; \
+         503 answers {}, 429 answers {}; all subscribers connected after {:.3} s",
+        percentile(&sign_in_lat, 0.50),
+        percentile(&sign_in_lat, 0.99),
+        sign_in_lat.last().map_or(f64::NAN, |&n| n as f64 / 1e6),
+        sign_ins.iter().map(|s| s.busy).sum::<u64>(),
+        sign_ins.iter().map(|s| s.throttled).sum::<u64>(),
+        connect_time.as_secs_f64(),
+    );
     let mut all_lat: Vec<u64> = Vec::new();
     let mut total_lost = 0;
+    let mut total_gaps = 0;
     let mut worst_p99 = 0f64;
     let mut min_tput = f64::INFINITY;
     let mut incomplete = 0;
     for (i, s) in seen.iter().enumerate() {
+        let want = Want::of(args.filters, i, args.subscribers);
         let mut lat = s.latencies.clone();
         lat.sort_unstable();
         // Throughput: lines received over the time from the first write to the last receipt.
         let tput = s.first_last.map_or(0.0, |(_, last)| {
             s.received as f64 / (last.saturating_sub(write_start) as f64 / 1e9).max(1e-9)
         });
-        // Gaps inside the sequence, plus the tail that never arrived.
-        let lost = s.lost + written.saturating_sub(s.last_id);
+        // Faults inside the sequence, plus the tail that never arrived.
+        let lost = s.lost + want.count(written) - want.count(s.last_id.min(written));
+        let unfinished = args.filters != Filters::None && !s.ended_cleanly;
         total_lost += lost;
-        if s.received < written {
+        total_gaps += s.gaps;
+        if s.received < want.count(written) || unfinished {
             incomplete += 1;
         }
         worst_p99 = worst_p99.max(percentile(&lat, 0.99));
         min_tput = min_tput.min(tput);
-        if args.subscribers <= 4 || i < 2 || lost > 0 || s.ended.is_some() {
+        if args.subscribers <= 4 || i < 2 || lost > 0 || s.gaps > 0 || s.ended.is_some() {
             println!(
-                "  sub {i}: received {}/{written}, lost {}, id≠seq {}, {:.0} lines/s, latency p50 {:.3} ms p99 {:.3} ms max {:.3} ms{}",
+                "  sub {i}: received {}/{}, lost {}, gaps {}, id≠seq {}, {:.0} lines/s, latency p50 {:.3} ms p99 {:.3} ms max {:.3} ms{}",
                 s.received,
+                want.count(written),
                 lost,
+                s.gaps,
                 s.mismatched,
                 tput,
                 percentile(&lat, 0.50),
@@ -598,7 +968,7 @@ fn main() {
     }
     all_lat.sort_unstable();
     println!(
-        "  all: {} entries received, lost {total_lost}, incomplete subscribers {incomplete}, \
+        "  all: {} entries received, lost {total_lost}, gap messages {total_gaps}, incomplete subscribers {incomplete}, \
          slowest subscriber {min_tput:.0} lines/s, latency p50 {:.3} ms p99 {:.3} ms p99.9 {:.3} ms \
          max {:.3} ms (worst per-subscriber p99 {worst_p99:.3} ms)",
         all_lat.len(),
@@ -608,10 +978,10 @@ fn main() {
         all_lat.last().map_or(f64::NAN, |&n| n as f64 / 1e6),
     );
     println!(
-        "  daemon RSS: {:.1} MiB at start, {:.1} MiB after the tokens, {:.1} MiB with subscribers connected, max sampled {:.1} MiB, \
-         {:.1} MiB at end, VmHWM {:.1} MiB; exit {exit}",
+        "  daemon RSS: {:.1} MiB at start, max {:.1} MiB while signing in, {:.1} MiB with subscribers connected, \
+         max {:.1} MiB while streaming, {:.1} MiB at end, VmHWM {:.1} MiB; exit {exit}",
         rss_start as f64 / 1024.0,
-        rss_tokens as f64 / 1024.0,
+        rss_signin_max as f64 / 1024.0,
         rss_connected as f64 / 1024.0,
         rss_max.load(Ordering::Relaxed).max(rss_end) as f64 / 1024.0,
         rss_end as f64 / 1024.0,
@@ -619,16 +989,15 @@ fn main() {
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "  CPU during the run: daemon {cpu_daemon:.2} s ({:.0} lines per daemon CPU-second, \
-         {:.3} µs per line), load tool (writer + clients) {cpu_tool:.2} s; loadavg {}",
+        "  CPU during the run: daemon {cpu_daemon:.2} s = {cpu_line_us:.3} µs per line written \
+         ({:.0} lines per daemon CPU-second), load tool (writer + clients) {cpu_tool:.2} s; loadavg {}",
         written as f64 / cpu_daemon.max(1e-9),
-        cpu_daemon * 1e6 / (written.max(1) as f64),
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
             .join(" ")
     );
-    if total_lost > 0 {
+    if total_lost > 0 || total_gaps > 0 || incomplete > 0 {
         let tail = stderr.lock().unwrap_or_else(|p| p.into_inner());
         for line in tail.iter().rev().take(10).rev() {
             eprintln!("daemon: {line}");

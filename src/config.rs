@@ -360,6 +360,11 @@ pub struct Settings {
     /// Open HTTP connections from one non-loopback address at most (default 64).
     #[arg(long, env = "PROXYTAIL_MAX_HTTP_CONNECTIONS_PER_IP", global = true)]
     pub max_http_connections_per_ip: Option<usize>,
+    // Sign-in bursts (issue 14).
+    /// Password sign-ins that may wait for an Argon2 slot (default 128); beyond them, or after 30 s
+    /// of waiting, 503 with Retry-After. Each waiting sign-in holds only its request (a few KiB).
+    #[arg(long, env = "PROXYTAIL_SIGN_IN_QUEUE", global = true)]
+    pub sign_in_queue: Option<usize>,
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -445,6 +450,9 @@ pub struct Config {
     pub max_http_connections: usize,
     /// Cap on open HTTP connections per non-loopback peer address.
     pub max_http_connections_per_ip: usize,
+    // Sign-in bursts (issue 14).
+    /// Password sign-ins that may wait for an Argon2 slot.
+    pub sign_in_queue: usize,
 }
 
 impl Config {
@@ -628,6 +636,10 @@ impl Config {
             header_read_timeout: Duration::from_secs(header_read_timeout),
             max_http_connections,
             max_http_connections_per_ip,
+            // Sign-in bursts (issue 14).
+            sign_in_queue: s
+                .sign_in_queue
+                .unwrap_or(crate::auth::verify::DEFAULT_QUEUE),
         })
     }
 }
@@ -698,6 +710,8 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
         max_http_connections_per_ip: a
             .max_http_connections_per_ip
             .or(b.max_http_connections_per_ip),
+        // Sign-in bursts (issue 14).
+        sign_in_queue: a.sign_in_queue.or(b.sign_in_queue),
     }
 }
 

@@ -152,7 +152,7 @@ impl Hub {
     }
 
     /// Appends a batch of consecutive records to the history, queues the matching ones for every
-    /// live subscription and wakes them all.
+    /// live subscription and wakes those with something new (or catching up).
     pub fn publish(&self, batch: Vec<Record>) {
         let Some(last) = batch.last().map(|r| r.id) else {
             return;
@@ -163,9 +163,12 @@ impl Hub {
         // behind an entry already delivered.
         let mut st = self.lock();
         st.last_id = last;
-        for sub in &st.subs {
-            sub.offer(&batch);
-        }
+        let wake: Vec<Arc<Shared>> = st
+            .subs
+            .iter()
+            .filter(|sub| sub.offer(&batch))
+            .cloned()
+            .collect();
         st.history.extend(batch);
         let excess = st.history.len().saturating_sub(self.history_cap);
         st.history.drain(..excess);
@@ -173,7 +176,6 @@ impl Hub {
         // many subscribers the runtime's workers would otherwise queue on the hub lock while this
         // thread wakes the rest. (A subscriber that took its records before its wake-up finds
         // nothing and waits again; none is missed: `Notify` keeps the permit.)
-        let wake: Vec<Arc<Shared>> = st.subs.clone();
         drop(st);
         for sub in &wake {
             sub.wake.notify_one();
@@ -275,10 +277,13 @@ impl Shared {
                 .is_some_and(|&until| record_ts(&r.json).is_some_and(|t| t >= until))
     }
 
-    /// Called by the publisher (under the hub lock) with each new batch; the publisher wakes the
-    /// subscription after releasing the lock.
-    fn offer(&self, batch: &[Record]) {
+    /// Called by the publisher (under the hub lock) with each new batch; says whether the
+    /// subscription needs waking, which the publisher does after releasing the lock.
+    fn offer(&self, batch: &[Record]) -> bool {
         let mut inner = self.inner();
+        // Only a subscription with something new is woken: one whose filter matched nothing in the
+        // batch costs its matches and no task wake-up (issue 10, BENCHMARKS §11).
+        let mut wake = !inner.live;
         if inner.live {
             let all = self.filter.is_all();
             for r in batch {
@@ -286,6 +291,7 @@ impl Shared {
                     continue;
                 }
                 if all || self.passes(r) {
+                    wake = true;
                     if inner.bytes + r.json.len() > self.budget && !inner.queue.is_empty() {
                         // Over budget: stop queueing; the rest comes from the history.
                         inner.live = false;
@@ -297,6 +303,7 @@ impl Shared {
                 inner.cursor = r.id;
             }
         }
+        wake
     }
 }
 

@@ -3,9 +3,10 @@
 //! checks return domain errors that `http::token` turns into responses.
 //!
 //! Policies (where the contract leaves a number open):
-//! - Argon2 runs on the blocking pool under a cap of one permit per core (at most 2), each hash in one
-//!   of a fixed pool of work areas, with a queue of 16; beyond it the answer is 503 with
-//!   `Retry-After: 1` ([`verify`]).
+//! - Argon2 runs on the blocking pool under a cap of one permit per core (at most 2), each hash in a
+//!   work area mapped for it (handed on within a burst, unmapped after), with a queue of
+//!   `--sign-in-queue` (default 128) waiting at most 10 s; beyond either the answer is 503 with a
+//!   `Retry-After` of the estimated time for the queue ahead to drain ([`verify`]).
 //! - 10 failures from one address (an IPv6 /64) within 60 s lock it out for 300 s: 429 with
 //!   `Retry-After` ([`throttle`]); a success clears the count; "busy" and "no credentials" do not count.
 //! - Credentials over [`MAX_HEADER_BYTES`], user names over 256 bytes and passwords over 1 KiB are
@@ -55,7 +56,10 @@ pub enum AuthError {
     },
     /// Too many verifications in flight.
     #[error("server busy; retry later")]
-    Busy,
+    Busy {
+        /// Seconds until the verifications ahead are likely done.
+        retry_after: u64,
+    },
 }
 
 /// Who was authenticated.
@@ -153,7 +157,7 @@ impl Authenticator {
     pub fn load(config: &Config) -> Result<Authenticator, StartupError> {
         Authenticator::load_with(
             config,
-            verify::Verifier::for_this_machine(),
+            verify::Verifier::for_this_machine(config.sign_in_queue),
             throttle::ThrottleLimits::default(),
         )
     }
@@ -237,7 +241,9 @@ impl Authenticator {
                 }
                 None => tracing::info!(%peer, "authentication failed"),
             },
-            Err(AuthError::Busy) => tracing::warn!(%peer, "password verification cap reached"),
+            Err(AuthError::Busy { .. }) => {
+                tracing::warn!(%peer, "password verification cap reached")
+            }
             Err(_) => {}
         }
         result
@@ -278,7 +284,7 @@ impl Authenticator {
             .verifier
             .verify(hash.clone(), password)
             .await
-            .map_err(|verify::Busy| AuthError::Busy)?;
+            .map_err(|verify::Busy { retry_after }| AuthError::Busy { retry_after })?;
         if ok && known.is_some() {
             Ok(Principal {
                 name: user.to_owned(),

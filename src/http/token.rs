@@ -103,9 +103,9 @@ pub(super) fn auth_error(e: AuthError) -> warp::reply::Response {
             reject::json_error(StatusCode::TOO_MANY_REQUESTS, &message),
             retry_after,
         ),
-        AuthError::Busy => with_retry_after(
+        AuthError::Busy { retry_after } => with_retry_after(
             reject::json_error(StatusCode::SERVICE_UNAVAILABLE, &message),
-            1,
+            retry_after,
         ),
     }
 }
