@@ -21,6 +21,10 @@
 //! `metrics` holds the counters the HTTP side adds to and renders `/metrics`; `notify` speaks
 //! systemd's notification protocol (ready, status, watchdog keep-alives from the tailing loop).
 //!
+//! `fleet` (CONTRACT §10): an edge publishes what the hub makes to NATS JetStream (a hub
+//! subscription); a central takes the edges' streams as its source instead of `tail`, with ids,
+//! journal and checkpoint of its own.
+//!
 //! `app` wires them together; `config` turns flags, env and a TOML file into a validated [`config::Config`].
 
 pub mod app;
@@ -30,6 +34,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod filter;
+pub mod fleet;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -164,9 +164,15 @@ impl StateDir {
     /// every batch: a third of the daemon's CPU at 1,000 lines/s and write-to-receipt tails of tens
     /// of milliseconds (BENCHMARKS.md). Where the exchange is unsupported, a plain rename.
     pub fn save(&self, cp: &Checkpoint, sync: bool) -> io::Result<()> {
-        let tmp = self.dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-        let dst = self.dir.join(CHECKPOINT_FILE);
-        let mut bytes = serde_json::to_vec(cp).map_err(io::Error::other)?;
+        let bytes = serde_json::to_vec(cp).map_err(io::Error::other)?;
+        self.save_file(CHECKPOINT_FILE, bytes, sync)
+    }
+
+    /// Replaces `name` in the state directory with JSON `bytes` the way [`StateDir::save`] does
+    /// (the fleet central's checkpoint uses it too).
+    pub fn save_file(&self, name: &str, mut bytes: Vec<u8>, sync: bool) -> io::Result<()> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let dst = self.dir.join(name);
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
