@@ -410,8 +410,17 @@ async fn every_edge_line_reaches_the_central_subscriber_once_across_kills_and_an
         all_in,
     )
     .await;
-    let h = health(e3).await;
-    assert_eq!(h["fleet"]["pending"], 0, "e3 published its backlog: {h}");
+    // The central may hold an entry before the edge has its acknowledgement: pending reaches 0
+    // a moment later.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = health(e3).await;
+        if h["fleet"]["pending"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "e3 published its backlog: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let ch = health(central.addr).await;
     assert_eq!(ch["fleet"]["skipped"], 0, "{ch}");
     done.cancel();
@@ -452,4 +461,160 @@ async fn every_edge_line_reaches_the_central_subscriber_once_across_kills_and_an
         "central stops cleanly:\n{}",
         tail_of(&central_logs)
     );
+}
+
+/// A closed loopback port: nothing answers there.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_nats_is_reported_and_foreign_messages_get_no_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let users = write_users(dir.path());
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, "").expect("create log");
+    let nowhere = format!("nats://127.0.0.1:{}", closed_port());
+
+    // check-config names the unreachable server and fails.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxytail"))
+        .args(["check-config", "--state-dir"])
+        .arg(dir.path().join("check-state"))
+        .arg("--access-log")
+        .arg(&log)
+        .arg("--users")
+        .arg(&users)
+        .args(["--publish", &nowhere, "--node-name", "e1"])
+        .output()
+        .expect("run check-config");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("unreachable") && text.contains(&nowhere),
+        "check-config says why: {text}"
+    );
+    // A URL that is not a NATS URL is refused with the setting's name.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxytail"))
+        .arg("check-config")
+        .arg("--access-log")
+        .arg(&log)
+        .args(["--publish", "http://127.0.0.1:4222", "--node-name", "e1"])
+        .output()
+        .expect("run check-config");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("publish"), "{text}");
+
+    // An edge whose NATS is unreachable runs, serves its own subscribers and says why in health.
+    let args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &dir.path().join("edge-state").display().to_string(),
+        "--access-log",
+        &log.display().to_string(),
+        "--users",
+        &users.display().to_string(),
+        "--publish",
+        &nowhere,
+        "--node-name",
+        "e1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let logs = LogTail::default();
+    let mut edge = tokio::task::block_in_place(|| Proc::start(&args, &logs, START));
+    // since=0: subscribed before the first line whenever the server registers the socket.
+    let mut local = edge_subscriber_since(edge.addr, 0).await;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("log");
+    for seq in 1..=3 {
+        f.write_all(squid_line("e1", seq).as_bytes())
+            .expect("append");
+    }
+    assert_eq!(read_ids(&mut local, 3).await, vec![1, 2, 3]);
+    let h = health(edge.addr).await;
+    assert_eq!(h["fleet"]["connected"], false, "{h}");
+    assert_eq!(h["fleet"]["pending"], 3, "{h}");
+    assert!(
+        h["fleet"]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{h}"
+    );
+    assert!(edge.terminate(WAIT).success(), "{}", tail_of(&logs));
+
+    // A stream holding a foreign message, a malformed one and an entry: only the entry gets an id.
+    let cluster = tokio::task::block_in_place(|| Cluster::start(1));
+    let client = async_nats::connect(cluster.url(0)).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "PROXYTAIL_x".into(),
+        subjects: vec!["proxytail.x".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("create stream");
+    let entry = r#"{"id":1,"timestamp":null,"ts":1795835993.065,"method":"GET","destination":"http://x.example/1"}"#;
+    for (id, payload) in [
+        ("someone-else", r#"{"hello":"world"}"#),
+        ("x:0", "not json at all"),
+        ("x:1", entry),
+    ] {
+        let msg = async_nats::jetstream::message::PublishMessage::build()
+            .payload(payload.as_bytes().to_vec().into())
+            .message_id(id);
+        js.send_publish("proxytail.x", msg)
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    let central_args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &dir.path().join("central-state").display().to_string(),
+        "--users",
+        &users.display().to_string(),
+        "--consume",
+        &cluster.url(0),
+        "--nodes",
+        "x",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let clogs = LogTail::default();
+    let mut central = tokio::task::block_in_place(|| Proc::start(&central_args, &clogs, START));
+    let mut sub = edge_subscriber_since(central.addr, 0).await;
+    let got = read_entries(&mut sub, 1).await;
+    assert_eq!(got[0]["id"], 1, "{got:?}");
+    assert_eq!(got[0]["node"], "x");
+    assert_eq!(got[0]["node_id"], 1);
+    // The central's filters know `node`.
+    let token = fetch_token(central.addr).await;
+    let mut filtered = connect(&format!(
+        "ws://{}/api/ws/logs?token={token}&since=0&filter=node:x",
+        central.addr
+    ))
+    .await;
+    assert_eq!(read_ids(&mut filtered, 1).await, vec![1]);
+    let h = health(central.addr).await;
+    assert_eq!(h["fleet"]["skipped"], 2, "{h}");
+    assert_eq!(h["fleet"]["consumed"], 1, "{h}");
+    assert!(central.terminate(WAIT).success(), "{}", tail_of(&clogs));
+}
+
+async fn edge_subscriber_since(addr: SocketAddr, since: u64) -> Client {
+    let token = fetch_token(addr).await;
+    connect(&format!(
+        "ws://{addr}/api/ws/logs?token={token}&since={since}"
+    ))
+    .await
 }

@@ -66,14 +66,18 @@ impl Cluster {
             let config = dir.path().join(format!("n{i}.conf"));
             // no_advertise: clients learn no other servers, so an edge behind a relay cannot
             // bypass it when the test cuts the relay.
-            let text = format!(
+            let mut text = format!(
                 "server_name: n{i}\nlisten: 127.0.0.1:{}\n\
-                 jetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 2GB }}\n\
-                 cluster {{ name: proxytail-test, listen: 127.0.0.1:{}, no_advertise: true, routes: [{routes}] }}\n",
+                 jetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 2GB }}\n",
                 client[i],
                 store.display(),
-                route[i]
             );
+            if n > 1 {
+                text.push_str(&format!(
+                    "cluster {{ name: proxytail-test, listen: 127.0.0.1:{}, no_advertise: true, routes: [{routes}] }}\n",
+                    route[i]
+                ));
+            }
             std::fs::write(&config, text).expect("write nats config");
             servers.push(Server {
                 child: None,
@@ -87,7 +91,7 @@ impl Cluster {
             cluster.spawn(i);
         }
         for i in 0..n {
-            cluster.await_line(i, "metadata leader", START_BOUND);
+            cluster.await_ready(i);
         }
         cluster
     }
@@ -111,6 +115,16 @@ impl Cluster {
         });
         s.child = Some(child);
         s.lines = Some(rx);
+    }
+
+    /// A single server is ready when it says so; a clustered one once a metadata leader is known.
+    fn await_ready(&mut self, i: usize) {
+        let needle = if self.servers.len() > 1 {
+            "metadata leader"
+        } else {
+            "Server is ready"
+        };
+        self.await_line(i, needle, START_BOUND);
     }
 
     fn await_line(&mut self, i: usize, needle: &str, bound: Duration) {
@@ -155,7 +169,7 @@ impl Cluster {
     /// Starts server `i` again on its ports and store, and waits until it has rejoined.
     pub fn restart(&mut self, i: usize) {
         self.spawn(i);
-        self.await_line(i, "metadata leader", START_BOUND);
+        self.await_ready(i);
     }
 }
 
