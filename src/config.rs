@@ -963,4 +963,79 @@ mod tests {
         assert!(with(&["--retention-bytes", "1KiB"]).is_err());
         assert!(with(&["--retention", "0s"]).is_err());
     }
+
+    #[test]
+    fn fleet_settings_are_validated() {
+        let args = |extra: &[&str]| {
+            let mut a = vec!["proxytail"];
+            a.extend_from_slice(extra);
+            Config::from_args(a)
+        };
+        let (_, c) = args(&[
+            "--access-log",
+            "/x",
+            "--publish",
+            "nats://a:4222, nats://b:4222",
+            "--node-name",
+            "e1",
+        ])
+        .unwrap();
+        let fleet = c.fleet.unwrap();
+        assert_eq!(fleet.role, FleetRole::Edge { node: "e1".into() });
+        assert_eq!(fleet.replicas, None);
+        let (_, c) = args(&["--consume", "nats://a:4222", "--nodes", "e1,e2,e1"]).unwrap();
+        assert_eq!(
+            c.fleet.unwrap().role,
+            FleetRole::Central {
+                nodes: vec!["e1".into(), "e2".into()]
+            }
+        );
+        for bad in [
+            &[
+                "--access-log",
+                "/x",
+                "--publish",
+                "http://a:4222",
+                "--node-name",
+                "e",
+            ][..],
+            &[
+                "--access-log",
+                "/x",
+                "--publish",
+                "nats://a:4222",
+                "--node-name",
+                "a.b",
+            ],
+            &["--consume", "nats://a:4222"],
+            &[
+                "--consume",
+                "nats://a:4222",
+                "--nodes",
+                "a",
+                "--access-log",
+                "/x",
+            ],
+            &[
+                "--publish",
+                "nats://a:4222",
+                "--consume",
+                "nats://a:4222",
+                "--nodes",
+                "a",
+            ],
+            &[
+                "--access-log",
+                "/x",
+                "--publish",
+                "nats://a:4222",
+                "--node-name",
+                "e",
+                "--nats-replicas",
+                "7",
+            ],
+        ] {
+            assert!(args(bad).is_err(), "{bad:?}");
+        }
+    }
 }
