@@ -3,14 +3,14 @@
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::StartupError;
-use crate::fleet;
+use crate::source::nats;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::notify::{status_line, Notifier, Watchdog};
 use crate::sessions::{SessionLimits, SessionStore};
 use crate::shutdown::{Signals, GRACE};
-use crate::tail::Tailer;
+use crate::source::file::Tailer;
 use crate::tokens::TokenStore;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -70,7 +70,7 @@ struct Parts {
 /// The source of entries: the tailer, or a fleet central.
 enum Source {
     Files(Tailer),
-    Central(fleet::consume::Central),
+    Central(nats::consume::Central),
 }
 
 impl Source {
@@ -81,7 +81,7 @@ impl Source {
                     role: crate::config::FleetRole::Central { .. },
                     ..
                 },
-            ) => Ok(Source::Central(fleet::consume::Central::new(
+            ) => Ok(Source::Central(nats::consume::Central::new(
                 config, f, hub,
             )?)),
             _ => Ok(Source::Files(Tailer::new(config, hub)?)),
@@ -95,7 +95,7 @@ impl Source {
         }
     }
 
-    fn health(&self) -> Arc<crate::tail::TailHealth> {
+    fn health(&self) -> Arc<crate::source::file::TailHealth> {
         match self {
             Source::Files(t) => t.health(),
             Source::Central(c) => c.health(),
@@ -121,15 +121,15 @@ impl Source {
 fn spawn_publisher(
     config: &Config,
     hub: &Arc<Hub>,
-    health: &crate::tail::TailHealth,
+    health: &crate::source::file::TailHealth,
     tracker: &TaskTracker,
     token: &CancellationToken,
 ) {
     if let Some(f) = &config.fleet {
         if let crate::config::FleetRole::Edge { node } = &f.role {
-            let status = Arc::new(fleet::Status::edge(hub.clone()));
+            let status = Arc::new(nats::Status::edge(hub.clone()));
             health.attach_fleet(status.clone());
-            tracker.spawn(fleet::publish::run(
+            tracker.spawn(nats::publish::run(
                 hub.clone(),
                 f.clone(),
                 node.clone(),

@@ -258,7 +258,7 @@ fn check_fleet(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
         }
     };
     let Some(fleet) = fleet else { return };
-    match crate::fleet::probe(&fleet) {
+    match crate::source::nats::probe(&fleet) {
         Ok(notes) => {
             for note in notes {
                 report.push(Severity::Ok, loc.clone(), note);
@@ -367,7 +367,7 @@ fn check_logs(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     }
     if let Some(conf) = &s.squid_conf {
         let loc = origin.of("squid-conf", origin.cli.squid_conf.is_some());
-        match crate::tail::discover_squid_conf(conf) {
+        match crate::source::file::discover_squid_conf(conf) {
             Ok(found) => {
                 report.push(
                     Severity::Ok,

@@ -10,7 +10,7 @@
 //! counters. Labels are a source path, a close code or a token outcome: never an address, a user
 //! name or a token.
 use crate::hub::Hub;
-use crate::tail::TailHealth;
+use crate::source::file::TailHealth;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

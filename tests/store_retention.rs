@@ -11,7 +11,7 @@ use common::{fetch_token, write_users};
 use proxytail::config::Config;
 use proxytail::hub::Hub;
 use proxytail::store::reader::Chunk;
-use proxytail::tail::Tailer;
+use proxytail::source::file::Tailer;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;

@@ -81,7 +81,7 @@ pub struct TailHealth {
     /// Updated by the tailer after every step, read by the health endpoint.
     inner: Mutex<HealthInner>,
     /// The fleet side (an edge's publisher or a central's streams), shown under `fleet`.
-    fleet: std::sync::OnceLock<Arc<crate::fleet::Status>>,
+    fleet: std::sync::OnceLock<Arc<crate::source::nats::Status>>,
 }
 
 /// What [`TailHealth`] holds.
@@ -119,12 +119,12 @@ impl TailHealth {
     }
 
     /// Shows the fleet side's status with the sources' (set once at start-up).
-    pub fn attach_fleet(&self, status: Arc<crate::fleet::Status>) {
+    pub fn attach_fleet(&self, status: Arc<crate::source::nats::Status>) {
         let _ = self.fleet.set(status);
     }
 
     /// The fleet side's figures, when this daemon is an edge or a central.
-    pub fn fleet(&self) -> Option<crate::fleet::Snapshot> {
+    pub fn fleet(&self) -> Option<crate::source::nats::Snapshot> {
         self.fleet.get().map(|s| s.snapshot())
     }
 

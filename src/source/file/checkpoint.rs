@@ -11,7 +11,7 @@
 //! (empty, NULs, bad JSON, unknown version) is logged as an error and treated as absent, except
 //! that the next id continues after the journal's last record (ids are never reused) and existing
 //! files are read from their end (nothing is sent twice). A half-written temp file is ignored.
-use crate::tail::follow::FilePosition;
+use crate::source::file::follow::FilePosition;
 use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
