@@ -3,7 +3,6 @@
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::StartupError;
-use crate::source::nats;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -11,6 +10,7 @@ use crate::notify::{status_line, Notifier, Watchdog};
 use crate::sessions::{SessionLimits, SessionStore};
 use crate::shutdown::{Signals, GRACE};
 use crate::source::file::Tailer;
+use crate::source::nats;
 use crate::tokens::TokenStore;
 use std::sync::Arc;
 use tokio::net::TcpListener;

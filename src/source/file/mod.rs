@@ -118,6 +118,13 @@ impl TailHealth {
         v
     }
 
+    /// A source other than files (a fleet central) made `made` entries; the next id is `next_id`.
+    pub fn entries_made(&self, made: u64, next_id: u64) {
+        let mut h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        h.entries += made;
+        h.next_id = next_id;
+    }
+
     /// Shows the fleet side's status with the sources' (set once at start-up).
     pub fn attach_fleet(&self, status: Arc<crate::source::nats::Status>) {
         let _ = self.fleet.set(status);

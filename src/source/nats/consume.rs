@@ -15,10 +15,10 @@ use crate::config::{Config, Fleet};
 use crate::error::StartupError;
 use crate::hub::{Hub, Record};
 use crate::notify::Watchdog;
-use crate::store::journal::{self, Journal};
 use crate::source::file::checkpoint::StateDir;
 use crate::source::file::syncer::{SyncJob, Syncer};
 use crate::source::file::TailHealth;
+use crate::store::journal::{self, Journal};
 use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -148,6 +148,7 @@ impl Central {
             dirty: false,
             watchdog: None,
         };
+        central.health.entries_made(0, next_id);
         central
             .save_checkpoint(true)
             .map_err(|e| state_err(format!("{CHECKPOINT_FILE}: {e}")))?;
@@ -265,6 +266,7 @@ impl Central {
         self.journal.append(&records)?;
         self.save_checkpoint(false)?;
         self.status.consumed(records.len() as u64, skipped);
+        self.health.entries_made(records.len() as u64, self.next_id);
         self.hub.publish(records);
         Ok(())
     }

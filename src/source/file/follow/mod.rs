@@ -32,7 +32,6 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-
 mod copytruncate;
 mod generations;
 mod lines;
@@ -181,7 +180,6 @@ pub enum StartAt {
 
 /// Bytes read from a file per `read` call.
 const READ_BUF_BYTES: usize = 64 * 1024;
-
 
 /// True when a content prefix is long enough to tell files apart: it holds a complete first line
 /// (Squid lines start with a millisecond timestamp) or 128 bytes. A few bytes of a partial first
