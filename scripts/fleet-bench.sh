@@ -36,6 +36,7 @@ wait_for() {
 # start_daemon NAME ARGS...: starts the daemon; sets PID and ADDR.
 start_daemon() {
   local name=$1; shift
+  : >"$tmp/$name.err"
   NO_COLOR=1 PROXYTAIL_LOG=warn,proxytail::app=info "$BIN" --listen 127.0.0.1:0 "$@" 2>"$tmp/$name.err" &
   PID=$!
   pids+=("$PID")
@@ -47,6 +48,7 @@ made_all() { [ "$(health "$1" | jq .last_id)" = "$2" ]; }
 published_all() { made_all "$1" "$2" && [ "$(health "$1" | jq .fleet.pending)" = 0 ]; }
 
 nport=$(free_port)
+: >"$tmp/nats.log"
 nats-server -a 127.0.0.1 -p "$nport" -js -sd "$tmp/nats" >"$tmp/nats.log" 2>&1 &
 pids+=($!)
 wait_for "nats-server ready" grep -q 'Server is ready' "$tmp/nats.log"
