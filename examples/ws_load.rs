@@ -17,7 +17,7 @@ use proxytail::config::Config;
 use proxytail::http::{self, AppState, Connections};
 use proxytail::hub::{Hub, Record};
 use proxytail::sessions::{SessionLimits, SessionStore};
-use proxytail::tail::TailHealth;
+use proxytail::source::file::TailHealth;
 use proxytail::tokens::TokenStore;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole proxytail test suite on a Debian machine with the Rust toolchain, installing what the
-# tests need when it is missing (Squid, nginx, Chromium, curl, lintian, systemd tools, cargo-deb,
+# tests need when it is missing (Squid, nginx, NATS, Chromium, curl, lintian, systemd tools, cargo-deb,
 # playwright-core). Needs root for apt-get/dpkg (CI runs as root). Nothing here starts a system service:
 # the tests start their own private Squid, nginx and daemon on 127.0.0.1.
 set -euo pipefail
@@ -22,6 +22,8 @@ declare -A want=(
   [logrotate]=/usr/sbin/logrotate
   [systemd]=/usr/bin/systemd-analyze
   [dpkg-dev]=/usr/bin/dpkg-shlibdeps
+  # The fleet tests (tests/fleet.rs) start their own NATS JetStream cluster on loopback.
+  [nats-server]=/usr/sbin/nats-server
 )
 missing=()
 for pkg in "${!want[@]}"; do

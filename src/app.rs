@@ -9,7 +9,8 @@ use crate::metrics::Metrics;
 use crate::notify::{status_line, Notifier, Watchdog};
 use crate::sessions::{SessionLimits, SessionStore};
 use crate::shutdown::{Signals, GRACE};
-use crate::tail::Tailer;
+use crate::source::file::Tailer;
+use crate::source::nats;
 use crate::tokens::TokenStore;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -61,14 +62,89 @@ pub async fn run(
 /// with every source positioned, the credentials.
 struct Parts {
     hub: Arc<Hub>,
-    tailer: Tailer,
+    tailer: Source,
     auth: Arc<Authenticator>,
 }
+
+// --- Fleet (issue 13): what makes the entries, log files or (a central) the edges' streams ---------
+/// The source of entries: the tailer, or a fleet central.
+enum Source {
+    Files(Tailer),
+    Central(nats::consume::Central),
+}
+
+impl Source {
+    fn new(config: &Config, hub: Arc<Hub>) -> Result<Source, StartupError> {
+        match &config.fleet {
+            Some(
+                f @ crate::config::Fleet {
+                    role: crate::config::FleetRole::Central { .. },
+                    ..
+                },
+            ) => Ok(Source::Central(nats::consume::Central::new(
+                config, f, hub,
+            )?)),
+            _ => Ok(Source::Files(Tailer::new(config, hub)?)),
+        }
+    }
+
+    fn store(&self) -> crate::store::Store {
+        match self {
+            Source::Files(t) => t.store(),
+            Source::Central(c) => c.store(),
+        }
+    }
+
+    fn health(&self) -> Arc<crate::source::file::TailHealth> {
+        match self {
+            Source::Files(t) => t.health(),
+            Source::Central(c) => c.health(),
+        }
+    }
+
+    fn set_watchdog(&mut self, watchdog: Option<Watchdog>) {
+        match self {
+            Source::Files(t) => t.set_watchdog(watchdog),
+            Source::Central(c) => c.set_watchdog(watchdog),
+        }
+    }
+
+    async fn run(self, token: CancellationToken) {
+        match self {
+            Source::Files(t) => t.run(token).await,
+            Source::Central(c) => c.run(token).await,
+        }
+    }
+}
+
+/// An edge (`--publish`): the publisher, a hub subscription of its own, on the task tracker.
+fn spawn_publisher(
+    config: &Config,
+    hub: &Arc<Hub>,
+    health: &crate::source::file::TailHealth,
+    tracker: &TaskTracker,
+    token: &CancellationToken,
+) {
+    if let Some(f) = &config.fleet {
+        if let crate::config::FleetRole::Edge { node } = &f.role {
+            let status = Arc::new(nats::Status::edge(hub.clone()));
+            health.attach_fleet(status.clone());
+            tracker.spawn(nats::publish::run(
+                hub.clone(),
+                f.clone(),
+                node.clone(),
+                status,
+                token.clone(),
+            ));
+        }
+    }
+}
+// --- end of fleet block ----------------------------------------------------------------------------
 
 impl Parts {
     fn prepare(config: &Config) -> Result<Parts, StartupError> {
         let hub = Arc::new(Hub::new(config.history));
-        let tailer = Tailer::new(config, hub.clone())?;
+        let tailer = Source::new(config, hub.clone())?;
         // Subscriptions older than the history replay from the journal (CONTRACT §8).
         hub.attach_store(tailer.store());
         let auth = Arc::new(Authenticator::load(config)?);
@@ -128,6 +204,7 @@ async fn serve(
     let runtime = tokio::runtime::Handle::current();
     let tail_token = token.clone();
     tracker.spawn_blocking(move || runtime.block_on(tailer.run(tail_token)));
+    spawn_publisher(&config, &hub, &state.health, &tracker, &token);
     // Expired tokens are swept in the background.
     tracker.spawn(tokens.clone().sweep_until(token.clone()));
     tracker.spawn(sessions.clone().sweep_until(token.clone()));

@@ -202,6 +202,7 @@ pub fn check(cli: &Settings) -> Report {
     check_retention(&mut report, &origin, &s);
     check_origins(&mut report, &origin, &s);
     check_service(&mut report, &s);
+    check_fleet(&mut report, &origin, &s);
     if s.users.is_none() && s.jwt_secret_file.is_none() && s.jwt_public_key_file.is_none() {
         report.push(
             Severity::Warning,
@@ -223,6 +224,50 @@ pub fn check(cli: &Settings) -> Report {
     }
     report
 }
+
+// --- Fleet (issue 13): the NATS settings, and whether NATS answers with JetStream -----------------
+fn check_fleet(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
+    let key = if s.consume.is_some() {
+        "consume"
+    } else {
+        "publish"
+    };
+    let from_cli = origin.cli.consume.is_some() || origin.cli.publish.is_some();
+    let loc = origin.of(key, from_cli);
+    if s.publish.is_none() && s.consume.is_none() {
+        return;
+    }
+    // The fleet settings alone, validated as the daemon validates them.
+    let probe = Settings {
+        publish: s.publish.clone(),
+        consume: s.consume.clone(),
+        node_name: s.node_name.clone(),
+        nodes: s.nodes.clone(),
+        nats_replicas: s.nats_replicas,
+        nats_credentials: s.nats_credentials.clone(),
+        nats_ca: s.nats_ca.clone(),
+        access_log: s.access_log.clone(),
+        squid_conf: s.squid_conf.clone(),
+        ..Settings::default()
+    };
+    let fleet = match Config::from_settings(probe) {
+        Ok(c) => c.fleet,
+        Err(e) => {
+            report.push(Severity::Error, loc, e.to_string());
+            return;
+        }
+    };
+    let Some(fleet) = fleet else { return };
+    match crate::source::nats::probe(&fleet) {
+        Ok(notes) => {
+            for note in notes {
+                report.push(Severity::Ok, loc.clone(), note);
+            }
+        }
+        Err(why) => report.push(Severity::Error, loc, why),
+    }
+}
+// --- end of fleet block ----------------------------------------------------------------------------
 
 fn check_listen(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     let loc = origin.of("listen", origin.cli.listen.is_some());
@@ -309,7 +354,8 @@ fn check_numbers(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
 
 fn check_logs(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     let loc = origin.of("access-log", !origin.cli.access_log.is_empty());
-    if s.access_log.is_empty() && s.squid_conf.is_none() {
+    // A fleet central (`--consume`) follows streams, not files (checked in `check_fleet`).
+    if s.access_log.is_empty() && s.squid_conf.is_none() && s.consume.is_none() {
         report.push(
             Severity::Error,
             loc.clone(),
@@ -321,7 +367,7 @@ fn check_logs(report: &mut Report, origin: &Origin<'_>, s: &Settings) {
     }
     if let Some(conf) = &s.squid_conf {
         let loc = origin.of("squid-conf", origin.cli.squid_conf.is_some());
-        match crate::tail::discover_squid_conf(conf) {
+        match crate::source::file::discover_squid_conf(conf) {
             Ok(found) => {
                 report.push(
                     Severity::Ok,

@@ -365,6 +365,31 @@ pub struct Settings {
     /// of waiting, 503 with Retry-After. Each waiting sign-in holds only its request (a few KiB).
     #[arg(long, env = "PROXYTAIL_SIGN_IN_QUEUE", global = true)]
     pub sign_in_queue: Option<usize>,
+    // --- Fleet on NATS JetStream (issue 13, CONTRACT §10) ---
+    /// Edge: publish every entry to NATS JetStream at this URL (`nats://host:4222`; several
+    /// servers of one cluster comma-separated).
+    #[arg(long, env = "PROXYTAIL_PUBLISH", global = true)]
+    pub publish: Option<String>,
+    /// Edge: this proxy's name in the fleet (letters, digits, `-`, `_`); default the host name.
+    #[arg(long, env = "PROXYTAIL_NODE_NAME", global = true)]
+    pub node_name: Option<String>,
+    /// Central: follow the edges' JetStream streams at this NATS URL instead of log files.
+    #[arg(long, env = "PROXYTAIL_CONSUME", global = true)]
+    pub consume: Option<String>,
+    /// Central: the node names of the edges to follow (comma-separated or repeated).
+    #[arg(long, env = "PROXYTAIL_NODES", value_delimiter = ',', global = true)]
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Edge: replicas of its stream (1-5; default 3 when the cluster has three servers or more, else 1).
+    #[arg(long, env = "PROXYTAIL_NATS_REPLICAS", global = true)]
+    pub nats_replicas: Option<usize>,
+    /// NATS credentials file (`.creds`: user JWT and NKey seed).
+    #[arg(long, env = "PROXYTAIL_NATS_CREDENTIALS", global = true)]
+    pub nats_credentials: Option<PathBuf>,
+    /// PEM file of the CA certificate(s) that sign the NATS servers' TLS certificates.
+    #[arg(long, env = "PROXYTAIL_NATS_CA", global = true)]
+    pub nats_ca: Option<PathBuf>,
+    // --- end of fleet settings ---
 }
 
 /// The validated configuration the daemon runs with; passed down as values, never global.
@@ -453,7 +478,146 @@ pub struct Config {
     // Sign-in bursts (issue 14).
     /// Password sign-ins that may wait for an Argon2 slot.
     pub sign_in_queue: usize,
+    /// Fleet role on NATS JetStream (CONTRACT §10): none, an edge that publishes, or a central.
+    pub fleet: Option<Fleet>,
 }
+
+// --- Fleet on NATS JetStream (issue 13, CONTRACT §10) ---------------------------------------------
+/// What a daemon is in a fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetRole {
+    /// Publishes its entries to the stream of `node` (`--publish`).
+    Edge {
+        /// `--node-name`, or the host name.
+        node: String,
+    },
+    /// Follows the streams of `nodes` instead of log files (`--consume`).
+    Central {
+        /// `--nodes`, in the order given.
+        nodes: Vec<String>,
+    },
+}
+
+/// The NATS settings of an edge or a central.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    /// Server URL(s), comma-separated.
+    pub url: String,
+    /// Edge or central.
+    pub role: FleetRole,
+    /// Stream replicas an edge asks for; `None`: 3 when the cluster has three servers or more.
+    pub replicas: Option<usize>,
+    /// `.creds` file.
+    pub credentials: Option<PathBuf>,
+    /// CA certificate(s) for TLS.
+    pub ca: Option<PathBuf>,
+}
+
+/// A node name is part of a stream name and a subject: no dots, wildcards or spaces.
+pub fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The host name's first label, as a default node name.
+fn host_name() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let first = text.trim().split('.').next()?.to_owned();
+    valid_node_name(&first).then_some(first)
+}
+
+/// Validates the fleet settings: at most one role, URLs `nats://` or `tls://`, node names usable in
+/// stream names.
+fn fleet_of(s: &Settings) -> Result<Option<Fleet>, ConfigError> {
+    let invalid = |field: &'static str, why: String| ConfigError::Invalid { field, why };
+    let check_url = |field: &'static str, url: &str| -> Result<String, ConfigError> {
+        let ok = url.split(',').all(|u| {
+            let u = u.trim();
+            ["nats://", "tls://"]
+                .iter()
+                .any(|p| u.len() > p.len() && u.starts_with(p))
+                && u.parse::<async_nats::ServerAddr>().is_ok()
+        });
+        if ok {
+            Ok(url.trim().to_owned())
+        } else {
+            Err(invalid(
+                field,
+                format!("{url:?}: expected nats://host:port or tls://host:port (comma-separated)"),
+            ))
+        }
+    };
+    let check_node = |field: &'static str, name: &str| -> Result<String, ConfigError> {
+        if valid_node_name(name) {
+            Ok(name.to_owned())
+        } else {
+            Err(invalid(
+                field,
+                format!("{name:?}: a node name is 1-64 letters, digits, '-' or '_'"),
+            ))
+        }
+    };
+    let (url, role) = match (&s.publish, &s.consume) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "consume",
+                "--publish (edge) and --consume (central) exclude each other".into(),
+            ))
+        }
+        (Some(url), None) => {
+            let node = match &s.node_name {
+                Some(n) => check_node("node-name", n)?,
+                None => host_name().ok_or_else(|| {
+                    invalid(
+                        "node-name",
+                        "the host name is not a usable node name: set --node-name".into(),
+                    )
+                })?,
+            };
+            (check_url("publish", url)?, FleetRole::Edge { node })
+        }
+        (None, Some(url)) => {
+            if s.nodes.is_empty() {
+                return Err(invalid(
+                    "nodes",
+                    "--consume needs --nodes a,b,… (the edges' node names)".into(),
+                ));
+            }
+            if !s.access_log.is_empty() || s.squid_conf.is_some() {
+                return Err(invalid(
+                    "consume",
+                    "a central follows streams, not log files: drop --access-log/--squid-conf"
+                        .into(),
+                ));
+            }
+            let mut nodes = Vec::new();
+            for n in &s.nodes {
+                let n = check_node("nodes", n.trim())?;
+                if !nodes.contains(&n) {
+                    nodes.push(n);
+                }
+            }
+            (check_url("consume", url)?, FleetRole::Central { nodes })
+        }
+    };
+    if let Some(r) = s.nats_replicas {
+        if !(1..=5).contains(&r) {
+            return Err(invalid("nats-replicas", "must be 1 to 5".into()));
+        }
+    }
+    Ok(Some(Fleet {
+        url,
+        role,
+        replicas: s.nats_replicas,
+        credentials: s.nats_credentials.clone(),
+        ca: s.nats_ca.clone(),
+    }))
+}
+// --- end of fleet block ----------------------------------------------------------------------------
 
 impl Config {
     /// Parses `args` (argv including the program name) into the command and a validated config.
@@ -474,6 +638,8 @@ impl Config {
             None => Settings::default(),
         };
         let s = merge(cli, file);
+        // Fleet (issue 13).
+        let fleet = fleet_of(&s)?;
         let listen = s
             .listen
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
@@ -640,6 +806,7 @@ impl Config {
             sign_in_queue: s
                 .sign_in_queue
                 .unwrap_or(crate::auth::verify::DEFAULT_QUEUE),
+            fleet,
         })
     }
 }
@@ -712,6 +879,14 @@ pub fn merge(a: Settings, b: Settings) -> Settings {
             .or(b.max_http_connections_per_ip),
         // Sign-in bursts (issue 14).
         sign_in_queue: a.sign_in_queue.or(b.sign_in_queue),
+        // Fleet (issue 13).
+        publish: a.publish.or(b.publish),
+        node_name: a.node_name.or(b.node_name),
+        consume: a.consume.or(b.consume),
+        nodes: vec_or(a.nodes, b.nodes),
+        nats_replicas: a.nats_replicas.or(b.nats_replicas),
+        nats_credentials: a.nats_credentials.or(b.nats_credentials),
+        nats_ca: a.nats_ca.or(b.nats_ca),
     }
 }
 
@@ -801,5 +976,80 @@ mod tests {
         );
         assert!(with(&["--retention-bytes", "1KiB"]).is_err());
         assert!(with(&["--retention", "0s"]).is_err());
+    }
+
+    #[test]
+    fn fleet_settings_are_validated() {
+        let args = |extra: &[&str]| {
+            let mut a = vec!["proxytail"];
+            a.extend_from_slice(extra);
+            Config::from_args(a)
+        };
+        let (_, c) = args(&[
+            "--access-log",
+            "/x",
+            "--publish",
+            "nats://a:4222, nats://b:4222",
+            "--node-name",
+            "e1",
+        ])
+        .unwrap();
+        let fleet = c.fleet.unwrap();
+        assert_eq!(fleet.role, FleetRole::Edge { node: "e1".into() });
+        assert_eq!(fleet.replicas, None);
+        let (_, c) = args(&["--consume", "nats://a:4222", "--nodes", "e1,e2,e1"]).unwrap();
+        assert_eq!(
+            c.fleet.unwrap().role,
+            FleetRole::Central {
+                nodes: vec!["e1".into(), "e2".into()]
+            }
+        );
+        for bad in [
+            &[
+                "--access-log",
+                "/x",
+                "--publish",
+                "http://a:4222",
+                "--node-name",
+                "e",
+            ][..],
+            &[
+                "--access-log",
+                "/x",
+                "--publish",
+                "nats://a:4222",
+                "--node-name",
+                "a.b",
+            ],
+            &["--consume", "nats://a:4222"],
+            &[
+                "--consume",
+                "nats://a:4222",
+                "--nodes",
+                "a",
+                "--access-log",
+                "/x",
+            ],
+            &[
+                "--publish",
+                "nats://a:4222",
+                "--consume",
+                "nats://a:4222",
+                "--nodes",
+                "a",
+            ],
+            &[
+                "--access-log",
+                "/x",
+                "--publish",
+                "nats://a:4222",
+                "--node-name",
+                "e",
+                "--nats-replicas",
+                "7",
+            ],
+        ] {
+            assert!(args(bad).is_err(), "{bad:?}");
+        }
     }
 }

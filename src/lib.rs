@@ -3,13 +3,13 @@
 //! # Layout
 //!
 //! ```text
-//!  access.log ──► tail::watch (notify: "something changed")
+//!  access.log ──► source::file::watch (notify: "something changed")
 //!                    │
 //!                    ▼
-//!                tail::follow (complete lines, rotation, truncation)
+//!                source::file::follow (complete lines, rotation, truncation)
 //!                    │
 //!                    ▼
-//!                parsers (line → Entry)  ──►  tail (ids, checkpoint) ──► store (journal on disk)
+//!                parsers (line → Entry)  ──►  source::file (ids, checkpoint) ──► store (journal on disk)
 //!                                               │
 //!                                               ▼
 //!                hub (history ring + subscriptions)
@@ -20,6 +20,10 @@
 //!
 //! `metrics` holds the counters the HTTP side adds to and renders `/metrics`; `notify` speaks
 //! systemd's notification protocol (ready, status, watchdog keep-alives from the tailing loop).
+//!
+//! `source::nats` (CONTRACT §10): an edge publishes what the hub makes to NATS JetStream (a hub
+//! subscription); a central takes the edges' streams as its source instead of `source::file`, with
+//! ids, journal and checkpoint of its own.
 //!
 //! `app` wires them together; `config` turns flags, env and a TOML file into a validated [`config::Config`].
 
@@ -37,7 +41,7 @@ pub mod notify;
 pub mod privacy;
 pub mod sessions;
 pub mod shutdown;
+pub mod source;
 pub mod store;
-pub mod tail;
 pub mod tokens;
 pub mod users_cmd;

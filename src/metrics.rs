@@ -10,7 +10,7 @@
 //! counters. Labels are a source path, a close code or a token outcome: never an address, a user
 //! name or a token.
 use crate::hub::Hub;
-use crate::tail::TailHealth;
+use crate::source::file::TailHealth;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -262,6 +262,49 @@ impl Metrics {
             Unit::Bytes,
             offset,
         );
+        // Fleet (CONTRACT §10): an edge's publishing, a central's consuming.
+        if let Some(f) = tail.fleet() {
+            for (name, help, v) in [
+                (
+                    "fleet_published",
+                    "Entries acknowledged by JetStream (edge)",
+                    f.published,
+                ),
+                (
+                    "fleet_failed",
+                    "Publish attempts that failed and were retried (edge)",
+                    f.failed,
+                ),
+                (
+                    "fleet_consumed",
+                    "Stream messages given an id (central)",
+                    f.consumed,
+                ),
+                (
+                    "fleet_skipped",
+                    "Stream messages that were not an edge's entry, skipped (central)",
+                    f.skipped,
+                ),
+            ] {
+                let c = U64Counter::default();
+                c.inc_by(v);
+                registry.register(name, help, c);
+            }
+            register_gauge(
+                &mut registry,
+                "fleet_pending",
+                "Entries made that the edge's stream does not hold yet",
+                None,
+                f.pending,
+            );
+            register_gauge(
+                &mut registry,
+                "fleet_connected",
+                "1 when connected to a NATS server",
+                None,
+                u64::from(f.connected),
+            );
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);

@@ -1,7 +1,7 @@
 //! `Follower` driven directly on real files: write, `read_available`, assert (no watcher, no
 //! sleeps; the drain grace period is crossed with an explicit clock). Numbers refer to the cases
 //! in RELIABILITY.md.
-use proxytail::tail::follow::{FollowOptions, FollowState, Follower, Line, StartAt};
+use proxytail::source::file::follow::{FollowOptions, FollowState, Follower, Line, StartAt};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //!
 //! Cases: 64 by default (CI), `PROPTEST_CASES=10000` for the full run.
 use proptest::prelude::*;
-use proxytail::tail::follow::{FollowOptions, Follower, StartAt};
+use proxytail::source::file::follow::{FollowOptions, Follower, StartAt};
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::Write;

@@ -1,10 +1,10 @@
 //! Regressions found by the torture test, each replayed deterministically on a `Follower`.
 mod tail_support;
 
-use proxytail::tail::follow::{FollowOptions, Follower, StartAt};
+use proxytail::source::file::follow::{FollowOptions, Follower, StartAt};
 use tail_support::{append, lines};
 
-fn seqs(lines: &[proxytail::tail::follow::Line]) -> Vec<u64> {
+fn seqs(lines: &[proxytail::source::file::follow::Line]) -> Vec<u64> {
     lines
         .iter()
         .map(|l| {
@@ -48,7 +48,7 @@ fn delete_recreate_then_rename_before_a_look_loses_no_generation() {
 /// creation time matches too.
 #[test]
 fn resume_with_a_stale_entry_whose_inode_the_new_log_reuses_reads_every_generation() {
-    use proxytail::tail::follow::{fingerprint_hex, FilePosition};
+    use proxytail::source::file::follow::{fingerprint_hex, FilePosition};
     use std::os::unix::fs::MetadataExt;
 
     let dir = tempfile::tempdir().unwrap();

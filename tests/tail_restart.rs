@@ -6,7 +6,7 @@ mod tail_support;
 use futures_util::FutureExt;
 use proxytail::filter::Filter;
 use proxytail::hub::{Hub, Next, Start, Subscription};
-use proxytail::tail::Tailer;
+use proxytail::source::file::Tailer;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The watcher on its own: its constructor returns once the watch is established, so a test can
 //! write at once and await the wake (the timeout is a failure bound, never a delay).
-use proxytail::tail::watch::Watch;
+use proxytail::source::file::watch::Watch;
 use std::fs;
 use std::time::Duration;
 use tokio::time::timeout;

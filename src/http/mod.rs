@@ -15,7 +15,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::sessions::SessionStore;
-use crate::tail::TailHealth;
+use crate::source::file::TailHealth;
 use crate::tokens::TokenStore;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -8,7 +8,7 @@ use proxytail::config::Config;
 use proxytail::http::{AppState, Connections};
 use proxytail::hub::Hub;
 use proxytail::sessions::{SessionLimits, SessionStore};
-use proxytail::tail::TailHealth;
+use proxytail::source::file::TailHealth;
 use proxytail::tokens::TokenStore;
 use std::sync::Arc;
 use tokio::net::TcpListener;

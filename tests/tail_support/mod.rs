@@ -4,7 +4,7 @@
 use proxytail::config::Config;
 use proxytail::filter::Filter;
 use proxytail::hub::{Hub, Next, Record, Start, Subscription};
-use proxytail::tail::Tailer;
+use proxytail::source::file::Tailer;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -74,7 +74,7 @@ pub struct Running {
     pub rx: Subscription,
     pub token: CancellationToken,
     pub task: JoinHandle<()>,
-    pub health: Arc<proxytail::tail::TailHealth>,
+    pub health: Arc<proxytail::source::file::TailHealth>,
 }
 
 /// Builds a tailer on a fresh hub, subscribes, and runs it.

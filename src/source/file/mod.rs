@@ -80,6 +80,8 @@ pub struct SourceHealth {
 pub struct TailHealth {
     /// Updated by the tailer after every step, read by the health endpoint.
     inner: Mutex<HealthInner>,
+    /// The fleet side (an edge's publisher or a central's streams), shown under `fleet`.
+    fleet: std::sync::OnceLock<Arc<crate::source::nats::Status>>,
 }
 
 /// What [`TailHealth`] holds.
@@ -104,12 +106,33 @@ impl TailHealth {
     /// A JSON snapshot: per source its state, lines taken, parse errors and skipped long lines.
     pub fn snapshot(&self) -> serde_json::Value {
         let h = self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "sources": h.sources,
             "next_id": h.next_id,
             "polling": h.polling,
             "state_write_errors": h.state_write_errors,
-        })
+        });
+        if let (Some(fleet), Some(obj)) = (self.fleet(), v.as_object_mut()) {
+            obj.insert("fleet".into(), serde_json::json!(fleet));
+        }
+        v
+    }
+
+    /// A source other than files (a fleet central) made `made` entries; the next id is `next_id`.
+    pub fn entries_made(&self, made: u64, next_id: u64) {
+        let mut h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        h.entries += made;
+        h.next_id = next_id;
+    }
+
+    /// Shows the fleet side's status with the sources' (set once at start-up).
+    pub fn attach_fleet(&self, status: Arc<crate::source::nats::Status>) {
+        let _ = self.fleet.set(status);
+    }
+
+    /// The fleet side's figures, when this daemon is an edge or a central.
+    pub fn fleet(&self) -> Option<crate::source::nats::Snapshot> {
+        self.fleet.get().map(|s| s.snapshot())
     }
 
     /// The counters and positions `/metrics` exposes.

@@ -11,7 +11,7 @@
 //! (empty, NULs, bad JSON, unknown version) is logged as an error and treated as absent, except
 //! that the next id continues after the journal's last record (ids are never reused) and existing
 //! files are read from their end (nothing is sent twice). A half-written temp file is ignored.
-use crate::tail::follow::FilePosition;
+use crate::source::file::follow::FilePosition;
 use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -164,9 +164,15 @@ impl StateDir {
     /// every batch: a third of the daemon's CPU at 1,000 lines/s and write-to-receipt tails of tens
     /// of milliseconds (BENCHMARKS.md). Where the exchange is unsupported, a plain rename.
     pub fn save(&self, cp: &Checkpoint, sync: bool) -> io::Result<()> {
-        let tmp = self.dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-        let dst = self.dir.join(CHECKPOINT_FILE);
-        let mut bytes = serde_json::to_vec(cp).map_err(io::Error::other)?;
+        let bytes = serde_json::to_vec(cp).map_err(io::Error::other)?;
+        self.save_file(CHECKPOINT_FILE, bytes, sync)
+    }
+
+    /// Replaces `name` in the state directory with JSON `bytes` the way [`StateDir::save`] does
+    /// (the fleet central's checkpoint uses it too).
+    pub fn save_file(&self, name: &str, mut bytes: Vec<u8>, sync: bool) -> io::Result<()> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let dst = self.dir.join(name);
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)

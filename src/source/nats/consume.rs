@@ -1,0 +1,465 @@
+//! The central: follows each node's stream as a source and merges the entries into one consecutive
+//! id sequence of its own, each with `node` and `node_id`.
+//!
+//! One reader task per node holds an ordered JetStream consumer (it recreates itself after a
+//! server or a connection is lost) starting after the position the central has checkpointed, and
+//! hands each message to the merging loop. Per batch the order is the tailer's: ids → journal →
+//! checkpoint (every node's stream sequence and the next id, replaced atomically) → hub. On start
+//! the journal is cut to the checkpoint's next id, so after a SIGKILL at any moment no message is
+//! given two ids and none is skipped: `since` on the central is exactly-once, as on one host.
+//!
+//! A message that is not an edge's entry (no `{"id":N,` object, a newline inside, a message id that
+//! names another node or id) is counted in `skipped` and never given an id.
+use super::{stream_name, Status, RETRY_EVERY};
+use crate::config::{Config, Fleet};
+use crate::error::StartupError;
+use crate::hub::{Hub, Record};
+use crate::notify::Watchdog;
+use crate::source::file::checkpoint::StateDir;
+use crate::source::file::syncer::{SyncJob, Syncer};
+use crate::source::file::TailHealth;
+use crate::store::journal::{self, Journal};
+use async_nats::jetstream::{self, consumer};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The central's checkpoint file in the state directory.
+pub const CHECKPOINT_FILE: &str = "fleet-checkpoint.json";
+
+/// Messages taken per batch at most (one journal append and one checkpoint per batch).
+const BATCH: usize = 4096;
+
+/// At most one `fsync` of journal and checkpoint per this period (as the tailer).
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// What the central's checkpoint holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Checkpoint {
+    /// The id the next entry gets.
+    next_id: u64,
+    /// Per node, the last stream sequence taken (given an id or skipped).
+    nodes: Vec<NodePosition>,
+}
+
+/// Where one node's stream was left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct NodePosition {
+    node: String,
+    seq: u64,
+}
+
+/// One message from a node's stream.
+#[derive(Debug)]
+struct Incoming {
+    /// Index into the central's nodes.
+    node: usize,
+    /// Its stream sequence.
+    seq: u64,
+    /// Its `Nats-Msg-Id` header.
+    msg_id: Option<String>,
+    payload: Bytes,
+}
+
+/// Follows the nodes' streams and feeds the hub.
+#[derive(Debug)]
+pub struct Central {
+    hub: Arc<Hub>,
+    /// Shared with `/api/health` (no file sources; the fleet status hangs off it).
+    health: Arc<TailHealth>,
+    status: Arc<Status>,
+    fleet: Fleet,
+    /// Locked state directory; the lock lives as long as the central.
+    state: StateDir,
+    journal: Journal,
+    next_id: u64,
+    /// Node names and their last stream sequence taken, in `--nodes` order.
+    positions: Vec<NodePosition>,
+    syncer: Syncer,
+    last_sync: Instant,
+    /// The checkpoint was replaced since the last `fsync`.
+    dirty: bool,
+    watchdog: Option<Watchdog>,
+}
+
+impl Central {
+    /// Locks the state directory, loads the checkpoint and recovers the journal into `hub`.
+    pub fn new(config: &Config, fleet: &Fleet, hub: Arc<Hub>) -> Result<Central, StartupError> {
+        let state_err = |message: String| StartupError::State {
+            path: config.state_dir.clone(),
+            message,
+        };
+        let crate::config::FleetRole::Central { nodes } = &fleet.role else {
+            return Err(StartupError::Other("not a central".into()));
+        };
+        let state = StateDir::open(&config.state_dir).map_err(|e| state_err(e.to_string()))?;
+        let path = state.path().join(CHECKPOINT_FILE);
+        let saved: Option<Checkpoint> = match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    // Refusing to start beats giving ids twice: the operator decides.
+                    return Err(state_err(format!("{}: {e}", path.display())));
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(state_err(format!("{}: {e}", path.display()))),
+        };
+        let retention = journal::Retention {
+            age: config.retention,
+            bytes: config.retention_bytes,
+        };
+        let (journal, recovered) = Journal::open(
+            state.path(),
+            &journal::Options::new(config.history, retention),
+            saved.as_ref().map(|c| c.next_id),
+        )
+        .map_err(|e| state_err(format!("journal: {e}")))?;
+        let next_id = saved.as_ref().map_or(recovered.last_id + 1, |c| c.next_id);
+        let positions = nodes
+            .iter()
+            .map(|node| NodePosition {
+                node: node.clone(),
+                seq: saved
+                    .as_ref()
+                    .and_then(|c| c.nodes.iter().find(|p| &p.node == node))
+                    .map_or(0, |p| p.seq),
+            })
+            .collect();
+        hub.preload(recovered.records);
+        let health = Arc::new(TailHealth::default());
+        let status = Arc::new(Status::central());
+        health.attach_fleet(status.clone());
+        let mut central = Central {
+            hub,
+            health,
+            status,
+            fleet: fleet.clone(),
+            state,
+            journal,
+            next_id,
+            positions,
+            syncer: Syncer::new(),
+            last_sync: Instant::now(),
+            dirty: false,
+            watchdog: None,
+        };
+        central.health.entries_made(0, next_id);
+        central
+            .save_checkpoint(true)
+            .map_err(|e| state_err(format!("{CHECKPOINT_FILE}: {e}")))?;
+        Ok(central)
+    }
+
+    /// Shared health counters.
+    pub fn health(&self) -> Arc<TailHealth> {
+        self.health.clone()
+    }
+
+    /// The journal, for replays from it.
+    pub fn store(&self) -> crate::store::Store {
+        self.journal.store()
+    }
+
+    /// Sends systemd's watchdog keep-alives from [`Central::run`]'s loop.
+    pub fn set_watchdog(&mut self, watchdog: Option<Watchdog>) {
+        self.watchdog = watchdog;
+    }
+
+    /// Follows the streams until `token` is cancelled, then makes journal and checkpoint durable.
+    pub async fn run(mut self, token: CancellationToken) {
+        let (tx, mut rx) = mpsc::channel::<Incoming>(BATCH * 2);
+        match super::connect(&self.fleet, &self.status).await {
+            Ok(client) => {
+                let js = jetstream::new(client);
+                for (i, p) in self.positions.iter().enumerate() {
+                    tokio::spawn(follow(
+                        js.clone(),
+                        i,
+                        p.node.clone(),
+                        p.seq,
+                        tx.clone(),
+                        self.status.clone(),
+                        token.clone(),
+                    ));
+                }
+            }
+            Err(e) => self.status.set_error(e),
+        }
+        drop(tx);
+        let mut buf = Vec::with_capacity(BATCH);
+        let mut tick = tokio::time::interval(SYNC_EVERY);
+        loop {
+            self.kick();
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                n = rx.recv_many(&mut buf, BATCH) => {
+                    if n == 0 {
+                        // No reader left (no connection): wait for the stop.
+                        token.cancelled().await;
+                        break;
+                    }
+                    let batch = std::mem::take(&mut buf);
+                    if let Err(e) = self.commit(batch) {
+                        // The batch is neither journaled nor published: stop rather than lose
+                        // or reorder it; a restart resumes from the checkpoint.
+                        tracing::error!(error = %e, "central: journal or checkpoint write failed; stopping the fleet source");
+                        self.status.set_error(format!("state write failed: {e}"));
+                        token.cancelled().await;
+                        break;
+                    }
+                }
+                _ = tick.tick() => self.sync_in_background(),
+            }
+        }
+        self.syncer.finish();
+        if let Err(e) = self.journal.sync() {
+            tracing::error!(error = %e, "journal sync at shutdown failed");
+        }
+        if let Err(e) = self.save_checkpoint(true) {
+            tracing::error!(error = %e, "central checkpoint at shutdown failed");
+        }
+        tracing::info!(
+            next_id = self.next_id,
+            "central stopped; checkpoint written"
+        );
+    }
+
+    fn kick(&mut self) {
+        if let Some(w) = &mut self.watchdog {
+            let hub = &self.hub;
+            w.kick(|| crate::notify::status_line(hub.last_id(), hub.subscriber_count()));
+        }
+    }
+
+    /// Gives each message that is an entry the next id, then journals, checkpoints, publishes.
+    fn commit(&mut self, batch: Vec<Incoming>) -> std::io::Result<()> {
+        let mut records = Vec::with_capacity(batch.len());
+        let mut skipped = 0;
+        for m in batch {
+            let Some(pos) = self.positions.get_mut(m.node) else {
+                continue;
+            };
+            if m.seq <= pos.seq {
+                // Already taken (a reader restarted behind its position).
+                continue;
+            }
+            pos.seq = m.seq;
+            let made = entry_json(self.next_id, &pos.node, &m);
+            match made {
+                Some(json) => {
+                    records.push(Record::from_json(self.next_id, json));
+                    self.next_id += 1;
+                }
+                None => {
+                    skipped += 1;
+                    tracing::warn!(node = %pos.node, seq = m.seq, msg_id = ?m.msg_id, bytes = m.payload.len(), "fleet: not an entry; skipped");
+                }
+            }
+        }
+        // Written even for a batch of skipped messages: their positions move on.
+        self.journal.append(&records)?;
+        self.save_checkpoint(false)?;
+        self.status.consumed(records.len() as u64, skipped);
+        self.health.entries_made(records.len() as u64, self.next_id);
+        self.hub.publish(records);
+        Ok(())
+    }
+
+    fn save_checkpoint(&mut self, sync: bool) -> std::io::Result<()> {
+        let cp = Checkpoint {
+            next_id: self.next_id,
+            nodes: self.positions.clone(),
+        };
+        let bytes = serde_json::to_vec(&cp).map_err(std::io::Error::other)?;
+        self.state.save_file(CHECKPOINT_FILE, bytes, sync)?;
+        self.dirty = !sync;
+        Ok(())
+    }
+
+    /// At most once per [`SYNC_EVERY`], hands what was written since to the syncer thread.
+    fn sync_in_background(&mut self) {
+        if self.last_sync.elapsed() < SYNC_EVERY || self.syncer.busy() {
+            return;
+        }
+        self.journal.enforce_retention();
+        let journal = self.journal.unsynced_handles().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "journal sync failed");
+            Vec::new()
+        });
+        let checkpoint = self.dirty.then(|| {
+            let dir = self.state.path().to_owned();
+            (dir.join(CHECKPOINT_FILE), dir)
+        });
+        self.last_sync = Instant::now();
+        if journal.is_empty() && checkpoint.is_none() {
+            return;
+        }
+        self.dirty = false;
+        self.syncer.submit(SyncJob {
+            journal,
+            checkpoint,
+        });
+    }
+}
+
+/// The central's JSON for an edge's entry: `{"id":<id>,"node":…,"node_id":<edge id>,` followed by
+/// the rest of the edge's object, or `None` when the message is not an edge's entry of `node`.
+fn entry_json(id: u64, node: &str, m: &Incoming) -> Option<Bytes> {
+    let p = &m.payload;
+    let rest = p.strip_prefix(b"{\"id\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || rest.get(digits) != Some(&b',') {
+        return None;
+    }
+    let node_id: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    // The message id the edge set names this node and this id (a foreign publisher's does not).
+    let expected = format!("{node}:{node_id}");
+    if m.msg_id.as_deref() != Some(expected.as_str()) {
+        return None;
+    }
+    // One record per journal line: a raw newline (JSON whitespace) would split it.
+    if memchr::memchr(b'\n', p).is_some() || crate::filter::Fields::from_json(p).is_none() {
+        return None;
+    }
+    let tail = &rest[digits..]; // starts with ','
+    let mut out = Vec::with_capacity(p.len() + node.len() + 40);
+    out.extend_from_slice(
+        format!("{{\"id\":{id},\"node\":\"{node}\",\"node_id\":{node_id}").as_bytes(),
+    );
+    out.extend_from_slice(tail);
+    Some(Bytes::from(out))
+}
+
+/// Reads the stream of `node` after sequence `after` into `tx` until `token` is cancelled,
+/// starting over (from the last sequence handed on) after any failure.
+async fn follow(
+    js: jetstream::Context,
+    index: usize,
+    node: String,
+    mut after: u64,
+    tx: mpsc::Sender<Incoming>,
+    status: Arc<Status>,
+    token: CancellationToken,
+) {
+    loop {
+        let result = tokio::select! {
+            _ = token.cancelled() => return,
+            r = follow_once(&js, index, &node, &mut after, &tx) => r,
+        };
+        match result {
+            Ok(()) => return, // the merging loop is gone: stopping
+            Err(why) => status.set_error(format!("node {node}: {why}")),
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(RETRY_EVERY) => {}
+        }
+    }
+}
+
+async fn follow_once(
+    js: &jetstream::Context,
+    index: usize,
+    node: &str,
+    after: &mut u64,
+    tx: &mpsc::Sender<Incoming>,
+) -> Result<(), String> {
+    let name = stream_name(node);
+    let stream = js
+        .get_stream(&name)
+        .await
+        .map_err(|e| format!("stream {name}: {e}"))?;
+    let deliver_policy = match *after {
+        0 => consumer::DeliverPolicy::All,
+        seq => consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: seq + 1,
+        },
+    };
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("consumer on {name}: {e}"))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| format!("reading {name}: {e}"))?;
+    while let Some(m) = messages.next().await {
+        let m = m.map_err(|e| format!("reading {name}: {e}"))?;
+        let seq = m
+            .info()
+            .map_err(|e| format!("reading {name}: {e}"))?
+            .stream_sequence;
+        if seq <= *after {
+            continue;
+        }
+        *after = seq;
+        let msg_id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str().to_owned());
+        let incoming = Incoming {
+            node: index,
+            seq,
+            msg_id,
+            payload: m.message.payload.clone(),
+        };
+        if tx.send(incoming).await.is_err() {
+            return Ok(());
+        }
+    }
+    Err(format!("{name}: the consumer ended"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: Option<&str>, payload: &str) -> Incoming {
+        Incoming {
+            node: 0,
+            seq: 1,
+            msg_id: id.map(str::to_owned),
+            payload: Bytes::from(payload.to_owned()),
+        }
+    }
+
+    #[test]
+    fn an_edge_entry_gets_the_central_id_node_and_node_id_first() {
+        let m = msg(Some("e1:7"), r#"{"id":7,"ts":1.5,"method":"GET"}"#);
+        let json = entry_json(42, "e1", &m).expect("an entry");
+        assert_eq!(
+            std::str::from_utf8(&json).unwrap(),
+            r#"{"id":42,"node":"e1","node_id":7,"ts":1.5,"method":"GET"}"#
+        );
+    }
+
+    #[test]
+    fn foreign_and_malformed_messages_are_not_entries() {
+        for (id, payload) in [
+            (Some("e1:7"), "not json"),
+            (Some("e1:7"), r#"{"id":7}"#),
+            (Some("e1:7"), "{\"id\":7,\n\"a\":1}"),
+            (Some("e1:7"), r#"{"id":7,"a":1"#),
+            (Some("e1:7"), r#"{"idx":7,"a":1}"#),
+            (Some("e2:7"), r#"{"id":7,"a":1}"#),
+            (Some("e1:8"), r#"{"id":7,"a":1}"#),
+            (None, r#"{"id":7,"a":1}"#),
+            (Some("e1:7"), r#"[{"id":7,"a":1}]"#),
+        ] {
+            assert!(
+                entry_json(1, "e1", &msg(id, payload)).is_none(),
+                "{id:?} {payload:?}"
+            );
+        }
+    }
+}
