@@ -90,6 +90,18 @@ impl Options {
             segment_bytes: (retention.bytes / 16).clamp(64 << 10, 64 << 20),
         }
     }
+
+    /// The daemon's options: `--history`, `--retention` and `--retention-bytes` (one place for
+    /// every source that keeps a journal).
+    pub fn from_config(config: &crate::config::Config) -> Options {
+        Options::new(
+            config.history,
+            Retention {
+                age: config.retention,
+                bytes: config.retention_bytes,
+            },
+        )
+    }
 }
 
 /// One index point: where a record starts.

@@ -335,13 +335,9 @@ impl Tailer {
                 (None, true)
             }
         };
-        let retention = journal::Retention {
-            age: config.retention,
-            bytes: config.retention_bytes,
-        };
         let (journal, recovered) = Journal::open(
             state.path(),
-            &journal::Options::new(config.history, retention),
+            &journal::Options::from_config(config),
             checkpoint.as_ref().map(|c| c.next_id),
         )
         .map_err(|e| state_err(format!("journal: {e}")))?;

@@ -109,13 +109,9 @@ impl Central {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(state_err(format!("{}: {e}", path.display()))),
         };
-        let retention = journal::Retention {
-            age: config.retention,
-            bytes: config.retention_bytes,
-        };
         let (journal, recovered) = Journal::open(
             state.path(),
-            &journal::Options::new(config.history, retention),
+            &journal::Options::from_config(config),
             saved.as_ref().map(|c| c.next_id),
         )
         .map_err(|e| state_err(format!("journal: {e}")))?;
