@@ -130,12 +130,20 @@ impl Cluster {
     fn await_line(&mut self, i: usize, needle: &str, bound: Duration) {
         let deadline = Instant::now() + bound;
         let rx = self.servers[i].lines.as_ref().expect("running");
+        // What the server said, shown when the wait fails (a cluster that never elects a leader
+        // says why in its log).
+        let mut seen: Vec<String> = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return,
-                Ok(_) => continue,
-                Err(e) => panic!("nats-server n{i}: no {needle:?} within {bound:?} ({e})"),
+                Ok(line) => seen.push(line),
+                Err(e) => {
+                    let tail = seen[seen.len().saturating_sub(30)..].join("\n");
+                    panic!(
+                        "nats-server n{i}: no {needle:?} within {bound:?} ({e}); its log:\n{tail}"
+                    )
+                }
             }
         }
     }
