@@ -4,7 +4,6 @@ use proxytail::config::{Cli, Command, Config};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    fix_malloc_mmap_threshold();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // Colour only on a terminal: under systemd stderr is the journal, where escapes are noise.
@@ -27,20 +26,6 @@ fn main() -> ExitCode {
             eprintln!("proxytail: {msg}");
             ExitCode::from(2)
         }
-    }
-}
-
-/// Allocations from 1 MiB up get a mapping of their own, returned to the kernel when freed. glibc's
-/// threshold is dynamic: it rises to the size of the largest mapped block freed (the 19 MiB of the
-/// dummy Argon2 hash at start-up), after which such blocks come from the heap and arenas and stay
-/// resident after free: 100 subscribers at 1,000 lines/s held 30 MiB instead of 14 (issue 14,
-/// BENCHMARKS.md §10). Setting the threshold fixes it, as `MALLOC_MMAP_THRESHOLD_` would, without an
-/// environment variable.
-fn fix_malloc_mmap_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; it is called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
