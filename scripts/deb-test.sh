@@ -102,6 +102,7 @@ check "copyright installed" test -s /usr/share/doc/proxytail/copyright
 check "changelog installed" test -s /usr/share/doc/proxytail/changelog.Debian.gz
 check "nginx snippet installed" test -s /usr/share/doc/proxytail/examples/nginx/proxytail-locations.conf
 check "Prometheus examples installed" test -s /usr/share/doc/proxytail/examples/prometheus/alerts.yml
+check "fleet examples installed" test -s /usr/share/doc/proxytail/examples/fleet/central.toml
 
 # The system user: its own group, group proxy for Squid's logs, no login shell, no real home.
 check "user proxytail exists" bash -c "getent passwd proxytail >/dev/null"
