@@ -506,8 +506,17 @@ fn mkfifo(path: &Path) {
 /// `alice`'s credentials the source's path and error, which names the refusal.
 async fn health_reports_refusal(addr: std::net::SocketAddr, log: &Path) {
     let bound = Duration::from_secs(2);
-    let open = get_within(addr, "/api/health", &[], bound).await;
-    assert_eq!(open.status, 200, "{open:?}");
+    // The tailer logs the refusal a moment before it copies its state into health (same step, but
+    // a loaded machine can preempt it in between), so health is asked again until it says "error".
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let open = loop {
+        let open = get_within(addr, "/api/health", &[], bound).await;
+        assert_eq!(open.status, 200, "{open:?}");
+        if open.json()["sources"][0]["state"] == "error" || tokio::time::Instant::now() > deadline {
+            break open;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let text = open.text();
     let body = open.json();
     assert_eq!(body["sources"][0]["state"], "error", "{body}");
