@@ -39,15 +39,13 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use syncer::{SyncJob, Syncer};
+use syncer::{Syncer, SYNC_EVERY};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use watch::Watch;
 
 /// At most one parse-error warning per source per this period (the rest are counted).
 const WARN_EVERY: Duration = Duration::from_secs(1);
-/// At most one `fsync` of journal and checkpoint per this period (and one at shutdown).
-const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// Health of one source.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -564,28 +562,12 @@ impl Tailer {
         if self.last_sync.elapsed() < SYNC_EVERY || self.syncer.busy() {
             return;
         }
-        // Retention by age also applies when no segment fills up (a quiet log).
-        self.journal.enforce_retention();
-        let journal = match self.journal.unsynced_handles() {
-            Ok(files) => files,
-            Err(e) => {
-                tracing::warn!(error = %e, "journal sync failed");
-                Vec::new()
-            }
-        };
-        let checkpoint = self.dirty.then(|| {
-            let dir = self.state.path().to_owned();
-            (dir.join(checkpoint::CHECKPOINT_FILE), dir)
-        });
+        let checkpoint = self
+            .dirty
+            .then(|| self.state.path().join(checkpoint::CHECKPOINT_FILE));
         self.last_sync = Instant::now();
-        if journal.is_empty() && checkpoint.is_none() {
-            return;
-        }
         self.dirty = false;
-        self.syncer.submit(SyncJob {
-            journal,
-            checkpoint,
-        });
+        self.syncer.submit_written(&mut self.journal, checkpoint);
     }
 
     fn note_write_error(&self) {

@@ -6,12 +6,14 @@
 //! busy disk, which every line written meanwhile waited for (`examples/e2e_load`, BENCHMARKS.md).
 //! Here the tailer hands over duplicated file handles and carries on; at most one sync runs at a
 //! time, and a request made while one runs is refused (the tailer asks again on a later batch).
+use crate::store::journal::Journal;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// What one sync makes durable.
 #[derive(Debug)]
@@ -22,6 +24,10 @@ pub struct SyncJob {
     /// checkpoint was replaced since the last sync.
     pub checkpoint: Option<(PathBuf, PathBuf)>,
 }
+
+/// How often written journal segments and checkpoints are made durable (`fsync`) in the
+/// background, by every source that keeps a journal.
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// The background syncing thread.
 #[derive(Debug)]
@@ -86,6 +92,29 @@ impl Syncer {
             self.busy.store(false, Ordering::Release);
             run(job);
         }
+    }
+
+    /// Hands the journal segments written since the last sync, and the replaced checkpoint file
+    /// `checkpoint` (then its directory, for the rename), to the thread. Retention by age is applied
+    /// first: it also applies when no segment fills up (a quiet log). One place for the file
+    /// tailer and the fleet central.
+    pub fn submit_written(&self, journal: &mut Journal, checkpoint: Option<PathBuf>) {
+        journal.enforce_retention();
+        let journal = journal.unsynced_handles().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "journal sync failed");
+            Vec::new()
+        });
+        let checkpoint = checkpoint.map(|file| {
+            let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            (file, dir)
+        });
+        if journal.is_empty() && checkpoint.is_none() {
+            return;
+        }
+        self.submit(SyncJob {
+            journal,
+            checkpoint,
+        });
     }
 
     /// Waits for a sync in progress and stops the thread.

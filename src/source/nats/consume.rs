@@ -16,7 +16,7 @@ use crate::error::StartupError;
 use crate::hub::{Hub, Record};
 use crate::notify::Watchdog;
 use crate::source::file::checkpoint::StateDir;
-use crate::source::file::syncer::{SyncJob, Syncer};
+use crate::source::file::syncer::{Syncer, SYNC_EVERY};
 use crate::source::file::TailHealth;
 use crate::store::journal::{self, Journal};
 use async_nats::jetstream::{self, consumer};
@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -33,9 +33,6 @@ pub const CHECKPOINT_FILE: &str = "fleet-checkpoint.json";
 
 /// Messages taken per batch at most (one journal append and one checkpoint per batch).
 const BATCH: usize = 4096;
-
-/// At most one `fsync` of journal and checkpoint per this period (as the tailer).
-const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// What the central's checkpoint holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,24 +280,10 @@ impl Central {
         if self.last_sync.elapsed() < SYNC_EVERY || self.syncer.busy() {
             return;
         }
-        self.journal.enforce_retention();
-        let journal = self.journal.unsynced_handles().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "journal sync failed");
-            Vec::new()
-        });
-        let checkpoint = self.dirty.then(|| {
-            let dir = self.state.path().to_owned();
-            (dir.join(CHECKPOINT_FILE), dir)
-        });
+        let checkpoint = self.dirty.then(|| self.state.path().join(CHECKPOINT_FILE));
         self.last_sync = Instant::now();
-        if journal.is_empty() && checkpoint.is_none() {
-            return;
-        }
         self.dirty = false;
-        self.syncer.submit(SyncJob {
-            journal,
-            checkpoint,
-        });
+        self.syncer.submit_written(&mut self.journal, checkpoint);
     }
 }
 
