@@ -279,6 +279,18 @@ impl Daemon {
     }
 }
 
+impl Drop for Daemon {
+    /// A daemon not stopped (the tool panicked: a fleet edge whose central did not start, a
+    /// subscriber that could not connect) is killed by its PID, never left running. After `stop`
+    /// its exit is known and there is nothing left to kill.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn memory_of(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<u64> {
