@@ -12,7 +12,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {
-  WAIT, NATS_SERVER, NatsServer, newDaemon, launch, recordCsp, signIn, lastIdIs, daemonReached,
+  WAIT, NATS_SERVER, NatsServer, newDaemon, launch, recordCsp, signIn, lastIdIs, daemonReached, accessibilityProblems,
 } from "./harness.mjs";
 
 const NODES = ["a", "b"];
@@ -46,10 +46,19 @@ describe("the dashboard of a fleet central", { timeout: 240_000, skip }, () => {
     nodeId: r.entry.node_id,
   })));
 
-  /** The per-node top list as shown: `[[name, count], …]`. */
+  /** The per-node list as shown: `[[name, count over 5 min, "<n>/min"], …]`. */
   const topNodes = () => page.$$eval("#top-node li", (lis) => lis
     .filter((li) => !li.classList.contains("none"))
-    .map((li) => [li.querySelector(".name").textContent, Number(li.querySelector(".count").textContent.replace(/\D/g, ""))]));
+    .map((li) => [li.querySelector(".name").textContent, Number(li.querySelector(".count").textContent.replace(/\D/g, "")),
+      li.querySelector(".rate")?.textContent]));
+
+  /** Waits (bounded) until the per-node list reads `want` (it is redrawn once a second). */
+  async function topNodesAre(want) {
+    await page.waitForFunction((w) => JSON.stringify([...document.querySelectorAll("#top-node li:not(.none)")].map((li) =>
+      [li.querySelector(".name").textContent, Number(li.querySelector(".count").textContent.replace(/\D/g, "")),
+        li.querySelector(".rate")?.textContent])) === JSON.stringify(w), want, { timeout: WAIT })
+      .catch(async (e) => assert.deepEqual(await topNodes(), want, e.message));
+  }
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "proxytail-fleet-"));
@@ -88,7 +97,7 @@ describe("the dashboard of a fleet central", { timeout: 240_000, skip }, () => {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it("shows each entry's edge in the node column and counts each node in the per-node list", async () => {
+  it("shows each entry's edge in the node column and counts and rates each node in the per-node list", async () => {
     append("a", 12);
     append("b", 7);
     await daemonReached(base, total());
@@ -105,8 +114,8 @@ describe("the dashboard of a fleet central", { timeout: 240_000, skip }, () => {
       assert.deepEqual(ids, Array.from({ length: written[node] }, (_, i) => i + 1), `node ${node}'s ids, each once`);
     }
     await page.waitForSelector("#top-node-box:not([hidden])", { timeout: WAIT });
-    await page.waitForFunction(() => document.querySelectorAll("#top-node li .count").length === 2, null, { timeout: WAIT });
-    assert.deepEqual(await topNodes(), [["a", 12], ["b", 7]]);
+    // All arrived within the last minute: the per-minute rate equals the count.
+    await topNodesAre([["a", 12, "12/min"], ["b", 7, "7/min"]]);
   });
 
   it("filters to one node from a click on its cell; only its entries arrive live", async () => {
@@ -127,14 +136,11 @@ describe("the dashboard of a fleet central", { timeout: 240_000, skip }, () => {
     assert.ok(shown.every((r) => r.node === "b" && r.host === "b.fleet.test"), JSON.stringify(shown));
     assert.deepEqual(shown.map((r) => r.nodeId).sort((x, y) => x - y), Array.from({ length: written.b }, (_, i) => i + 1));
     // The counters count what the view shows since the filter changed: node b alone.
-    await page.waitForFunction((n) => {
-      const c = [...document.querySelectorAll("#top-node li .count")];
-      return c.length === 1 && Number(c[0].textContent) === n;
-    }, written.b, { timeout: WAIT });
-    assert.deepEqual(await topNodes(), [["b", written.b]]);
+    await topNodesAre([["b", written.b, `${written.b}/min`]]);
   });
 
-  it("met no page error and no CSP violation", async () => {
+  it("meets WCAG 2.1 A/AA with the node column and list shown, and met no page error or CSP violation", async () => {
+    assert.deepEqual(await accessibilityProblems(page), []);
     assert.deepEqual(pageErrors, []);
     assert.deepEqual(await page.evaluate(() => window.__csp), []);
   });
