@@ -25,7 +25,7 @@
 //! Without `--filters`, ids must run 1, 2, 3 … with no gap.
 //!
 //! Fleet (issue 13, CONTRACT §10): with `--fleet N --nats URL` the tool starts N edges (`--publish
-//! URL --node-name <run>-k`, each tailing a log of its own) and one central (`--consume URL --nodes
+//! URL --node-name lat<pid>-k`, each tailing a log of its own) and one central (`--consume URL --nodes
 //! …`), and the subscribers sign in to the central. Each edge's log gets `--rate` lines/s (edge k's
 //! lines go to host `ek.load.test`, its own writer thread), so the latency measured is from an
 //! edge's log write to the central's subscriber. Besides the central's own consecutive ids, each
