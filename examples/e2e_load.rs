@@ -24,6 +24,15 @@
 //! checks, per subscriber, that it received exactly its set of ids, in order, and no `gap`.
 //! Without `--filters`, ids must run 1, 2, 3 … with no gap.
 //!
+//! Fleet (issue 13, CONTRACT §10): with `--fleet N --nats URL` the tool starts N edges (`--publish
+//! URL --node-name lat<pid>-k`, each tailing a log of its own) and one central (`--consume URL --nodes
+//! …`), and the subscribers sign in to the central. Each edge's log gets `--rate` lines/s (edge k's
+//! lines go to host `ek.load.test`, its own writer thread), so the latency measured is from an
+//! edge's log write to the central's subscriber. Besides the central's own consecutive ids, each
+//! subscriber checks per node that `node_id` runs 1, 2, 3 … up to what that edge's log was given,
+//! and that `node_id` equals the line's own sequence number. The node names carry the tool's PID,
+//! so runs against the same NATS server do not meet each other's streams. Without `--filters` only.
+//!
 //! Bounded by count and time: the writer stops after `--lines` lines or `--seconds` seconds,
 //! whichever comes first; the subscribers then get at most `--drain` seconds to receive the rest.
 //! Then the daemon is stopped with SIGTERM and the tool exits (status 1 if anything was lost).
@@ -34,6 +43,7 @@
 //! target/release/examples/e2e_load --subscribers 100 --rate 1000 --lines 10000 --seconds 10
 //! target/release/examples/e2e_load --sign-in basic --subscribers 100 --lines 1000 --seconds 2
 //! target/release/examples/e2e_load --filters distinct --sign-in jwt --subscribers 1000 --rate 10000 --lines 100000
+//! target/release/examples/e2e_load --fleet 3 --nats nats://127.0.0.1:4222 --rate 1000 --lines 10000
 //! ```
 use argon2::{Algorithm, Params, Version};
 use base64::Engine;
@@ -110,6 +120,10 @@ struct Args {
     connect_rate: u64,
     /// Per-subscriber filters.
     filters: Filters,
+    /// Fleet edges (0: no fleet, the subscribers read the one daemon tailing the log).
+    fleet: usize,
+    /// The NATS server(s) of the fleet (`--publish` / `--consume` URL).
+    nats: Option<String>,
 }
 
 fn usage() -> ! {
@@ -117,7 +131,7 @@ fn usage() -> ! {
         "usage: e2e_load [--subscribers N] [--rate LINES/S (0 = max)] [--lines N] [--seconds S] \
          [--drain S] [--history N] [--bin PATH] [--dump FILE] [--tmp DIR] \
          [--sign-in cheap|basic|jwt] [--jwt-secret-file FILE] [--connect-rate N/S (0 = all at once)] \
-         [--filters distinct|none-match]"
+         [--filters distinct|none-match] [--fleet EDGES --nats URL]"
     );
     std::process::exit(2);
 }
@@ -137,6 +151,8 @@ fn parse_args() -> Args {
         jwt_secret_file: None,
         connect_rate: 0,
         filters: Filters::None,
+        fleet: 0,
+        nats: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
@@ -169,8 +185,13 @@ fn parse_args() -> Args {
                     _ => usage(),
                 }
             }
+            "--fleet" => a.fleet = num() as usize,
+            "--nats" => a.nats = Some(value.clone()),
             _ => usage(),
         }
+    }
+    if a.fleet > 0 && (a.nats.is_none() || a.filters != Filters::None) {
+        usage();
     }
     a
 }
@@ -254,6 +275,18 @@ impl Daemon {
                     return "killed after the SIGTERM bound".into();
                 }
             }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    /// A daemon not stopped (the tool panicked: a fleet edge whose central did not start, a
+    /// subscriber that could not connect) is killed by its PID, never left running. After `stop`
+    /// its exit is known and there is nothing left to kill.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -522,6 +555,15 @@ fn id_of(text: &str) -> Option<u64> {
     rest[..digits].parse().ok()
 }
 
+/// `(node, node_id)` of a fleet central's entry, `{"id":…,"node":"…","node_id":…` (CONTRACT §10).
+fn node_of(text: &str) -> Option<(&str, u64)> {
+    let rest = text.split_once(",\"node\":\"")?.1;
+    let (node, rest) = rest.split_once('"')?;
+    let rest = rest.strip_prefix(",\"node_id\":")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    Some((node, rest[..digits].parse().ok()?))
+}
+
 /// `(seq, nanos)` from the destination `http://…load.test/<seq>/<nanos>`.
 fn stamp_of(text: &str) -> Option<(u64, u64)> {
     let rest = text.split("load.test/").nth(1)?;
@@ -543,8 +585,13 @@ struct Seen {
     gaps: u64,
     /// Whether the end line arrived (filtered subscribers only).
     ended_cleanly: bool,
-    /// Entries whose id did not equal the line's own sequence number.
+    /// Entries whose id (a fleet entry's `node_id`) did not equal the line's own sequence number.
     mismatched: u64,
+    /// Fleet: per node, the highest `node_id` received.
+    nodes: std::collections::BTreeMap<String, u64>,
+    /// Fleet: entries whose `node_id` was not the next of its node (one missing, repeated or out
+    /// of order).
+    node_faults: u64,
     /// Write-to-receipt latency of every entry, ns, in order of arrival.
     latencies: Vec<u64>,
     /// The sequence number of each entry in `latencies`.
@@ -618,8 +665,22 @@ async fn subscriber(
         }
         last_id = last_id.max(id);
         seen.received += 1;
+        let node = node_of(&text);
+        if let Some((node, node_id)) = node {
+            match seen.nodes.get_mut(node) {
+                Some(last) => {
+                    seen.node_faults += u64::from(node_id != *last + 1);
+                    *last = (*last).max(node_id);
+                }
+                None => {
+                    seen.node_faults += u64::from(node_id != 1);
+                    seen.nodes.insert(node.to_owned(), node_id);
+                }
+            }
+        }
         if let Some((seq, stamp)) = stamp_of(&text) {
-            if seq != id {
+            // On one host the line's sequence is the daemon's id; in a fleet, the edge's.
+            if seq != node.map_or(id, |(_, node_id)| node_id) {
                 seen.mismatched += 1;
             }
             seen.latencies.push(now.saturating_sub(stamp));
@@ -634,8 +695,13 @@ async fn subscriber(
 }
 
 /// Writes native Squid lines at `rate` (0 = as fast as possible) until `lines` or `seconds`, line
-/// `seq` to host `h{seq mod hosts}.load.test`; returns the number written and the time writing took.
-fn write_lines(log: &Path, origin: Instant, args: &Args, hosts: u64) -> (u64, Duration) {
+/// `seq` to host `host(seq)`; returns the number written and the time writing took.
+fn write_lines(
+    log: &Path,
+    origin: Instant,
+    args: &Args,
+    host: impl Fn(u64) -> String,
+) -> (u64, Duration) {
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(log)
@@ -670,7 +736,7 @@ fn write_lines(log: &Path, origin: Instant, args: &Args, hosts: u64) -> (u64, Du
         let stamp = origin.elapsed().as_nanos() as u64;
         while seq < due {
             seq += 1;
-            squid_line(&mut buf, &format!("h{}.load.test", seq % hosts), seq, stamp);
+            squid_line(&mut buf, &host(seq), seq, stamp);
         }
         file.write_all(&buf).expect("write log");
     }
@@ -706,6 +772,85 @@ fn cpu_per_line(pid: u32, before: f64, lines: u64) -> (f64, f64) {
     (used, used * 1e6 / lines.max(1) as f64)
 }
 
+/// A fleet edge: its node name, its own log and the daemon publishing it.
+struct Edge {
+    node: String,
+    log: PathBuf,
+    daemon: Daemon,
+}
+
+/// Starts `args.fleet` edges publishing to `nats`, each on a fresh log and state directory in `dir`.
+fn start_edges(args: &Args, nats: &str, dir: &Path) -> Vec<Edge> {
+    // The PID keeps this run's streams apart from earlier runs' on the same NATS server.
+    let run = std::process::id();
+    (1..=args.fleet)
+        .map(|k| {
+            let node = format!("lat{run}-{k}");
+            let log = dir.join(format!("{node}.log"));
+            std::fs::File::create(&log).expect("create log");
+            let edge_args: Vec<String> = [
+                "--listen",
+                "127.0.0.1:0",
+                "--access-log",
+                &log.display().to_string(),
+                "--from-start",
+                "--state-dir",
+                &dir.join(format!("{node}.state")).display().to_string(),
+                "--publish",
+                nats,
+                "--node-name",
+                &node,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let daemon = Daemon::start(&args.bin, &edge_args);
+            Edge { node, log, daemon }
+        })
+        .collect()
+}
+
+/// Waits (bounded) until NATS holds each node's stream and, with `followed`, until each has a
+/// consumer (the central's): then no line written later waits for a stream or a consumer to be
+/// made. NATS has no event for either, so it asks every 50 ms.
+async fn fleet_ready(nats: &str, nodes: &[&str], followed: bool) -> Result<(), String> {
+    let addrs = nats
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{nats}: {e}"))?;
+    let client = tokio::time::timeout(BOUND, async_nats::connect(addrs))
+        .await
+        .map_err(|_| format!("no connection to {nats} within {BOUND:?}"))?
+        .map_err(|e| format!("{nats}: {e}"))?;
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + BOUND;
+    for node in nodes {
+        let name = proxytail::source::nats::stream_name(node);
+        loop {
+            let ready = match js.get_stream(&name).await {
+                Ok(mut stream) => {
+                    !followed
+                        || stream
+                            .info()
+                            .await
+                            .is_ok_and(|i| i.state.consumer_count > 0)
+                }
+                Err(_) => false,
+            };
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                let what = if followed { "followed" } else { "made" };
+                return Err(format!("stream {name} not {what} within {BOUND:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let args = parse_args();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -739,12 +884,37 @@ fn main() {
     let jwt_secret = jwt_secret.trim_ascii_end().to_vec();
     let cap = (args.subscribers + 8).to_string();
     let http_cap = (args.subscribers + 64).to_string();
-    let daemon_args: Vec<String> = [
+    // Fleet: the edges first, then (once NATS holds their streams) the central the subscribers use.
+    let edges = match &args.nats {
+        Some(nats) if args.fleet > 0 => {
+            let edges = start_edges(&args, nats, dir.path());
+            let nodes: Vec<&str> = edges.iter().map(|e| e.node.as_str()).collect();
+            if let Err(e) = rt.block_on(fleet_ready(nats, &nodes, false)) {
+                panic!("fleet: {e}");
+            }
+            edges
+        }
+        _ => Vec::new(),
+    };
+    let source: Vec<String> = match &args.nats {
+        Some(nats) if !edges.is_empty() => {
+            let nodes: Vec<&str> = edges.iter().map(|e| e.node.as_str()).collect();
+            vec![
+                "--consume".into(),
+                nats.clone(),
+                "--nodes".into(),
+                nodes.join(","),
+            ]
+        }
+        _ => vec![
+            "--access-log".into(),
+            log.display().to_string(),
+            "--from-start".into(),
+        ],
+    };
+    let mut daemon_args: Vec<String> = [
         "--listen",
         "127.0.0.1:0",
-        "--access-log",
-        &log.display().to_string(),
-        "--from-start",
         "--state-dir",
         &state.display().to_string(),
         "--users",
@@ -766,7 +936,14 @@ fn main() {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    daemon_args.extend(source);
     let daemon = Daemon::start(&args.bin, &daemon_args);
+    if let Some(nats) = args.nats.as_deref().filter(|_| !edges.is_empty()) {
+        let nodes: Vec<&str> = edges.iter().map(|e| e.node.as_str()).collect();
+        if let Err(e) = rt.block_on(fleet_ready(nats, &nodes, true)) {
+            panic!("fleet: {e}");
+        }
+    }
     let addr = daemon.addr;
     let pid = daemon.child.id();
     let (rss_start, _) = daemon.memory().unwrap_or_default();
@@ -836,12 +1013,43 @@ fn main() {
 
     let write_start = origin.elapsed().as_nanos() as u64;
     let cpu_before = (cpu_seconds(&pid.to_string()), cpu_seconds("self"));
-    let hosts = if args.filters == Filters::Distinct {
-        args.subscribers as u64
+    let edges_cpu_before: Vec<f64> = edges
+        .iter()
+        .map(|e| cpu_seconds(&e.daemon.child.id().to_string()))
+        .collect();
+    // Fleet: edge k's log gets its lines (to host ek.load.test) from a writer thread of its own.
+    let edge_written: Vec<(u64, Duration)> = std::thread::scope(|s| {
+        let writers: Vec<_> = edges
+            .iter()
+            .enumerate()
+            .map(|(k, e)| {
+                let args = &args;
+                s.spawn(move || write_lines(&e.log, origin, args, |_| format!("e{k}.load.test")))
+            })
+            .collect();
+        writers
+            .into_iter()
+            .map(|w| w.join().expect("writer thread"))
+            .collect()
+    });
+    let (written, write_time) = if edges.is_empty() {
+        let hosts = if args.filters == Filters::Distinct {
+            args.subscribers as u64
+        } else {
+            1
+        };
+        write_lines(&log, origin, &args, |seq| {
+            format!("h{}.load.test", seq % hosts)
+        })
     } else {
-        1
+        let total = edge_written.iter().map(|(n, _)| n).sum();
+        let longest = edge_written
+            .iter()
+            .map(|(_, t)| *t)
+            .max()
+            .unwrap_or_default();
+        (total, longest)
     };
-    let (written, write_time) = write_lines(&log, origin, &args, hosts);
     if args.filters != Filters::None {
         // The end line: every filter matches it, so each subscriber knows it has had all of its own.
         let mut buf = Vec::new();
@@ -871,8 +1079,15 @@ fn main() {
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
     let (rss_end, hwm) = memory_of(pid).unwrap_or_default();
+    let edges_cpu: Vec<f64> = edges
+        .iter()
+        .zip(&edges_cpu_before)
+        .map(|(e, before)| cpu_seconds(&e.daemon.child.id().to_string()) - before)
+        .collect();
     let stderr = daemon.stderr.clone();
     let exit = daemon.stop();
+    let edge_nodes: Vec<String> = edges.iter().map(|e| e.node.clone()).collect();
+    let edge_exits: Vec<String> = edges.into_iter().map(|e| e.daemon.stop()).collect();
 
     // Report.
     if let (Some(path), Some(s)) = (&args.dump, seen.first()) {
@@ -940,7 +1155,13 @@ fn main() {
             s.received as f64 / (last.saturating_sub(write_start) as f64 / 1e9).max(1e-9)
         });
         // Faults inside the sequence, plus the tail that never arrived.
-        let lost = s.lost + want.count(written) - want.count(s.last_id.min(written));
+        let mut lost = s.lost + want.count(written) - want.count(s.last_id.min(written));
+        // Fleet: the same per node, on node_id against what that edge's log was given.
+        lost += s.node_faults;
+        for (node, (node_written, _)) in edge_nodes.iter().zip(&edge_written) {
+            let got = s.nodes.get(node).copied().unwrap_or_default();
+            lost += node_written - got.min(*node_written);
+        }
         let unfinished = args.filters != Filters::None && !s.ended_cleanly;
         total_lost += lost;
         total_gaps += s.gaps;
@@ -977,6 +1198,32 @@ fn main() {
         percentile(&all_lat, 0.999),
         all_lat.last().map_or(f64::NAN, |&n| n as f64 / 1e6),
     );
+    if !edge_nodes.is_empty() {
+        let per_edge: Vec<String> = edge_nodes
+            .iter()
+            .zip(&edge_written)
+            .zip(&edges_cpu)
+            .zip(&edge_exits)
+            .map(|(((node, (n, _)), cpu), exit)| {
+                let highest: Vec<String> = seen
+                    .iter()
+                    .map(|s| s.nodes.get(node).copied().unwrap_or_default().to_string())
+                    .collect();
+                format!(
+                    "{node}: {n} written, highest node_id received {}, CPU {cpu:.2} s = {:.3} µs/line, exit {exit}",
+                    highest.join("/"),
+                    cpu * 1e6 / (*n).max(1) as f64
+                )
+            })
+            .collect();
+        println!(
+            "  fleet: {} edges at {} lines/s each, through NATS {} to the central (the daemon below); {}",
+            edge_nodes.len(),
+            args.rate,
+            args.nats.as_deref().unwrap_or_default(),
+            per_edge.join("; ")
+        );
+    }
     println!(
         "  daemon RSS: {:.1} MiB at start, max {:.1} MiB while signing in, {:.1} MiB with subscribers connected, \
          max {:.1} MiB while streaming, {:.1} MiB at end, VmHWM {:.1} MiB; exit {exit}",

@@ -3,13 +3,20 @@
 # JetStream (replicas 1; the daemon's own CPU is what is measured, not NATS replication).
 #   1. an edge's CPU per line, reading a log of N lines from its start, without and with --publish
 #      (until every entry is made, and with --publish until the stream holds them all);
-#   2. a central taking three edges' streams of N entries each: wall time and CPU.
+#   2. a central taking three edges' streams of N entries each: wall time and CPU;
+#   3. latency from an edge's log write to a central's WebSocket subscriber: three edges writing
+#      RATE lines/s each for SECONDS s (examples/e2e_load.rs --fleet 3), p50/p99/p99.9/max, zero
+#      loss per node. `scripts/fleet-bench.sh latency` runs only this part.
 # CPU is the daemon's utime+stime from /proc/PID/stat, so other load on the machine disturbs it
 # less than wall time. Bounded: every wait gives up after BOUND seconds.
 # Usage: N=200000 scripts/fleet-bench.sh   (needs target/release/proxytail, nats-server, curl, jq)
+#        RATE=1000 SECONDS_=10 scripts/fleet-bench.sh latency   (also target/release/examples/e2e_load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200000}
+PART=${1:-all}
+RATE=${RATE:-1000}
+SECONDS_=${SECONDS_:-10}
 BIN=${BIN:-target/release/proxytail}
 BOUND=${BOUND:-300}
 CLK=$(getconf CLK_TCK)
@@ -54,6 +61,18 @@ pids+=($!)
 wait_for "nats-server ready" grep -q 'Server is ready' "$tmp/nats.log"
 NATS="nats://127.0.0.1:$nport"
 
+# 3. Write → central subscriber latency (bounded by --lines and --seconds, then --drain; the tool
+# stops its edges and central by PID and exits 1 on any loss).
+latency() {
+  echo "latency, 3 edges at $RATE lines/s each for $SECONDS_ s; load: $(uptime | sed 's/.*load average: //')"
+  target/release/examples/e2e_load --bin "$BIN" --fleet 3 --nats "$NATS" --rate "$RATE" \
+    --lines $((RATE * SECONDS_)) --seconds "$SECONDS_" --drain 60
+}
+if [ "$PART" = latency ]; then
+  latency
+  exit
+fi
+
 awk -v n="$N" 'BEGIN { for (i = 1; i <= n; i++)
   printf "1795835993.%03d     85 192.168.1.10 TCP_MISS/200 4096 GET http://bench.test/%d - HIER_DIRECT/93.184.216.34 text/html\n", i % 1000, i }' >"$tmp/access.log"
 
@@ -86,3 +105,5 @@ t1=$(date +%s.%N)
 central_cpu=$(cpu_secs "$PID")
 echo "central, 3 x $N entries: $(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN{printf "%.1f s wall, %.0f entries/s", b-a, 3*n/(b-a)}'), cpu ${central_cpu} s ($(awk -v c="$central_cpu" -v n="$N" 'BEGIN{printf "%.2f", c*1e6/(3*n)}') µs/entry)"
 echo "load after: $(uptime | sed 's/.*load average: //')"
+
+latency

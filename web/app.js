@@ -651,10 +651,13 @@ $("detail-copy").addEventListener("click", async () => {
 
 const fmt = new Intl.NumberFormat();
 
-/** Fills a top list; `key` (a QUICK_KEYS entry) makes each name a quick filter. */
-function fillTop(ol, items, key) {
+/**
+ * Fills a top list; `key` (a QUICK_KEYS entry) makes each name a quick filter. `perMinute` (the
+ * node list's) adds each name's entries in the last minute.
+ */
+function fillTop(ol, items, key, perMinute = null) {
   // Rebuilt only when it changed, so a name being clicked (or focused) is not replaced under it.
-  const sig = JSON.stringify(items);
+  const sig = JSON.stringify([items, perMinute && items.map(([name]) => perMinute.get(name) ?? 0)]);
   if (ol.dataset.sig === sig) return;
   ol.dataset.sig = sig;
   const focused = ol.contains(document.activeElement) ? document.activeElement.dataset.term : null;
@@ -676,6 +679,13 @@ function fillTop(ol, items, key) {
     c.className = "count";
     c.textContent = fmt.format(count);
     li.append(n, c);
+    if (perMinute) {
+      const r = document.createElement("span");
+      r.className = "rate";
+      r.textContent = `${fmt.format(perMinute.get(name) ?? 0)}/min`;
+      r.title = "Entries in the last minute";
+      li.appendChild(r);
+    }
     ol.appendChild(li);
   }
   if (focused) ol.querySelector(`button[data-term="${CSS.escape(focused)}"]`)?.focus();
@@ -720,7 +730,7 @@ setInterval(() => {
     fillTop($("top-dest"), top.dest, "domain");
     fillTop($("top-client"), top.client, "client");
     $("top-node-box").hidden = top.node.length === 0;
-    fillTop($("top-node"), top.node, "node");
+    fillTop($("top-node"), top.node, "node", stats.nodePerMinute(now));
   }
 }, 250);
 

@@ -21,6 +21,8 @@ export class Stats {
     this.rateStart = 0;
     /** Top-N buckets, newest last: { start, dest: Map, client: Map, node: Map }. */
     this.buckets = [];
+    /** Per node (a fleet central's entries), entries per second aligned with `rate`. */
+    this.nodeRate = new Map();
   }
 
   /** Counts one entry that arrived at `nowMs`. */
@@ -40,15 +42,25 @@ export class Stats {
     if (host) b.dest.set(host, (b.dest.get(host) ?? 0) + 1);
     if (e.client_ip) b.client.set(e.client_ip, (b.client.get(e.client_ip) ?? 0) + 1);
     // A fleet central's entries name their edge (CONTRACT §10); others have no `node`.
-    if (typeof e.node === "string" && e.node) b.node.set(e.node, (b.node.get(e.node) ?? 0) + 1);
+    if (typeof e.node === "string" && e.node) {
+      b.node.set(e.node, (b.node.get(e.node) ?? 0) + 1);
+      let r = this.nodeRate.get(e.node);
+      if (!r) {
+        r = new Array(RATE_WINDOW + 1).fill(0);
+        this.nodeRate.set(e.node, r);
+      }
+      r[sec - this.rateStart]++;
+    }
   }
 
   /** Moves the rate window so that second `sec` is its last slot. */
   #advance(sec) {
     const shift = sec - (this.rateStart + RATE_WINDOW);
     if (shift <= 0) return;
-    if (shift > RATE_WINDOW) this.rate.fill(0);
-    else { this.rate.splice(0, shift); for (let i = 0; i < shift; i++) this.rate.push(0); }
+    for (const r of [this.rate, ...this.nodeRate.values()]) {
+      if (shift > RATE_WINDOW) r.fill(0);
+      else { r.splice(0, shift); for (let i = 0; i < shift; i++) r.push(0); }
+    }
     this.rateStart = sec - RATE_WINDOW;
   }
 
@@ -62,6 +74,14 @@ export class Stats {
   currentRate(nowMs = Date.now()) {
     const s = this.series(nowMs);
     return s[s.length - 1];
+  }
+
+  /** Per node, its entries in the last RATE_WINDOW complete seconds (a minute): a fleet's per-node rate. */
+  nodePerMinute(nowMs = Date.now()) {
+    this.#advance(Math.floor(nowMs / 1000));
+    const out = new Map();
+    for (const [node, r] of this.nodeRate) out.set(node, r.slice(0, RATE_WINDOW).reduce((a, b) => a + b, 0));
+    return out;
   }
 
   /** The `n` most frequent destination hosts, clients and nodes (none unless fleet) over the kept buckets. */
@@ -85,6 +105,7 @@ export class Stats {
     this.filteredGaps = 0;
     this.rate.fill(0);
     this.buckets = [];
+    this.nodeRate.clear();
   }
 }
 

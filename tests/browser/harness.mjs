@@ -53,6 +53,8 @@ export class Daemon {
     this.state = path.join(dir, "state");
     this.stderr = "";
     this.child = null;
+    /** Where entries come from: the log (a fleet central sets `--consume …` instead). */
+    this.source = ["--access-log", this.log, "--format", "squid", "--from-start"];
   }
 
   /** Starts the binary and resolves once it says it listens (its own log line, not a port poll). */
@@ -60,11 +62,9 @@ export class Daemon {
     const args = [
       ...extra,
       "--listen", `127.0.0.1:${this.port}`,
-      "--access-log", this.log,
-      "--format", "squid",
+      ...this.source,
       "--users", this.users,
       "--state-dir", this.state,
-      "--from-start",
     ];
     const child = spawn(BIN, args, {
       env: { ...process.env, PROXYTAIL_LOG: "info", NO_COLOR: "1" },
@@ -217,4 +217,52 @@ export async function journalOldestId(base) {
   const m = /^proxytail_journal_oldest_id (\d+)$/m.exec(await res.text());
   assert.ok(m, "proxytail_journal_oldest_id in /metrics");
   return Number(m[1]);
+}
+
+// --- fleet (CONTRACT §10): a nats-server with JetStream for edges and a central -------------------
+
+/** The nats-server binary (Debian's package; `NATS_SERVER` overrides), or null when not installed. */
+export const NATS_SERVER = [process.env.NATS_SERVER, "/usr/sbin/nats-server", "/usr/bin/nats-server"]
+  .find((p) => p && fs.existsSync(p)) ?? null;
+
+/** One nats-server with JetStream on a free loopback port, its store in `dir`. */
+export class NatsServer {
+  constructor(dir) {
+    this.dir = dir;
+    this.port = 0;
+    this.child = null;
+    this.log = "";
+  }
+
+  get url() { return `nats://127.0.0.1:${this.port}`; }
+
+  /** Starts it and resolves once it says it is ready (its own log line). */
+  async start() {
+    this.port = await freePort();
+    const child = spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", path.join(this.dir, "jetstream")], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.child = child;
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`nats-server not ready after ${WAIT} ms:\n${this.log}`)), WAIT);
+      const seen = (chunk) => {
+        this.log += chunk;
+        if (this.log.includes("Server is ready")) { clearTimeout(timer); resolve(); }
+      };
+      for (const out of [child.stdout, child.stderr]) { out.setEncoding("utf8"); out.on("data", seen); }
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`nats-server exited (${code}) before it was ready:\n${this.log}`));
+      });
+    });
+  }
+
+  /** SIGTERM to this process, then its exit (bounded). */
+  async stop() {
+    const child = this.child;
+    this.child = null;
+    if (!child) return null;
+    child.kill("SIGTERM");
+    return exited(child, WAIT);
+  }
 }

@@ -149,6 +149,11 @@ describe("stats", () => {
     for (let i = 0; i < 2; i++) s.add(entry({ node: "edge-b", node_id: 7 + i }), t0);
     s.add(entry({ node: "edge-a", node_id: 3 }), t0 + 1000);
     assert.deepEqual(s.top(5, t0 + 1000).node, [["edge-b", 2], ["edge-a", 1]]);
+    assert.deepEqual([...s.nodePerMinute(t0 + 1000)], [["edge-b", 2], ["edge-a", 0]], "complete seconds only");
+    assert.deepEqual([...s.nodePerMinute(t0 + 2000)], [["edge-b", 2], ["edge-a", 1]], "the last minute, per node");
+    assert.deepEqual([...s.nodePerMinute(t0 + 62_000)], [["edge-b", 0], ["edge-a", 0]], "a minute later");
+    s.reset();
+    assert.deepEqual([...s.nodePerMinute(t0 + 2000)], []);
     assert.equal(quickTerm("node", entry({ node: "edge-a" })), "node:edge-a");
     assert.equal(quickTerm("node", entry({ node: "edge 1" })), 'node:"edge 1"');
     assert.equal(quickTerm("node", entry()), null, "no node, no term");
