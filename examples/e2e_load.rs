@@ -58,6 +58,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
@@ -526,7 +527,11 @@ async fn connect(
         let stream = connect_from(source, addr)
             .await
             .map_err(|e| e.to_string())?;
-        let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+        // tungstenite zeroes its read buffer (up to `read_buffer_size`) every time a socket is
+        // polled: at the default 128 KiB, 1,000 clients fed one entry per wake-up spent their CPU
+        // in `memset` and, not the daemon, set the latency (BENCHMARKS §13).
+        let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+        let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
             .await
             .map_err(|e| e.to_string())?;
         ws.send(Message::text("ping"))

@@ -144,10 +144,18 @@ async fn main() {
         connections: Arc::new(Connections::default()),
         metrics: Arc::default(),
     };
-    let server = warp::serve(http::routes(state.clone()))
-        .incoming(listener)
-        .graceful(state.shutdown.clone().cancelled_owned());
-    state.tracker.spawn(server.run());
+    // The daemon's own server: the WebSocket route upgrades with the handle it passes along.
+    let limits = http::server::Limits {
+        header_read: state.config.header_read_timeout,
+        total: state.config.max_http_connections,
+        per_ip: state.config.max_http_connections_per_ip,
+    };
+    state.tracker.spawn(http::server::run(
+        http::routes(state.clone()),
+        listener,
+        limits,
+        state.shutdown.clone(),
+    ));
 
     let limit = Duration::from_secs(args.limit);
     let origin = Instant::now();

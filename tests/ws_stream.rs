@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use proxytail::http::ws::{IDLE_TIMEOUT, PING_INTERVAL};
+use proxytail::http::ws::{IDLE_TIMEOUT, MAX_FRAME, PING_INTERVAL};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -240,6 +240,40 @@ async fn one_mib_frame_closes_the_connection_and_others_keep_streaming() {
     assert_quiet(&mut other).await;
     server.publish(1..=3, 3);
     assert_eq!(read_ids(&mut other, 3).await, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_frame_at_the_limit_is_read_whole_and_one_byte_more_is_refused_from_its_header() {
+    // The server's read buffer is far smaller than the frame limit: a frame of exactly the limit
+    // is read whole over many reads (a binary message then closes 1003, as any binary would);
+    // one byte more is refused as too big (1009).
+    let server = Server::start(TestConfig::new(&[])).await;
+    let mut ws = server.subscribe("").await;
+    ws.send(Message::binary(vec![7u8; MAX_FRAME]))
+        .await
+        .unwrap();
+    assert_eq!(expect_close(&mut ws).await.0, 1003);
+    let mut ws = server.subscribe("").await;
+    let _ = ws.send(Message::binary(vec![7u8; MAX_FRAME + 1])).await;
+    assert_eq!(expect_close(&mut ws).await.0, 1009);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_entries_per_wake_arrive_as_separate_messages_in_order_with_their_exact_text() {
+    // Whatever the server writes per wake-up (one take of many records, one flush), the client
+    // sees one text message per entry, each byte-identical to the record's JSON, ids in order.
+    let server = Server::start(TestConfig::new(&["--history", "100000"])).await;
+    let mut ws = server.subscribe("").await;
+    assert_quiet(&mut ws).await;
+    const N: u64 = 5_000;
+    server.publish(1..=N, 1_000);
+    for id in 1..=N {
+        match next_event(&mut ws).await {
+            Event::Text(t) => assert_eq!(t, record(id).text(), "entry {id}"),
+            other => panic!("entry {id}: {other:?}"),
+        }
+    }
+    assert_quiet(&mut ws).await;
 }
 
 #[tokio::test]

@@ -32,19 +32,25 @@ pub fn client_addr(
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
+/// A filter extracting the TCP peer: [`Peer`] under the daemon's server, warp's own remote address
+/// under `warp::serve`. Every route asks this, never `warp::addr::remote()` alone (None under the
+/// daemon's server).
+pub fn remote(
+) -> impl Filter<Extract = (Option<SocketAddr>,), Error = std::convert::Infallible> + Clone {
+    warp::ext::optional::<Peer>()
+        .and(warp::addr::remote())
+        .map(|peer: Option<Peer>, remote: Option<SocketAddr>| peer.map(|p| p.0).or(remote))
+}
+
 /// A filter extracting [`client_addr`] for the request.
 pub fn address(
     trust_forwarded: bool,
 ) -> impl Filter<Extract = (IpAddr,), Error = std::convert::Infallible> + Clone {
-    warp::header::headers_cloned()
-        .and(warp::ext::optional::<Peer>())
-        .and(warp::addr::remote())
-        .map(
-            move |headers: HeaderMap, peer: Option<Peer>, remote: Option<SocketAddr>| {
-                let remote = peer.map(|p| p.0).or(remote);
-                client_addr(&headers, remote, trust_forwarded)
-            },
-        )
+    warp::header::headers_cloned().and(remote()).map(
+        move |headers: HeaderMap, remote: Option<SocketAddr>| {
+            client_addr(&headers, remote, trust_forwarded)
+        },
+    )
 }
 
 #[cfg(test)]

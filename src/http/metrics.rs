@@ -12,7 +12,7 @@ pub fn route(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
     warp::path!("metrics")
         .and(warp::get())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(super::client::remote())
         .and(warp::any().map(move || state.clone()))
         .then(handle)
         .boxed()

@@ -8,6 +8,7 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod token;
+pub mod upgrade;
 pub mod web;
 pub mod ws;
 

@@ -93,6 +93,8 @@ pub async fn run(
         let inner = TowerToHyperService::new(warp::service(routes.clone()));
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(Peer(peer));
+            // The WebSocket route upgrades with tokio-tungstenite, not warp (fanout, issue 14).
+            super::upgrade::Upgrade::wrap(&mut req);
             hyper::service::Service::call(&inner, req)
         });
         let conn = hyper::server::conn::http1::Builder::new()

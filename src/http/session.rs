@@ -25,7 +25,7 @@ pub fn route(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
     warp::path!("api" / "session")
         .and(warp::method())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(super::client::remote())
         .and(warp::any().map(move || state.clone()))
         .and_then(
             |method: Method, headers: HeaderMap, remote: Option<SocketAddr>, state: AppState| async move {

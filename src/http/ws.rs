@@ -10,37 +10,43 @@
 //! closing handshake (at most [`REFUSED_CLOSE_TIMEOUT`]) runs. The Origin check stays an HTTP 403:
 //! a page on a foreign origin gets nothing to read at all.
 //!
-//! warp spawns the socket task itself; a [`TaskTracker`](tokio_util::task::TaskTracker) token taken
-//! when the request arrives keeps it counted, so shutdown waits for upgrades already under way.
+//! The handshake is [`super::upgrade`]'s (tokio-tungstenite under warp's routing, so an entry's JSON
+//! is shared by every subscriber, never copied per subscriber); it spawns the socket task, and a
+//! [`TaskTracker`](tokio_util::task::TaskTracker) token taken when the request arrives keeps it
+//! counted, so shutdown waits for upgrades already under way.
 //!
 //! One task per socket runs one `select!` over the client's frames, the subscription, the write in
 //! progress, the keep-alive timers and the daemon's shutdown token. The replay-then-live protocol
 //! (start, filter, seam, budget, gaps, 4008) is the hub's [`Subscription`]; this file keeps sockets,
 //! frames and close codes. Writes never block the loop: what the subscription hands out (at most its
-//! byte budget) waits in an outbox that a select branch drains (feed every record, then one flush),
+//! byte budget) waits in an outbox that a select branch drains (feed every record, then one flush:
+//! one `write` for everything queued, however many entries),
 //! and the subscription is only asked for more when the outbox is empty, so a slow client costs at
 //! most its budget queued plus the take being written, never the tailer's time. While a write is stalled the loop watches whether the
 //! history passes the subscriber, and closes it 4008 then.
 use super::origin_allowed;
+use super::upgrade::{self, Socket, Upgrade};
 use super::{AppState, Connections};
 use crate::filter::Filter as EntryFilter;
 use crate::hub::{Next, Record, Start, Subscription};
 use crate::metrics::Metrics;
+use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, StreamExt};
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::error::Error as _;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
-use warp::filters::ws::{Message, WebSocket, Ws};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
-use warp::{Filter, Reply};
+use warp::http::{HeaderValue, StatusCode};
+use warp::Filter;
 
 /// Interval between the server's WebSocket Ping control frames (keeps proxies' read timeouts fed).
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -52,6 +58,17 @@ pub const MAX_CLIENT_TEXT: usize = 1024;
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Bound on bytes written to the socket but not yet accepted by the kernel.
 pub const MAX_WRITE_BUFFER: usize = 1 << 20;
+/// tungstenite's read buffer: allocated per connection up front, and zeroed up to this size each
+/// time the read half is polled, which the session loop does on every wake-up (BENCHMARKS §13: the
+/// default, 128 KiB, was most of a connection's memory and a 128 KiB `memset` per entry sent).
+/// Clients send little (`ping`, Pong, Close); a larger frame is read in several reads, its buffer
+/// growing as needed up to [`MAX_FRAME`].
+const READ_BUFFER: usize = 1024;
+/// tungstenite writes its buffer to the socket once it holds this much, and at every flush (the
+/// session flushes once per wake-up, so live entries still go out in one write). Its default, 128
+/// KiB, let a catch-up take of up to the byte budget leave a buffer of 256 KiB allocated per
+/// connection for good; this keeps it near 32 KiB for a few more writes per take.
+const WRITE_BUFFER: usize = 16 * 1024;
 /// How long a closing handshake may take when the daemon is not stopping; the socket is dropped after.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the closing handshake may take when the daemon is stopping (below `shutdown::GRACE`).
@@ -96,21 +113,26 @@ pub mod close {
 /// The `GET /api/ws/logs` route.
 pub fn route(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
     warp::path!("api" / "ws" / "logs")
+        // warp's checks of the handshake request (and its rejections); the upgrade itself is ours.
         .and(warp::ws())
+        .and(warp::header::value("sec-websocket-key"))
+        .and(warp::ext::optional::<Upgrade>())
         .and(warp::header::optional::<String>("origin"))
         .and(warp::header::optional::<String>("host"))
         .and(super::client::address(state.config.trust_forwarded_for))
         // Pairs never fail to decode (a typed struct would, and warp logs the query on failure).
         .and(warp::query::<Vec<(String, String)>>())
         .map(
-            move |ws: Ws,
+            move |_: warp::ws::Ws,
+                  key: HeaderValue,
+                  handle: Option<Upgrade>,
                   origin: Option<String>,
                   host: Option<String>,
                   peer: IpAddr,
                   query: Vec<(String, String)>| {
                 upgrade(
                     &state,
-                    ws,
+                    (handle, &key),
                     origin.as_deref(),
                     host.as_deref(),
                     peer,
@@ -211,7 +233,7 @@ fn close_reason(reason: &str) -> String {
 /// Decides before the upgrade (Origin → 403), reserves a slot, then upgrades.
 fn upgrade(
     state: &AppState,
-    ws: Ws,
+    (handle, key): (Option<Upgrade>, &HeaderValue),
     origin: Option<&str>,
     host: Option<&str>,
     peer: IpAddr,
@@ -231,18 +253,20 @@ fn upgrade(
     // Counted by the tracker from now on, so shutdown waits for an upgrade already under way.
     let tracked = state.tracker.token();
     let state = state.clone();
-    ws.max_frame_size(MAX_FRAME)
-        .max_message_size(MAX_FRAME)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .on_upgrade(move |socket| async move {
-            session(socket, state, peer, params).await;
-            drop(tracked);
-        })
-        .into_response()
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_frame_size(Some(MAX_FRAME))
+        .max_message_size(Some(MAX_FRAME))
+        .max_write_buffer_size(MAX_WRITE_BUFFER);
+    upgrade::switch(handle, key, config, move |socket| async move {
+        session(socket, state, peer, params).await;
+        drop(tracked);
+    })
 }
 
 /// One upgraded connection, from the checks to the last frame.
-async fn session(socket: WebSocket, state: AppState, peer: IpAddr, params: Params) {
+async fn session(socket: Socket, state: AppState, peer: IpAddr, params: Params) {
     let (sink, stream) = socket.split();
     let mut conn = Conn::new(sink, stream, state.shutdown.clone());
     let Some(slot) = state.connections.try_acquire(
@@ -348,9 +372,9 @@ enum Out {
 /// An upgraded socket with its outbox.
 struct Conn {
     /// Write half; only the drive branch and `close` write to it.
-    sink: SplitSink<WebSocket, Message>,
+    sink: SplitSink<Socket, Message>,
     /// Read half, polled on every loop turn so Pings and Closes from the client are answered.
-    stream: SplitStream<WebSocket>,
+    stream: SplitStream<Socket>,
     /// Frames fed to `sink` by the next drive; at most one take from the subscription (its byte
     /// budget) plus a few control frames.
     outbox: VecDeque<Out>,
@@ -365,8 +389,8 @@ struct Conn {
 
 impl Conn {
     fn new(
-        sink: SplitSink<WebSocket, Message>,
-        stream: SplitStream<WebSocket>,
+        sink: SplitSink<Socket, Message>,
+        stream: SplitStream<Socket>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Conn {
         Conn {
@@ -455,7 +479,7 @@ impl Conn {
                     }
                 }
                 _ = ping.tick() => {
-                    if !self.push_control(Message::ping(Vec::new())) {
+                    if !self.push_control(Message::Ping(Bytes::new())) {
                         return self.close_end(close::FLOOD).await;
                     }
                 }
@@ -473,23 +497,20 @@ impl Conn {
 
     /// Handles one client message.
     fn on_client_message(&mut self, msg: Message) -> Heard {
-        if msg.is_close() {
-            return Heard::Closed;
-        }
-        if msg.is_binary() {
-            return Heard::Refuse(close::BINARY);
-        }
-        if msg.is_text() {
-            let text = msg.as_bytes();
-            if text.len() > MAX_CLIENT_TEXT {
-                return Heard::Refuse(close::TOO_BIG);
+        match msg {
+            Message::Close(_) => Heard::Closed,
+            Message::Binary(_) => Heard::Refuse(close::BINARY),
+            Message::Text(text) if text.len() > MAX_CLIENT_TEXT => Heard::Refuse(close::TOO_BIG),
+            Message::Text(text) if text.as_str() == "ping" => {
+                if self.push_control(Message::text("pong")) {
+                    Heard::Fine
+                } else {
+                    Heard::Refuse(close::FLOOD)
+                }
             }
-            if text == b"ping" && !self.push_control(Message::text("pong")) {
-                return Heard::Refuse(close::FLOOD);
-            }
+            // Ping (answered by tungstenite on the next read), Pong, other text: nothing to do.
+            _ => Heard::Fine,
         }
-        // Ping (answered by tungstenite on the next read), Pong, other text: nothing to do.
-        Heard::Fine
     }
 
     /// The client sent Close: tungstenite queued the reply behind what is already buffered; flush
@@ -544,7 +565,10 @@ impl Conn {
         self.outbox.clear();
         self.pending_control = 0;
         self.outbox
-            .push_back(Out::Other(Message::close_with(code, reason)));
+            .push_back(Out::Other(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: Utf8Bytes::from(reason.as_ref()),
+            }))));
         let handshake = async {
             if drive(&mut self.sink, &mut self.outbox, &mut self.pending_control)
                 .await
@@ -564,12 +588,8 @@ impl Conn {
 }
 
 /// The close that answers a read error: 1009 for an oversized frame, 1002 otherwise.
-fn read_error_close(e: &warp::Error) -> (u16, &'static str) {
-    let too_big = e
-        .source()
-        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
-        .is_some_and(|t| matches!(t, tungstenite::Error::Capacity(_)));
-    if too_big {
+fn read_error_close(e: &WsError) -> (u16, &'static str) {
+    if matches!(e, WsError::Capacity(_)) {
         close::TOO_BIG
     } else {
         close::PROTOCOL
@@ -579,19 +599,23 @@ fn read_error_close(e: &warp::Error) -> (u16, &'static str) {
 /// Feeds every queued frame to the sink, then flushes once. Cancel-safe: what is not yet fed stays
 /// in `outbox`.
 async fn drive(
-    sink: &mut SplitSink<WebSocket, Message>,
+    sink: &mut SplitSink<Socket, Message>,
     outbox: &mut VecDeque<Out>,
     pending_control: &mut usize,
-) -> Result<(), warp::Error> {
-    std::future::poll_fn(|cx: &mut Context<'_>| -> Poll<Result<(), warp::Error>> {
+) -> Result<(), WsError> {
+    std::future::poll_fn(|cx: &mut Context<'_>| -> Poll<Result<(), WsError>> {
         loop {
             if outbox.is_empty() {
                 return Pin::new(&mut *sink).poll_flush(cx);
             }
             ready!(Pin::new(&mut *sink).poll_ready(cx))?;
             let msg = match outbox.pop_front() {
-                // The one copy per subscriber warp's `Message::text(String)` requires.
-                Some(Out::Record(r)) => Message::text(r.text()),
+                // The record's bytes, shared: no copy per subscriber. serde_json or the journal's
+                // checked records made them, so the check passes (a record that fails it goes out
+                // empty, as `Record::text` has it).
+                Some(Out::Record(r)) => {
+                    Message::Text(Utf8Bytes::try_from(r.json).unwrap_or_default())
+                }
                 Some(Out::Other(m)) => {
                     *pending_control = pending_control.saturating_sub(1);
                     m

@@ -39,9 +39,18 @@ pub fn serve_routes(config: Config, auth: Authenticator) -> AppState {
         connections: Arc::new(Connections::default()),
         metrics: Arc::default(),
     };
-    let server = warp::serve(proxytail::http::routes(state.clone()))
-        .incoming(listener)
-        .graceful(state.shutdown.clone().cancelled_owned());
-    state.tracker.spawn(server.run());
+    // The daemon's own server (`app::run` serves the same way): the WebSocket route upgrades with
+    // the handle it passes along, which `warp::serve` does not.
+    let limits = proxytail::http::server::Limits {
+        header_read: state.config.header_read_timeout,
+        total: state.config.max_http_connections,
+        per_ip: state.config.max_http_connections_per_ip,
+    };
+    state.tracker.spawn(proxytail::http::server::run(
+        proxytail::http::routes(state.clone()),
+        listener,
+        limits,
+        state.shutdown.clone(),
+    ));
     state
 }
