@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
 
 /// Subscriptions with a filter (or a view) open now, in this process. Only a hint for
-/// [`Record::new`]: while there are none, records are made without their filter fields, which are
+/// [`Record::fields_now`]: while there are none, records are made without their filter fields, which are
 /// then built from the JSON the first time a filter looks at them (equal either way).
 static FILTERED_SUBSCRIPTIONS: AtomicUsize = AtomicUsize::new(0);
 
@@ -39,28 +39,43 @@ pub struct Record {
 }
 
 impl Record {
-    /// Serializes `entry` with `id` set.
+    /// Serializes `entry` with `id` set, in a buffer of its own (the tailer shares one buffer
+    /// between the records of a batch instead: `source::file::encode`).
     pub fn new(id: u64, entry: &mut Entry<'_>) -> Record {
         entry.id = id;
         let mut json = Vec::with_capacity(entry.json_size_hint());
         entry.write_json(&mut json);
-        let fields = OnceLock::new();
-        if FILTERED_SUBSCRIPTIONS.load(Ordering::Relaxed) > 0 {
-            // From the entry is cheaper than from the JSON later, and done here on the tailer's
-            // thread rather than under the hub lock. The tailer adds `source` as an extra field
-            // when it follows several files.
-            let source = entry
-                .extra
-                .iter()
-                .find(|(k, _)| k == "source")
-                .and_then(|(_, v)| v.as_deref());
-            let _ = fields.set(Fields::from_entry(entry, source));
+        Record::encoded(id, Bytes::from(json), Record::fields_now(entry))
+    }
+
+    /// The record of an entry already serialized into `json` (with `id` set), with the filter
+    /// fields [`Record::fields_now`] gave for it, if any.
+    pub fn encoded(id: u64, json: Bytes, fields: Option<Fields>) -> Record {
+        let lock = OnceLock::new();
+        if let Some(f) = fields {
+            let _ = lock.set(f);
         }
         Record {
             id,
-            json: Bytes::from(json),
-            fields: Arc::new(fields),
+            json,
+            fields: Arc::new(lock),
         }
+    }
+
+    /// The entry's filter fields while a filtered subscription is open, else `None` (built from
+    /// the JSON later if ever needed). From the entry is cheaper than from the JSON, and done on
+    /// the tailer's thread rather than under the hub lock. The tailer adds `source` as an extra
+    /// field when it follows several files.
+    pub fn fields_now(entry: &Entry<'_>) -> Option<Fields> {
+        if FILTERED_SUBSCRIPTIONS.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let source = entry
+            .extra
+            .iter()
+            .find(|(k, _)| k == "source")
+            .and_then(|(_, v)| v.as_deref());
+        Some(Fields::from_entry(entry, source))
     }
 
     /// A record read back as JSON text (the journal); its filter fields are built when first

@@ -55,6 +55,8 @@ pub const HEADER: &[u8] = b"proxytail-journal 2\n";
 pub const INDEX_EVERY: u64 = 1024;
 /// Bytes of one index point.
 const POINT_BYTES: usize = 24;
+/// Largest write buffer kept between appends (a full-speed batch of the tailer is 2-3 MiB of JSON).
+const KEEP_BUF_BYTES: usize = 8 << 20;
 /// Bound on one record read back (the tailer's lines are bounded far below it).
 pub(crate) const MAX_RECORD_BYTES: usize = 16 << 20;
 
@@ -213,6 +215,9 @@ pub struct Journal {
     index_ok: bool,
     /// An index write failure was logged (once).
     index_warned: bool,
+    /// The bytes of one write, reused by every append: a batch is megabytes at full speed, and a
+    /// fresh buffer each time would be fresh pages (faults) from the allocator each time.
+    buf: Vec<u8>,
 }
 
 /// What [`Journal::open`] found.
@@ -528,6 +533,7 @@ impl Journal {
             rotated: Vec::new(),
             index_ok: true,
             index_warned: false,
+            buf: Vec::new(),
         };
         journal.enforce_retention_at(now_ms());
         let records = journal.history(options.history, next_id)?;
@@ -608,9 +614,9 @@ impl Journal {
             let used = size - rest[..n].iter().map(size_of).sum::<u64>();
             let (piece, tail) = rest.split_at(n);
             let base = if new_segment { 0 } else { used };
-            let mut buf = Vec::with_capacity(
-                HEADER.len() + piece.iter().map(|r| r.json.len() + 1).sum::<usize>(),
-            );
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            buf.reserve(HEADER.len() + piece.iter().map(|r| r.json.len() + 1).sum::<usize>());
             if new_segment {
                 buf.extend_from_slice(HEADER);
             }
@@ -666,6 +672,9 @@ impl Journal {
                 }
                 a.len += buf.len() as u64;
                 added.extend(points);
+            }
+            if buf.capacity() <= KEEP_BUF_BYTES {
+                self.buf = buf;
             }
             rest = tail;
         }

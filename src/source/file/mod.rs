@@ -22,6 +22,7 @@
 //! format its `access_log` line names. They share one id sequence; with more than one source each
 //! entry carries an extra `source` field (the path).
 pub mod checkpoint;
+mod encode;
 pub mod follow;
 pub mod syncer;
 pub mod watch;
@@ -33,7 +34,8 @@ use crate::notify::Watchdog;
 use crate::privacy::Privacy;
 use crate::store::journal::{self, Journal};
 use checkpoint::{Checkpoint, Loaded, SourceCheckpoint, StateDir};
-use follow::{FollowOptions, FollowState, Follower, StartAt};
+use encode::Encoder;
+use follow::{FollowOptions, FollowState, Follower, Lines, StartAt};
 use parsers::{Format, ParseError};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -235,6 +237,8 @@ fn read_include(pattern: &Path) -> Result<Vec<(PathBuf, String)>, String> {
 struct Source {
     /// Reads its lines across rotations.
     follower: Follower,
+    /// The lines of the last read (reused: no allocation per line).
+    lines: Lines,
     /// How its lines are parsed.
     format: Format,
     /// The path as text, for the `source` field and logs.
@@ -287,6 +291,8 @@ pub struct Tailer {
     state: StateDir,
     /// Records of each batch, for the history after a restart.
     journal: Journal,
+    /// Serializes each batch's entries into records.
+    encoder: Encoder,
     /// What the checkpoint on disk says, to write only when something changed.
     saved: Option<Checkpoint>,
     /// A batch whose journal/checkpoint write failed, and whether it is already journaled:
@@ -369,6 +375,7 @@ impl Tailer {
                 };
                 Source {
                     follower,
+                    lines: Lines::default(),
                     format,
                     label: path.to_string_lossy().into_owned(),
                     parse_errors: 0,
@@ -385,6 +392,7 @@ impl Tailer {
             next_id,
             state,
             journal,
+            encoder: Encoder::default(),
             saved: checkpoint,
             pending: None,
             dirty: false,
@@ -483,16 +491,19 @@ impl Tailer {
             }
         }
         let multi = self.sources.len() > 1;
-        let mut records = Vec::new();
         let mut more = false;
         let mut made = 0;
         for src in &mut self.sources {
-            let lines = src.follower.read_available();
+            // Taken out while its lines are borrowed, put back for the next read.
+            let mut lines = std::mem::take(&mut src.lines);
+            src.follower.read_into(&mut lines);
             more |= src.follower.has_more();
-            for line in lines {
+            // About what `json_size_hint` adds to a line's text.
+            self.encoder.begin(lines.text_len() + 256 * lines.len());
+            for line in lines.iter() {
                 // A Squid <= 5 line may hold a second record glued to the first (cut at 8191
                 // bytes): each record is an entry of its own.
-                let mut next: Option<&[u8]> = Some(&line.bytes);
+                let mut next: Option<&[u8]> = Some(line.bytes);
                 while let Some(text) = next {
                     next = src.format.glued_record(text);
                     match src.format.parse(text) {
@@ -509,7 +520,7 @@ impl Tailer {
                             if let Some(privacy) = &mut self.privacy {
                                 privacy.apply(&mut entry);
                             }
-                            records.push(Record::new(self.next_id, &mut entry));
+                            self.encoder.push(self.next_id, &mut entry);
                             self.next_id += 1;
                             made += 1;
                         }
@@ -520,6 +531,7 @@ impl Tailer {
                     }
                 }
             }
+            src.lines = lines;
         }
         // Health first: whoever sees the batch published sees counters that include it.
         self.health
@@ -528,6 +540,7 @@ impl Tailer {
             .unwrap_or_else(|p| p.into_inner())
             .entries += made;
         self.update_health();
+        let records = self.encoder.finish();
         let committed = self.commit(records, false);
         more || !committed
     }

@@ -141,7 +141,7 @@ impl OpenFile {
         &mut self,
         opts: &FollowOptions,
         budget: usize,
-        out: &mut Vec<Line>,
+        out: &mut Lines,
         stats: &mut FollowStats,
         buf: &mut Vec<u8>,
     ) -> io::Result<usize> {
@@ -168,7 +168,7 @@ impl OpenFile {
         &mut self,
         mut chunk: &[u8],
         opts: &FollowOptions,
-        out: &mut Vec<Line>,
+        out: &mut Lines,
         stats: &mut FollowStats,
     ) {
         while !chunk.is_empty() {
@@ -197,18 +197,17 @@ impl OpenFile {
                             stats.skipped_long += 1;
                             self.partial.clear();
                         } else {
-                            let mut bytes = std::mem::take(&mut self.partial);
-                            bytes.extend_from_slice(head);
-                            bytes.truncate(content);
-                            if !bytes.is_empty() {
+                            if content > 0 {
                                 stats.lines += 1;
-                                out.push(Line {
-                                    bytes,
-                                    end_offset: self.read_pos,
-                                    file: self.id,
-                                    fragment: false,
-                                });
+                                out.push(
+                                    [&self.partial, head],
+                                    content,
+                                    self.read_pos,
+                                    self.id,
+                                    false,
+                                );
                             }
+                            self.partial.clear();
                         }
                     }
                     self.committed = self.read_pos;
@@ -233,20 +232,13 @@ impl OpenFile {
     }
 
     /// Emits the unterminated tail of a file that is being closed, once.
-    pub(super) fn finish(&mut self, out: &mut Vec<Line>, stats: &mut FollowStats) {
+    pub(super) fn finish(&mut self, out: &mut Lines, stats: &mut FollowStats) {
         if !self.discarding && !self.partial.is_empty() {
-            let mut bytes = std::mem::take(&mut self.partial);
-            if bytes.last() == Some(&b'\r') {
-                bytes.pop();
-            }
+            let len = self.partial.len() - usize::from(self.partial.last() == Some(&b'\r'));
+            out.push([&self.partial, &[]], len, self.read_pos, self.id, true);
+            self.partial.clear();
             stats.fragments += 1;
             stats.lines += 1;
-            out.push(Line {
-                bytes,
-                end_offset: self.read_pos,
-                file: self.id,
-                fragment: true,
-            });
         }
         self.committed = self.read_pos;
     }

@@ -148,6 +148,102 @@ pub struct Line {
     pub fragment: bool,
 }
 
+/// The lines of one read, in one reused buffer: no allocation per line (the tailer keeps one
+/// `Lines` per source for its lifetime).
+#[derive(Debug, Default)]
+pub struct Lines {
+    /// Every line's bytes, one after the other.
+    text: Vec<u8>,
+    /// Where each line ends in `text` (it starts where the previous one ends), and its origin.
+    lines: Vec<LineAt>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LineAt {
+    end: usize,
+    end_offset: u64,
+    file: FileId,
+    fragment: bool,
+}
+
+/// One line of a [`Lines`], borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineRef<'a> {
+    /// The line's bytes without `\n`, without a trailing `\r`, without leading NUL bytes.
+    pub bytes: &'a [u8],
+    /// Offset just after the line's `\n` in the file it came from.
+    pub end_offset: u64,
+    /// The file it came from.
+    pub file: FileId,
+    /// True for the unterminated tail of a rotated-away file, emitted after the grace period.
+    pub fragment: bool,
+}
+
+impl Lines {
+    /// Number of lines held.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// True when no line is held.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Bytes of all lines together.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The lines, in order.
+    pub fn iter(&self) -> impl Iterator<Item = LineRef<'_>> {
+        let mut start = 0;
+        self.lines.iter().map(move |l| {
+            let bytes = &self.text[start..l.end];
+            start = l.end;
+            LineRef {
+                bytes,
+                end_offset: l.end_offset,
+                file: l.file,
+                fragment: l.fragment,
+            }
+        })
+    }
+
+    /// Drops every line, keeping the buffers' capacity.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.lines.clear();
+    }
+
+    /// Keeps the first `n` lines.
+    fn truncate(&mut self, n: usize) {
+        self.lines.truncate(n);
+        self.text.truncate(self.lines.last().map_or(0, |l| l.end));
+    }
+
+    /// Appends `parts` concatenated, cut to `len` bytes, as one line.
+    fn push(
+        &mut self,
+        parts: [&[u8]; 2],
+        len: usize,
+        end_offset: u64,
+        file: FileId,
+        fragment: bool,
+    ) {
+        let start = self.text.len();
+        self.text.extend_from_slice(parts[0]);
+        self.text.extend_from_slice(parts[1]);
+        self.text.truncate(start + len);
+        self.lines.push(LineAt {
+            end: self.text.len(),
+            end_offset,
+            file,
+            fragment,
+        });
+    }
+}
+
 /// Tunables of a [`Follower`].
 #[derive(Debug, Clone)]
 pub struct FollowOptions {
@@ -325,6 +421,13 @@ impl Follower {
     /// Reads every complete line available now (up to the byte budget).
     pub fn read_available(&mut self) -> Vec<Line> {
         self.read_available_at(Instant::now())
+    }
+
+    /// [`Follower::read_available`] into `out` (cleared first): the tailer's path, which allocates
+    /// nothing per line.
+    pub fn read_into(&mut self, out: &mut Lines) {
+        out.clear();
+        self.read_into_at(Instant::now(), out);
     }
 }
 

@@ -5,7 +5,20 @@ use super::*;
 impl Follower {
     /// [`Follower::read_available`] with an explicit clock, for the drain grace period.
     pub fn read_available_at(&mut self, now: Instant) -> Vec<Line> {
-        let mut out = Vec::new();
+        let mut out = Lines::default();
+        self.read_into_at(now, &mut out);
+        out.iter()
+            .map(|l| Line {
+                bytes: l.bytes.to_vec(),
+                end_offset: l.end_offset,
+                file: l.file,
+                fragment: l.fragment,
+            })
+            .collect()
+    }
+
+    /// Appends the lines available now to `out`, with an explicit clock.
+    pub(super) fn read_into_at(&mut self, now: Instant, out: &mut Lines) {
         self.more = false;
         self.check_current(now);
         let mut budget = self.opts.batch_bytes;
@@ -14,13 +27,7 @@ impl Follower {
         while i < self.draining.len() {
             let file = &mut self.draining[i];
             let before = out.len();
-            match file.read_lines(
-                &self.opts,
-                budget,
-                &mut out,
-                &mut self.stats,
-                &mut self.read_buf,
-            ) {
+            match file.read_lines(&self.opts, budget, out, &mut self.stats, &mut self.read_buf) {
                 Ok(n) => {
                     tracing::trace!(
                         ino = file.id.ino,
@@ -34,10 +41,10 @@ impl Follower {
                     }
                     if budget == 0 {
                         self.more = true;
-                        return out;
+                        return;
                     }
                     if now.saturating_duration_since(file.last_growth) >= self.opts.drain_grace {
-                        file.finish(&mut out, &mut self.stats);
+                        file.finish(out, &mut self.stats);
                         if let Some(done) = self.draining.remove(i) {
                             self.retire(done);
                         }
@@ -66,13 +73,7 @@ impl Follower {
                 file.discarding,
                 self.stats.clone(),
             );
-            match file.read_lines(
-                &self.opts,
-                budget,
-                &mut out,
-                &mut self.stats,
-                &mut self.read_buf,
-            ) {
+            match file.read_lines(&self.opts, budget, out, &mut self.stats, &mut self.read_buf) {
                 Ok(n) if n > 0 && file.check_truncated().unwrap_or(false) => {
                     tracing::debug!(
                         ino = file.id.ino,
@@ -106,7 +107,6 @@ impl Follower {
                 }
             }
         }
-        out
     }
 
     /// Looks at what the path names now: rotation, deletion, truncation, a new file.

@@ -1,0 +1,115 @@
+//! A batch's records serialized many to one allocation: each entry's JSON is written into a shared
+//! buffer and its record is a `Bytes` slice of it, so a line costs no allocation of its own for its
+//! JSON (one buffer and one reference count per chunk of records instead).
+use crate::filter::Fields;
+use crate::hub::Record;
+use bytes::Bytes;
+use parsers::Entry;
+
+/// Most bytes of JSON one buffer is sized for. A record keeps its whole buffer alive for as long
+/// as anything holds it (the history, a subscriber's queue), so this bounds what one record can
+/// pin: a slow subscriber whose filter matches one record per chunk holds at most this per record
+/// queued (its queue is bounded in JSON bytes), while ~50 typical records share one allocation.
+const CHUNK_BYTES: usize = 16 << 10;
+
+/// Makes the records of one batch.
+#[derive(Debug, Default)]
+pub(super) struct Encoder {
+    /// The chunk being filled.
+    buf: Vec<u8>,
+    /// Bytes of JSON the rest of the batch is expected to need: a chunk is sized to it, so that a
+    /// batch of one line (a quiet log) does not pin a whole chunk.
+    expected: usize,
+    /// Id and span in `buf` of each record of the chunk.
+    spans: Vec<(u64, usize, usize)>,
+    /// Filter fields built for the chunk's records (by index in `spans`), when a filter wants them.
+    fields: Vec<(usize, Fields)>,
+    /// Records of the chunks already sealed.
+    records: Vec<Record>,
+}
+
+impl Encoder {
+    /// Starts a batch expected to hold about `expected` bytes of JSON.
+    pub(super) fn begin(&mut self, expected: usize) {
+        self.expected = expected;
+    }
+
+    /// Serializes `entry` with `id` set as the batch's next record.
+    pub(super) fn push(&mut self, id: u64, entry: &mut Entry<'_>) {
+        entry.id = id;
+        let hint = entry.json_size_hint();
+        if self.buf.len() + hint > self.buf.capacity() {
+            self.seal();
+            self.buf
+                .reserve_exact(self.expected.clamp(hint, CHUNK_BYTES.max(hint)));
+        }
+        let start = self.buf.len();
+        // `write_json` grows the buffer if the hint fell short: still correct, one reallocation.
+        entry.write_json(&mut self.buf);
+        self.expected = self.expected.saturating_sub(self.buf.len() - start);
+        if let Some(f) = Record::fields_now(entry) {
+            self.fields.push((self.spans.len(), f));
+        }
+        self.spans.push((id, start, self.buf.len()));
+    }
+
+    /// The batch's records, in order; the encoder is ready for the next batch.
+    pub(super) fn finish(&mut self) -> Vec<Record> {
+        self.seal();
+        std::mem::take(&mut self.records)
+    }
+
+    /// Turns the chunk into records sharing it.
+    fn seal(&mut self) {
+        if self.spans.is_empty() {
+            return;
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        let mut fields = self.fields.drain(..).peekable();
+        for (i, (id, start, end)) in self.spans.drain(..).enumerate() {
+            let f = fields.next_if(|(j, _)| *j == i).map(|(_, f)| f);
+            self.records
+                .push(Record::encoded(id, chunk.slice(start..end), f));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn entry(i: usize) -> Entry<'static> {
+        Entry {
+            // Some far over a chunk, so that one record alone outgrows its buffer.
+            destination: Some(Cow::Owned(format!(
+                "http://e.test/{i}/{}\"\\",
+                "x".repeat(if i % 97 == 0 {
+                    3 * CHUNK_BYTES
+                } else {
+                    i % 300
+                })
+            ))),
+            bytes: Some(i as u64),
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_encodes_each_entry_as_its_own_record_would() {
+        let mut enc = Encoder::default();
+        for (batch, n) in [(0, 1), (1, 500), (2, 3)] {
+            enc.begin(if batch == 1 { 1_000 } else { 50 * n });
+            for i in 0..n {
+                enc.push(1_000 * batch + i as u64, &mut entry(i));
+            }
+            let records = enc.finish();
+            assert_eq!(records.len(), n);
+            for (i, r) in records.iter().enumerate() {
+                let alone = Record::new(1_000 * batch + i as u64, &mut entry(i));
+                assert_eq!(r.id, alone.id);
+                assert_eq!(r.json, alone.json, "record {i} of batch {batch}");
+            }
+        }
+    }
+}
