@@ -618,3 +618,114 @@ async fn edge_subscriber_since(addr: SocketAddr, since: u64) -> Client {
     ))
     .await
 }
+
+/// Every file under `dir` (recursively) that holds `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read state dir") {
+            let path = e.expect("dir entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if std::fs::read(&path)
+                .expect("read state file")
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_central_applies_its_own_privacy_policy_to_what_it_consumes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let users = write_users(dir.path());
+    let cluster = tokio::task::block_in_place(|| Cluster::start(1));
+    let log = dir.path().join("p1.log");
+    std::fs::write(&log, "").expect("create log");
+    let edge_state = dir.path().join("edge-state");
+    let central_state = dir.path().join("central-state");
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // The edge keeps everything (the default policy); the central removes all three.
+    let edge_args = s(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &edge_state.display().to_string(),
+        "--access-log",
+        &log.display().to_string(),
+        "--users",
+        &users.display().to_string(),
+        "--publish",
+        &cluster.url(0),
+        "--node-name",
+        "p1",
+    ]);
+    let central_args = s(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &central_state.display().to_string(),
+        "--users",
+        &users.display().to_string(),
+        "--consume",
+        &cluster.url(0),
+        "--nodes",
+        "p1",
+        "--privacy-client-ip",
+        "truncate",
+        "--privacy-user",
+        "pseudonymize",
+        "--privacy-query",
+        "strip",
+    ]);
+    let (elogs, clogs) = (LogTail::default(), LogTail::default());
+    let mut edge = tokio::task::block_in_place(|| Proc::start(&edge_args, &elogs, START));
+    let mut central = tokio::task::block_in_place(|| Proc::start(&central_args, &clogs, START));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("log");
+    for seq in 1..=3 {
+        writeln!(
+            f,
+            "1795835993.{seq:03}     85 10.20.30.47 TCP_MISS/200 4096 GET http://p1.example/{seq}?q=secret-{seq} alice HIER_DIRECT/93.184.216.34 text/html"
+        )
+        .expect("append");
+    }
+    let mut local = edge_subscriber_since(edge.addr, 0).await;
+    for (i, e) in read_entries(&mut local, 3).await.iter().enumerate() {
+        assert_eq!(e["client_ip"], "10.20.30.47", "{e}");
+        assert_eq!(e["user"], "alice", "{e}");
+        assert_eq!(
+            e["destination"],
+            format!("http://p1.example/{}?q=secret-{}", i + 1, i + 1)
+        );
+    }
+    let mut sub = edge_subscriber_since(central.addr, 0).await;
+    let got = read_entries(&mut sub, 3).await;
+    for (i, e) in got.iter().enumerate() {
+        assert_eq!(e["node_id"], i as u64 + 1, "{e}");
+        assert_eq!(e["client_ip"], "10.20.30.0", "{e}");
+        assert_eq!(e["destination"], format!("http://p1.example/{}", i + 1));
+        let user = e["user"].as_str().unwrap_or_default();
+        assert!(user.starts_with("p-") && user.len() == 14, "{e}");
+        assert_eq!(e["user"], got[0]["user"], "one pseudonym per user");
+    }
+    assert!(edge.terminate(WAIT).success(), "{}", tail_of(&elogs));
+    assert!(central.terminate(WAIT).success(), "{}", tail_of(&clogs));
+    // On disk: the edge's journal holds the raw values (so the search below can find them), the
+    // central's state directory holds none of them.
+    for raw in ["10.20.30.47", "alice", "secret-"] {
+        assert!(
+            !files_holding(&edge_state, raw).is_empty(),
+            "the edge's journal keeps {raw:?}"
+        );
+        let leaked = files_holding(&central_state, raw);
+        assert!(leaked.is_empty(), "{raw:?} in the central's {leaked:?}");
+    }
+}

@@ -10,11 +10,17 @@
 //!
 //! A message that is not an edge's entry (no `{"id":N,` object, a newline inside, a message id that
 //! names another node or id) is counted in `skipped` and never given an id.
+//!
+//! The central's own privacy policy (CONTRACT §7) is applied to each entry before its id, record
+//! and journal line, as the file source does: an edge that keeps raw values does not make the
+//! central keep them.
 use super::{stream_name, Status, RETRY_EVERY};
 use crate::config::{Config, Fleet};
 use crate::error::StartupError;
+use crate::filter::Fields;
 use crate::hub::{Hub, Record};
 use crate::notify::Watchdog;
+use crate::privacy::Privacy;
 use crate::source::file::checkpoint::StateDir;
 use crate::source::file::syncer::{Syncer, SYNC_EVERY};
 use crate::source::file::TailHealth;
@@ -22,7 +28,10 @@ use crate::store::journal::{self, Journal};
 use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use parsers::Entry;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -76,6 +85,9 @@ pub struct Central {
     next_id: u64,
     /// Node names and their last stream sequence taken, in `--nodes` order.
     positions: Vec<NodePosition>,
+    /// The central's privacy policy, applied before an entry gets its record; `None` when it
+    /// keeps all.
+    privacy: Option<Privacy>,
     syncer: Syncer,
     last_sync: Instant,
     /// The checkpoint was replaced since the last `fsync`.
@@ -136,6 +148,7 @@ impl Central {
             journal,
             next_id,
             positions,
+            privacy: Privacy::new(config.privacy),
             syncer: Syncer::new(),
             last_sync: Instant::now(),
             dirty: false,
@@ -243,7 +256,7 @@ impl Central {
                 continue;
             }
             pos.seq = m.seq;
-            let made = entry_json(self.next_id, &pos.node, &m);
+            let made = entry_json(self.next_id, &pos.node, &m, self.privacy.as_mut());
             match made {
                 Some(json) => {
                     records.push(Record::from_json(self.next_id, json));
@@ -288,8 +301,9 @@ impl Central {
 }
 
 /// The central's JSON for an edge's entry: `{"id":<id>,"node":…,"node_id":<edge id>,` followed by
-/// the rest of the edge's object, or `None` when the message is not an edge's entry of `node`.
-fn entry_json(id: u64, node: &str, m: &Incoming) -> Option<Bytes> {
+/// the rest of the edge's object (after `privacy`, if any), or `None` when the message is not an
+/// edge's entry of `node`.
+fn entry_json(id: u64, node: &str, m: &Incoming, privacy: Option<&mut Privacy>) -> Option<Bytes> {
     let p = &m.payload;
     let rest = p.strip_prefix(b"{\"id\":")?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -303,16 +317,96 @@ fn entry_json(id: u64, node: &str, m: &Incoming) -> Option<Bytes> {
         return None;
     }
     // One record per journal line: a raw newline (JSON whitespace) would split it.
-    if memchr::memchr(b'\n', p).is_some() || crate::filter::Fields::from_json(p).is_none() {
+    if memchr::memchr(b'\n', p).is_some() {
         return None;
     }
-    let tail = &rest[digits..]; // starts with ','
+    let private;
+    let tail = match privacy {
+        Some(privacy) => {
+            // Rewritten member by member, so `id` and its digits still open the object.
+            private = private_json(privacy, p)?;
+            private.get(6 + digits..)?
+        }
+        None => {
+            Fields::from_json(p)?;
+            &rest[digits..]
+        }
+    }; // starts with ','
     let mut out = Vec::with_capacity(p.len() + node.len() + 40);
     out.extend_from_slice(
         format!("{{\"id\":{id},\"node\":\"{node}\",\"node_id\":{node_id}").as_bytes(),
     );
     out.extend_from_slice(tail);
     Some(Bytes::from(out))
+}
+
+/// The edge's object with `privacy` applied: its `client_ip`, `user` and `destination` go through
+/// [`Privacy::apply`] (the one place for the policy), every other member is copied as it came, in
+/// its order. `None` if `json` is not an object or one of those fields is neither a string nor
+/// null.
+fn private_json(privacy: &mut Privacy, json: &[u8]) -> Option<Vec<u8>> {
+    let Members(members) = serde_json::from_slice(json).ok()?;
+    let mut entry = Entry::default();
+    for (key, value) in &members {
+        let field = match key.as_str() {
+            "client_ip" => &mut entry.client_ip,
+            "user" => &mut entry.user,
+            "destination" => &mut entry.destination,
+            _ => continue,
+        };
+        *field = serde_json::from_str::<Option<String>>(value.get())
+            .ok()?
+            .map(Cow::Owned);
+    }
+    privacy.apply(&mut entry);
+    let mut out = Vec::with_capacity(json.len());
+    out.push(b'{');
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key).ok()?;
+        out.push(b':');
+        let field = match key.as_str() {
+            "client_ip" => &entry.client_ip,
+            "user" => &entry.user,
+            "destination" => &entry.destination,
+            _ => {
+                out.extend_from_slice(value.get().as_bytes());
+                continue;
+            }
+        };
+        // A key given twice gets the policy's value both times: no raw copy stays behind.
+        serde_json::to_writer(&mut out, field).ok()?;
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// A JSON object's members in their order, values as their text.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Reads the stream of `node` after sequence `after` into `tx` until `token` is cancelled,
@@ -415,7 +509,7 @@ mod tests {
     #[test]
     fn an_edge_entry_gets_the_central_id_node_and_node_id_first() {
         let m = msg(Some("e1:7"), r#"{"id":7,"ts":1.5,"method":"GET"}"#);
-        let json = entry_json(42, "e1", &m).expect("an entry");
+        let json = entry_json(42, "e1", &m, None).expect("an entry");
         assert_eq!(
             std::str::from_utf8(&json).unwrap(),
             r#"{"id":42,"node":"e1","node_id":7,"ts":1.5,"method":"GET"}"#
@@ -436,8 +530,62 @@ mod tests {
             (Some("e1:7"), r#"[{"id":7,"a":1}]"#),
         ] {
             assert!(
-                entry_json(1, "e1", &msg(id, payload)).is_none(),
+                entry_json(1, "e1", &msg(id, payload), None).is_none(),
                 "{id:?} {payload:?}"
+            );
+        }
+    }
+
+    fn strict() -> Privacy {
+        use crate::config::{ClientIpPrivacy, PrivacyPolicy, QueryPrivacy, UserPrivacy};
+        Privacy::new(PrivacyPolicy {
+            client_ip: ClientIpPrivacy::Truncate,
+            user: UserPrivacy::Pseudonymize,
+            query: QueryPrivacy::Strip,
+        })
+        .expect("not all keep")
+    }
+
+    #[test]
+    fn the_central_policy_rewrites_only_the_private_fields_in_place() {
+        let m = msg(
+            Some("e1:7"),
+            r#"{"id":7,"ts":1795835993.120,"client_ip":"10.20.30.47","destination":"http://h/p?q=secret","user":"alice","x":[1,{"user":"inner"}],"peer":null}"#,
+        );
+        let json = entry_json(42, "e1", &m, Some(&mut strict())).expect("an entry");
+        let text = std::str::from_utf8(&json).expect("utf-8");
+        let v: serde_json::Value = serde_json::from_str(text).expect("JSON");
+        assert!(
+            text.starts_with(r#"{"id":42,"node":"e1","node_id":7,"ts":1795835993.120,"client_ip":"10.20.30.0","destination":"http://h/p","user":"p-"#),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(r#","x":[1,{"user":"inner"}],"peer":null}"#),
+            "{text}"
+        );
+        assert_eq!(v["user"].as_str().map(str::len), Some(14), "{text}");
+    }
+
+    #[test]
+    fn a_repeated_or_escaped_private_key_keeps_no_raw_value() {
+        let m = msg(
+            Some("e1:7"),
+            r#"{"id":7,"user":"alice","us\u0065r":"bob","client_ip":"h.example"}"#,
+        );
+        let json = entry_json(1, "e1", &m, Some(&mut strict())).expect("an entry");
+        let text = std::str::from_utf8(&json).expect("utf-8");
+        assert!(
+            !text.contains("alice") && !text.contains("bob") && !text.contains("h.example"),
+            "{text}"
+        );
+        for payload in [
+            r#"{"id":7,"user":5}"#,
+            r#"{"id":7,"user":"a""#,
+            r#"{"id":7,"user":"a"} x"#,
+        ] {
+            assert!(
+                entry_json(1, "e1", &msg(Some("e1:7"), payload), Some(&mut strict())).is_none(),
+                "{payload}"
             );
         }
     }
