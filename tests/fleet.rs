@@ -2,8 +2,9 @@
 //! real binary with `--publish`) write their logs continuously, a central (`--consume`) merges the
 //! three streams, and a WebSocket subscriber on the central that resumes with `since` after every
 //! disconnection receives every line of every edge exactly once, in each node's order, with `node`
-//! and `node_id` — across a SIGKILL of an edge, of the central and of one NATS server, and a NATS
-//! outage of one edge (cut at a TCP relay the test owns) during which that edge's own subscribers
+//! and `node_id` — across a SIGKILL of an edge, of the central and of one NATS server (restarted
+//! while traffic flows, then another one killed once it has caught up), and a NATS outage of one
+//! edge (cut at a TCP relay the test owns) during which that edge's own subscribers
 //! keep receiving every line.
 //!
 //! Rates are scaled down from the 10,000 lines/s per edge to [`RATE`] (debug builds on a
@@ -355,13 +356,30 @@ async fn every_edge_line_reaches_the_central_subscriber_once_across_kills_and_an
     })
     .await;
 
-    // SIGKILL one NATS server (replicas 3: the other two keep the streams).
+    // SIGKILL one NATS server (replicas 3: the other two keep the streams), then start it again
+    // on its ports and store while the edges publish: it rejoins and catches its replicas up.
     cluster.kill(1);
     let seen = got.lock().unwrap().count("e2");
     wait_for(&got, "entries with one NATS server down", progress, |r| {
         r.count("e2") > seen + 500
     })
     .await;
+    tokio::task::block_in_place(|| cluster.restart(1));
+    // Healed: with server 1's replicas current again, a second server may die without the
+    // streams losing their quorum (had server 1 not caught up, they would stall here).
+    cluster.kill(2);
+    let seen = {
+        let r = got.lock().unwrap();
+        [r.count("e1"), r.count("e2")]
+    };
+    wait_for(
+        &got,
+        "entries with server 1 back and server 2 down",
+        progress,
+        |r| r.count("e1") > seen[0] + 500 && r.count("e2") > seen[1] + 500,
+    )
+    .await;
+    tokio::task::block_in_place(|| cluster.restart(2));
 
     // Cut e3 off NATS. Its own subscriber keeps getting every line (RELIABILITY 86) and it counts
     // what is pending.
