@@ -23,6 +23,16 @@ use tokio_util::sync::CancellationToken;
 /// How long a server has to join its cluster and catch up its replicas (the machine is loaded).
 const START_BOUND: Duration = Duration::from_secs(120);
 
+/// Cluster starts tried when a server exits at start-up (a port taken meanwhile).
+const START_ATTEMPTS: u32 = 3;
+
+/// Why a server did not get ready.
+struct NotReady {
+    /// It exited (e.g. its port was taken), rather than running without getting healthy.
+    exited: bool,
+    why: String,
+}
+
 /// Between two `/healthz` questions while a server gets ready (nats-server pushes no event).
 const HEALTHZ_EVERY: Duration = Duration::from_millis(100);
 
@@ -63,6 +73,22 @@ impl Cluster {
                 .unwrap_or(false),
             "nats-server is missing: apt-get install -y nats-server (scripts/test.sh does)"
         );
+        // A port found free may be taken by another process before nats-server binds it (other
+        // tests bind 127.0.0.1:0 all the time): a server that exits at start-up gets a new
+        // cluster on new ports. One that runs but does not get ready fails the test.
+        for attempt in 1.. {
+            match Cluster::try_start(n) {
+                Ok(cluster) => return cluster,
+                Err(NotReady { exited: true, why }) if attempt < START_ATTEMPTS => {
+                    eprintln!("nats cluster start attempt {attempt} failed, retrying: {why}");
+                }
+                Err(NotReady { why, .. }) => panic!("{why}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn try_start(n: usize) -> Result<Cluster, NotReady> {
         let dir = tempfile::tempdir().expect("temp dir");
         let client: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let route: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -105,9 +131,9 @@ impl Cluster {
             cluster.spawn(i);
         }
         for i in 0..n {
-            cluster.await_ready(i);
+            cluster.await_ready(i)?;
         }
-        cluster
+        Ok(cluster)
     }
 
     fn spawn(&mut self, i: usize) {
@@ -132,12 +158,12 @@ impl Cluster {
     }
 
     /// Waits (bounded) until server `i`'s `/healthz` answers 200; fails at once if it exited, and
-    /// shows its last log lines and health answer either way.
-    fn await_ready(&mut self, i: usize) {
+    /// says why with its last log lines and health answer either way.
+    fn await_ready(&mut self, i: usize) -> Result<(), NotReady> {
         let deadline = Instant::now() + START_BOUND;
         loop {
             let last = match self.healthz(i) {
-                Ok((200, _)) => return,
+                Ok((200, _)) => return Ok(()),
                 Ok((status, body)) => format!("{status} {body}"),
                 Err(e) => e.to_string(),
             };
@@ -150,9 +176,12 @@ impl Cluster {
                 // The reader thread ends with the process; what it read so far is here.
                 let seen: Vec<String> = rx.try_iter().collect();
                 let tail = seen[seen.len().saturating_sub(30)..].join("\n");
-                panic!(
-                    "nats-server n{i} not ready within {START_BOUND:?} (exited: {exited:?}; last /healthz: {last}); its log:\n{tail}"
-                );
+                return Err(NotReady {
+                    exited: exited.is_some(),
+                    why: format!(
+                        "nats-server n{i} not ready within {START_BOUND:?} (exited: {exited:?}; last /healthz: {last}); its log:\n{tail}"
+                    ),
+                });
             }
             // Polling: nats-server pushes no readiness event a test could await.
             std::thread::sleep(HEALTHZ_EVERY);
@@ -206,7 +235,9 @@ impl Cluster {
     /// stream replicas are current again (`/healthz` checks each one it holds).
     pub fn restart(&mut self, i: usize) {
         self.spawn(i);
-        self.await_ready(i);
+        if let Err(e) = self.await_ready(i) {
+            panic!("restart: {}", e.why);
+        }
     }
 }
 
