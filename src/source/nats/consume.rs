@@ -57,6 +57,10 @@ struct Checkpoint {
 struct NodePosition {
     node: String,
     seq: u64,
+    /// The last `node_id` given a central id, to see gaps and stale repeats. Absent from a
+    /// checkpoint written before gaps existed, when it was `seq` (sequence = id then).
+    #[serde(default)]
+    id: Option<u64>,
 }
 
 /// One message from a node's stream.
@@ -127,12 +131,16 @@ impl Central {
         let next_id = saved.as_ref().map_or(recovered.last_id + 1, |c| c.next_id);
         let positions = nodes
             .iter()
-            .map(|node| NodePosition {
-                node: node.clone(),
-                seq: saved
+            .map(|node| {
+                let (seq, id) = saved
                     .as_ref()
                     .and_then(|c| c.nodes.iter().find(|p| &p.node == node))
-                    .map_or(0, |p| p.seq),
+                    .map_or((0, 0), |p| (p.seq, p.id.unwrap_or(p.seq)));
+                NodePosition {
+                    node: node.clone(),
+                    seq,
+                    id: Some(id),
+                }
             })
             .collect();
         hub.preload(recovered.records);
@@ -247,6 +255,7 @@ impl Central {
     fn commit(&mut self, batch: Vec<Incoming>) -> std::io::Result<()> {
         let mut records = Vec::with_capacity(batch.len());
         let mut skipped = 0;
+        let mut gaps = Vec::new();
         for m in batch {
             let Some(pos) = self.positions.get_mut(m.node) else {
                 continue;
@@ -256,21 +265,30 @@ impl Central {
                 continue;
             }
             pos.seq = m.seq;
-            let made = entry_json(self.next_id, &pos.node, &m, self.privacy.as_mut());
+            let last = pos.id.unwrap_or(pos.seq);
+            let made = entry_json(self.next_id, &pos.node, &m, self.privacy.as_mut(), last);
             match made {
-                Some(json) => {
+                Some((node_id, json)) => {
+                    if node_id > last + 1 {
+                        tracing::warn!(node = %pos.node, after = last, before = node_id, "fleet: ids {}..{} of node {} never reached its stream (lost at the edge); marked on its next entry", last + 1, node_id - 1, pos.node);
+                        gaps.push(node_id - last - 1);
+                    }
+                    pos.id = Some(node_id);
                     records.push(Record::from_json(self.next_id, json));
                     self.next_id += 1;
                 }
                 None => {
                     skipped += 1;
-                    tracing::warn!(node = %pos.node, seq = m.seq, msg_id = ?m.msg_id, bytes = m.payload.len(), "fleet: not an entry; skipped");
+                    tracing::warn!(node = %pos.node, seq = m.seq, msg_id = ?m.msg_id, bytes = m.payload.len(), "fleet: not a new entry of the node; skipped");
                 }
             }
         }
         // Written even for a batch of skipped messages: their positions move on.
         self.journal.append(&records)?;
         self.save_checkpoint(false)?;
+        for lost in gaps {
+            self.status.gap(lost);
+        }
         self.status.consumed(records.len() as u64, skipped);
         self.health.entries_made(records.len() as u64, self.next_id);
         self.hub.publish(records);
@@ -300,10 +318,18 @@ impl Central {
     }
 }
 
-/// The central's JSON for an edge's entry: `{"id":<id>,"node":…,"node_id":<edge id>,` followed by
-/// the rest of the edge's object (after `privacy`, if any), or `None` when the message is not an
-/// edge's entry of `node`.
-fn entry_json(id: u64, node: &str, m: &Incoming, privacy: Option<&mut Privacy>) -> Option<Bytes> {
+/// The edge id and the central's JSON of an edge's entry: `{"id":<id>,"node":…,"node_id":<edge
+/// id>,` followed by the rest of the edge's object (after `privacy`, if any); or `None` when the
+/// message is not a new entry of `node`: not an edge's entry, or an edge id not past `last`, the
+/// last one given an id (a stream recreated and published again). An edge id past `last + 1`
+/// follows a gap, marked on this entry as `"node_gap":{"after":<last>,"before":<edge id>}`.
+fn entry_json(
+    id: u64,
+    node: &str,
+    m: &Incoming,
+    privacy: Option<&mut Privacy>,
+    last: u64,
+) -> Option<(u64, Bytes)> {
     let p = &m.payload;
     let rest = p.strip_prefix(b"{\"id\":")?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -311,6 +337,9 @@ fn entry_json(id: u64, node: &str, m: &Incoming, privacy: Option<&mut Privacy>) 
         return None;
     }
     let node_id: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    if node_id <= last {
+        return None;
+    }
     // The message id the edge set names this node and this id (a foreign publisher's does not).
     let expected = format!("{node}:{node_id}");
     if m.msg_id.as_deref() != Some(expected.as_str()) {
@@ -336,8 +365,13 @@ fn entry_json(id: u64, node: &str, m: &Incoming, privacy: Option<&mut Privacy>) 
     out.extend_from_slice(
         format!("{{\"id\":{id},\"node\":\"{node}\",\"node_id\":{node_id}").as_bytes(),
     );
+    if node_id > last + 1 {
+        out.extend_from_slice(
+            format!(",\"node_gap\":{{\"after\":{last},\"before\":{node_id}}}").as_bytes(),
+        );
+    }
     out.extend_from_slice(tail);
-    Some(Bytes::from(out))
+    Some((node_id, Bytes::from(out)))
 }
 
 /// The edge's object with `privacy` applied: its `client_ip`, `user` and `destination` go through
@@ -509,7 +543,7 @@ mod tests {
     #[test]
     fn an_edge_entry_gets_the_central_id_node_and_node_id_first() {
         let m = msg(Some("e1:7"), r#"{"id":7,"ts":1.5,"method":"GET"}"#);
-        let json = entry_json(42, "e1", &m, None).expect("an entry");
+        let (_, json) = entry_json(42, "e1", &m, None, 6).expect("an entry");
         assert_eq!(
             std::str::from_utf8(&json).unwrap(),
             r#"{"id":42,"node":"e1","node_id":7,"ts":1.5,"method":"GET"}"#
@@ -530,7 +564,7 @@ mod tests {
             (Some("e1:7"), r#"[{"id":7,"a":1}]"#),
         ] {
             assert!(
-                entry_json(1, "e1", &msg(id, payload), None).is_none(),
+                entry_json(1, "e1", &msg(id, payload), None, 0).is_none(),
                 "{id:?} {payload:?}"
             );
         }
@@ -552,7 +586,7 @@ mod tests {
             Some("e1:7"),
             r#"{"id":7,"ts":1795835993.120,"client_ip":"10.20.30.47","destination":"http://h/p?q=secret","user":"alice","x":[1,{"user":"inner"}],"peer":null}"#,
         );
-        let json = entry_json(42, "e1", &m, Some(&mut strict())).expect("an entry");
+        let (_, json) = entry_json(42, "e1", &m, Some(&mut strict()), 6).expect("an entry");
         let text = std::str::from_utf8(&json).expect("utf-8");
         let v: serde_json::Value = serde_json::from_str(text).expect("JSON");
         assert!(
@@ -572,7 +606,7 @@ mod tests {
             Some("e1:7"),
             r#"{"id":7,"user":"alice","us\u0065r":"bob","client_ip":"h.example"}"#,
         );
-        let json = entry_json(1, "e1", &m, Some(&mut strict())).expect("an entry");
+        let (_, json) = entry_json(1, "e1", &m, Some(&mut strict()), 6).expect("an entry");
         let text = std::str::from_utf8(&json).expect("utf-8");
         assert!(
             !text.contains("alice") && !text.contains("bob") && !text.contains("h.example"),
@@ -584,9 +618,32 @@ mod tests {
             r#"{"id":7,"user":"a"} x"#,
         ] {
             assert!(
-                entry_json(1, "e1", &msg(Some("e1:7"), payload), Some(&mut strict())).is_none(),
+                entry_json(1, "e1", &msg(Some("e1:7"), payload), Some(&mut strict()), 6).is_none(),
                 "{payload}"
             );
         }
+    }
+
+    #[test]
+    fn a_jump_in_node_id_is_marked_and_a_repeat_is_not_an_entry() {
+        let m = msg(Some("e1:7"), r#"{"id":7,"method":"GET"}"#);
+        let (node_id, json) = entry_json(42, "e1", &m, None, 3).expect("an entry");
+        assert_eq!(node_id, 7);
+        assert_eq!(
+            std::str::from_utf8(&json).unwrap(),
+            r#"{"id":42,"node":"e1","node_id":7,"node_gap":{"after":3,"before":7},"method":"GET"}"#
+        );
+        assert!(entry_json(42, "e1", &m, None, 7).is_none(), "taken already");
+        assert!(
+            entry_json(42, "e1", &m, None, 9).is_none(),
+            "older than the last"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_gaps_reads_its_id_as_the_sequence() {
+        let cp: Checkpoint =
+            serde_json::from_str(r#"{"next_id":5,"nodes":[{"node":"e1","seq":4}]}"#).expect("old");
+        assert_eq!(cp.nodes[0].id, None);
     }
 }
