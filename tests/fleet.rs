@@ -7,8 +7,9 @@
 //! edge (cut at a TCP relay the test owns) during which that edge's own subscribers
 //! keep receiving every line.
 //!
-//! Rates are scaled down from the 10,000 lines/s per edge to [`RATE`] (debug builds on a
-//! shared two-core machine; `PROXYTAIL_FLEET_RATE` overrides it), and the outage lasts [`OUTAGE`]
+//! Rates are scaled down from the 10,000 lines/s per edge to 2,000 (debug daemons cost
+//! ~93 µs of CPU per line at an edge and ~53 µs at the central: 10,000 would need ~4.4 cores, the
+//! machine has 2; BENCHMARKS §12); `PROXYTAIL_FLEET_RATE` overrides it. The outage lasts 60 s
 //! (`PROXYTAIL_FLEET_OUTAGE_SECS` overrides it).
 mod common;
 mod fleet_support;
