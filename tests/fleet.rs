@@ -588,6 +588,48 @@ async fn unreachable_nats_is_reported_and_foreign_messages_get_no_id() {
     );
     assert!(edge.terminate(WAIT).success(), "{}", tail_of(&logs));
 
+    // A NATS server without JetStream: check-config says so and fails; an edge runs, connected,
+    // and its health says why nothing is published.
+    let plain = tokio::task::block_in_place(Cluster::start_without_jetstream);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxytail"))
+        .args(["check-config", "--state-dir"])
+        .arg(dir.path().join("check-state"))
+        .arg("--access-log")
+        .arg(&log)
+        .arg("--users")
+        .arg(&users)
+        .args(["--publish", &plain.url(0), "--node-name", "e1"])
+        .output()
+        .expect("run check-config");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("no JetStream"),
+        "check-config names the missing JetStream: {text}"
+    );
+    let mut plain_args = args.clone();
+    let at = plain_args
+        .iter()
+        .position(|a| a == "--publish")
+        .expect("--publish");
+    plain_args[at + 1] = plain.url(0);
+    let mut edge = tokio::task::block_in_place(|| Proc::start(&plain_args, &logs, START));
+    let h = health_until(
+        edge.addr,
+        "the edge says why it cannot publish",
+        WAIT,
+        |h| {
+            h["fleet"]["connected"] == true
+                && h["fleet"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("PROXYTAIL_e1"))
+        },
+    )
+    .await;
+    eprintln!("edge on a NATS without JetStream: {}", h["fleet"]);
+    assert!(edge.terminate(WAIT).success(), "{}", tail_of(&logs));
+    drop(plain);
+
     // A stream holding a foreign message, a malformed one and an entry: only the entry gets an id.
     let cluster = tokio::task::block_in_place(|| Cluster::start(1));
     let client = async_nats::connect(cluster.url(0)).await.expect("connect");

@@ -76,8 +76,17 @@ impl Cluster {
         // A port found free may be taken by another process before nats-server binds it (other
         // tests bind 127.0.0.1:0 all the time): a server that exits at start-up gets a new
         // cluster on new ports. One that runs but does not get ready fails the test.
+        Cluster::start_with(n, true)
+    }
+
+    /// One server without JetStream: a misconfigured NATS for a fleet daemon.
+    pub fn start_without_jetstream() -> Cluster {
+        Cluster::start_with(1, false)
+    }
+
+    fn start_with(n: usize, jetstream: bool) -> Cluster {
         for attempt in 1.. {
-            match Cluster::try_start(n) {
+            match Cluster::try_start(n, jetstream) {
                 Ok(cluster) => return cluster,
                 Err(NotReady { exited: true, why }) if attempt < START_ATTEMPTS => {
                     eprintln!("nats cluster start attempt {attempt} failed, retrying: {why}");
@@ -88,7 +97,7 @@ impl Cluster {
         unreachable!("the loop returns or panics")
     }
 
-    fn try_start(n: usize) -> Result<Cluster, NotReady> {
+    fn try_start(n: usize, jetstream: bool) -> Result<Cluster, NotReady> {
         let dir = tempfile::tempdir().expect("temp dir");
         let client: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let route: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -105,12 +114,15 @@ impl Cluster {
             // no_advertise: clients learn no other servers, so an edge behind a relay cannot
             // bypass it when the test cuts the relay.
             let mut text = format!(
-                "server_name: n{i}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n\
-                 jetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 2GB }}\n",
-                client[i],
-                monitor[i],
-                store.display(),
+                "server_name: n{i}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n",
+                client[i], monitor[i],
             );
+            if jetstream {
+                text.push_str(&format!(
+                    "jetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 2GB }}\n",
+                    store.display()
+                ));
+            }
             if n > 1 {
                 text.push_str(&format!(
                     "cluster {{ name: proxytail-test, listen: 127.0.0.1:{}, no_advertise: true, routes: [{routes}] }}\n",
