@@ -150,7 +150,7 @@ impl Publisher {
                     // retention): those entries are lost to the fleet. Publishing goes on from
                     // the oldest one held, at the stream's next sequence; the central sees the
                     // jump in `node_id` and marks it.
-                    let lost = before - after - 1;
+                    let lost = before.saturating_sub(after + 1);
                     tracing::warn!(
                         after,
                         before,
