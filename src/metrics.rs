@@ -285,6 +285,16 @@ impl Metrics {
                     "Stream messages that were not an edge's entry, skipped (central)",
                     f.skipped,
                 ),
+                (
+                    "fleet_gaps",
+                    "Gaps in a node's ids: its journal lost entries before they were published",
+                    f.gaps,
+                ),
+                (
+                    "fleet_lost",
+                    "Entries in those gaps, never published (edge) or received (central)",
+                    f.lost,
+                ),
             ] {
                 let c = U64Counter::default();
                 c.inc_by(v);

@@ -1,5 +1,6 @@
-//! The privacy policy (CONTRACT §7): applied by the tailer to each entry as it is made, before its
-//! id, record and journal line, so nothing downstream (history, journal, subscribers, filters)
+//! The privacy policy (CONTRACT §7): applied by the tailer to each entry as it is made, and by a
+//! fleet central to each entry it takes from a node's stream, before its id, record and journal
+//! line, so nothing downstream (history, journal, subscribers, filters)
 //! ever holds a raw value the policy removes.
 //!
 //! Pseudonyms are `p-` plus the first 12 hex digits of HMAC-SHA-256 under a 256-bit key drawn from

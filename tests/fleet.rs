@@ -2,12 +2,14 @@
 //! real binary with `--publish`) write their logs continuously, a central (`--consume`) merges the
 //! three streams, and a WebSocket subscriber on the central that resumes with `since` after every
 //! disconnection receives every line of every edge exactly once, in each node's order, with `node`
-//! and `node_id` — across a SIGKILL of an edge, of the central and of one NATS server, and a NATS
-//! outage of one edge (cut at a TCP relay the test owns) during which that edge's own subscribers
+//! and `node_id` — across a SIGKILL of an edge, of the central and of one NATS server (restarted
+//! while traffic flows, then another one killed once it has caught up), and a NATS outage of one
+//! edge (cut at a TCP relay the test owns) during which that edge's own subscribers
 //! keep receiving every line.
 //!
-//! Rates are scaled down from the 10,000 lines/s per edge to [`RATE`] (debug builds on a
-//! shared two-core machine; `PROXYTAIL_FLEET_RATE` overrides it), and the outage lasts [`OUTAGE`]
+//! Rates are scaled down from the 10,000 lines/s per edge to 2,000 (debug daemons cost
+//! ~93 µs of CPU per line at an edge and ~53 µs at the central: 10,000 would need ~4.4 cores, the
+//! machine has 2; BENCHMARKS §12); `PROXYTAIL_FLEET_RATE` overrides it. The outage lasts 60 s
 //! (`PROXYTAIL_FLEET_OUTAGE_SECS` overrides it).
 mod common;
 mod fleet_support;
@@ -26,7 +28,7 @@ use tokio::sync::watch;
 
 /// Lines per second each edge's log gets.
 fn rate() -> u64 {
-    env_or("PROXYTAIL_FLEET_RATE", 1000)
+    env_or("PROXYTAIL_FLEET_RATE", 2000)
 }
 
 /// How long one edge is cut off NATS.
@@ -355,13 +357,30 @@ async fn every_edge_line_reaches_the_central_subscriber_once_across_kills_and_an
     })
     .await;
 
-    // SIGKILL one NATS server (replicas 3: the other two keep the streams).
+    // SIGKILL one NATS server (replicas 3: the other two keep the streams), then start it again
+    // on its ports and store while the edges publish: it rejoins and catches its replicas up.
     cluster.kill(1);
     let seen = got.lock().unwrap().count("e2");
     wait_for(&got, "entries with one NATS server down", progress, |r| {
         r.count("e2") > seen + 500
     })
     .await;
+    tokio::task::block_in_place(|| cluster.restart(1));
+    // Healed: with server 1's replicas current again, a second server may die without the
+    // streams losing their quorum (had server 1 not caught up, they would stall here).
+    cluster.kill(2);
+    let seen = {
+        let r = got.lock().unwrap();
+        [r.count("e1"), r.count("e2")]
+    };
+    wait_for(
+        &got,
+        "entries with server 1 back and server 2 down",
+        progress,
+        |r| r.count("e1") > seen[0] + 500 && r.count("e2") > seen[1] + 500,
+    )
+    .await;
+    tokio::task::block_in_place(|| cluster.restart(2));
 
     // Cut e3 off NATS. Its own subscriber keeps getting every line (RELIABILITY 86) and it counts
     // what is pending.
@@ -403,6 +422,7 @@ async fn every_edge_line_reaches_the_central_subscriber_once_across_kills_and_an
         .map(|(e, &n)| (e.name.clone(), n))
         .collect();
     let all_in = |r: &Received| expect.iter().all(|(n, &total)| r.count(n) as u64 >= total);
+    let stopped = Instant::now();
     wait_for(
         &got,
         "every line of every edge at the central",
@@ -410,6 +430,15 @@ async fn every_edge_line_reaches_the_central_subscriber_once_across_kills_and_an
         all_in,
     )
     .await;
+    // Figures for the rate's choice (BENCHMARKS §12): lines written, how long the central took to
+    // drain them, and daemon CPU per line (e2 is never restarted; the central since its restart).
+    let e2_pid = edges[1].proc.as_ref().expect("e2 running").pid();
+    eprintln!(
+        "fleet: rate {rate}/s per edge, written {expect:?}, drained {:.1} s after the writers stopped; CPU per line: edge e2 {:.1} µs, central (since its restart) {:.1} µs",
+        stopped.elapsed().as_secs_f64(),
+        cpu_secs(e2_pid) * 1e6 / totals[1] as f64,
+        cpu_secs(central.pid()) * 1e6 / totals.iter().sum::<u64>() as f64,
+    );
     // The central may hold an entry before the edge has its acknowledgement: pending reaches 0
     // a moment later.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -461,6 +490,16 @@ async fn every_edge_line_reaches_the_central_subscriber_once_across_kills_and_an
         "central stops cleanly:\n{}",
         tail_of(&central_logs)
     );
+}
+
+/// CPU seconds (user + system) process `pid` has used (`/proc/PID/stat`, 100 ticks/s).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
 }
 
 /// A closed loopback port: nothing answers there.
@@ -549,6 +588,48 @@ async fn unreachable_nats_is_reported_and_foreign_messages_get_no_id() {
     );
     assert!(edge.terminate(WAIT).success(), "{}", tail_of(&logs));
 
+    // A NATS server without JetStream: check-config says so and fails; an edge runs, connected,
+    // and its health says why nothing is published.
+    let plain = tokio::task::block_in_place(Cluster::start_without_jetstream);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxytail"))
+        .args(["check-config", "--state-dir"])
+        .arg(dir.path().join("check-state"))
+        .arg("--access-log")
+        .arg(&log)
+        .arg("--users")
+        .arg(&users)
+        .args(["--publish", &plain.url(0), "--node-name", "e1"])
+        .output()
+        .expect("run check-config");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("no JetStream"),
+        "check-config names the missing JetStream: {text}"
+    );
+    let mut plain_args = args.clone();
+    let at = plain_args
+        .iter()
+        .position(|a| a == "--publish")
+        .expect("--publish");
+    plain_args[at + 1] = plain.url(0);
+    let mut edge = tokio::task::block_in_place(|| Proc::start(&plain_args, &logs, START));
+    let h = health_until(
+        edge.addr,
+        "the edge says why it cannot publish",
+        WAIT,
+        |h| {
+            h["fleet"]["connected"] == true
+                && h["fleet"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("PROXYTAIL_e1") && e.contains("jetstream"))
+        },
+    )
+    .await;
+    assert_eq!(h["fleet"]["published"], 0, "{h}");
+    assert!(edge.terminate(WAIT).success(), "{}", tail_of(&logs));
+    drop(plain);
+
     // A stream holding a foreign message, a malformed one and an entry: only the entry gets an id.
     let cluster = tokio::task::block_in_place(|| Cluster::start(1));
     let client = async_nats::connect(cluster.url(0)).await.expect("connect");
@@ -617,4 +698,309 @@ async fn edge_subscriber_since(addr: SocketAddr, since: u64) -> Client {
         "ws://{addr}/api/ws/logs?token={token}&since={since}"
     ))
     .await
+}
+
+/// Every file under `dir` (recursively) that holds `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read state dir") {
+            let path = e.expect("dir entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if std::fs::read(&path)
+                .expect("read state file")
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_central_applies_its_own_privacy_policy_to_what_it_consumes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let users = write_users(dir.path());
+    let cluster = tokio::task::block_in_place(|| Cluster::start(1));
+    let log = dir.path().join("p1.log");
+    std::fs::write(&log, "").expect("create log");
+    let edge_state = dir.path().join("edge-state");
+    let central_state = dir.path().join("central-state");
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // The edge keeps everything (the default policy); the central removes all three.
+    let edge_args = s(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &edge_state.display().to_string(),
+        "--access-log",
+        &log.display().to_string(),
+        "--users",
+        &users.display().to_string(),
+        "--publish",
+        &cluster.url(0),
+        "--node-name",
+        "p1",
+    ]);
+    let central_args = s(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &central_state.display().to_string(),
+        "--users",
+        &users.display().to_string(),
+        "--consume",
+        &cluster.url(0),
+        "--nodes",
+        "p1",
+        "--privacy-client-ip",
+        "truncate",
+        "--privacy-user",
+        "pseudonymize",
+        "--privacy-query",
+        "strip",
+    ]);
+    let (elogs, clogs) = (LogTail::default(), LogTail::default());
+    let mut edge = tokio::task::block_in_place(|| Proc::start(&edge_args, &elogs, START));
+    let mut central = tokio::task::block_in_place(|| Proc::start(&central_args, &clogs, START));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("log");
+    for seq in 1..=3 {
+        writeln!(
+            f,
+            "1795835993.{seq:03}     85 10.20.30.47 TCP_MISS/200 4096 GET http://p1.example/{seq}?q=secret-{seq} alice HIER_DIRECT/93.184.216.34 text/html"
+        )
+        .expect("append");
+    }
+    let mut local = edge_subscriber_since(edge.addr, 0).await;
+    for (i, e) in read_entries(&mut local, 3).await.iter().enumerate() {
+        assert_eq!(e["client_ip"], "10.20.30.47", "{e}");
+        assert_eq!(e["user"], "alice", "{e}");
+        assert_eq!(
+            e["destination"],
+            format!("http://p1.example/{}?q=secret-{}", i + 1, i + 1)
+        );
+    }
+    let mut sub = edge_subscriber_since(central.addr, 0).await;
+    let got = read_entries(&mut sub, 3).await;
+    for (i, e) in got.iter().enumerate() {
+        assert_eq!(e["node_id"], i as u64 + 1, "{e}");
+        assert_eq!(e["client_ip"], "10.20.30.0", "{e}");
+        assert_eq!(e["destination"], format!("http://p1.example/{}", i + 1));
+        let user = e["user"].as_str().unwrap_or_default();
+        assert!(user.starts_with("p-") && user.len() == 14, "{e}");
+        assert_eq!(e["user"], got[0]["user"], "one pseudonym per user");
+    }
+    assert!(edge.terminate(WAIT).success(), "{}", tail_of(&elogs));
+    assert!(central.terminate(WAIT).success(), "{}", tail_of(&clogs));
+    // On disk: the edge's journal holds the raw values (so the search below can find them), the
+    // central's state directory holds none of them.
+    for raw in ["10.20.30.47", "alice", "secret-"] {
+        assert!(
+            !files_holding(&edge_state, raw).is_empty(),
+            "the edge's journal keeps {raw:?}"
+        );
+        let leaked = files_holding(&central_state, raw);
+        assert!(leaked.is_empty(), "{raw:?} in the central's {leaked:?}");
+    }
+}
+
+/// Polls `GET /api/health` of `addr` until `cond` holds on it (bounded by `bound`).
+async fn health_until(
+    addr: SocketAddr,
+    what: &str,
+    bound: Duration,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + bound;
+    let credentials = basic(USER, PASSWORD);
+    loop {
+        // With credentials: the journal's figures are part of the detail.
+        let h = get_within(
+            addr,
+            "/api/health",
+            &[("authorization", &credentials)],
+            WAIT,
+        )
+        .await
+        .json();
+        if cond(&h) {
+            return h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {bound:?}: {h}"
+        );
+        // Health is polled: the daemon pushes no event for it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_whose_journal_lost_what_its_stream_lacks_publishes_on_past_a_marked_gap() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let users = write_users(dir.path());
+    let cluster = tokio::task::block_in_place(|| Cluster::start(1));
+    let relay = Relay::start(cluster.addr(0)).await;
+    let log = dir.path().join("g1.log");
+    std::fs::write(&log, "").expect("create log");
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // A small journal and history: an outage of a few thousand lines outlives them.
+    let edge_args = s(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &dir.path().join("edge-state").display().to_string(),
+        "--access-log",
+        &log.display().to_string(),
+        "--users",
+        &users.display().to_string(),
+        "--publish",
+        &relay.url(),
+        "--node-name",
+        "g1",
+        "--history",
+        "100",
+        "--retention-bytes",
+        "1MiB",
+    ]);
+    let central_args = s(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &dir.path().join("central-state").display().to_string(),
+        "--users",
+        &users.display().to_string(),
+        "--consume",
+        &cluster.url(0),
+        "--nodes",
+        "g1",
+    ]);
+    let (elogs, clogs) = (LogTail::default(), LogTail::default());
+    let mut edge = tokio::task::block_in_place(|| Proc::start(&edge_args, &elogs, START));
+    let mut central = tokio::task::block_in_place(|| Proc::start(&central_args, &clogs, START));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("log");
+    let mut write = |from: u64, to: u64| {
+        let text: String = (from..=to).map(|seq| squid_line("g1", seq)).collect();
+        f.write_all(text.as_bytes()).expect("append");
+    };
+    let progress = Duration::from_secs(90);
+    let mut sub = edge_subscriber_since(central.addr, 0).await;
+    write(1, 10);
+    let first = read_entries(&mut sub, 10).await;
+    assert!(
+        first.iter().all(|e| e.get("node_gap").is_none()),
+        "{first:?}"
+    );
+
+    // Off NATS, the edge makes 20,000 entries; its journal keeps the last ~1 MiB of them.
+    relay.cut();
+    let total = 20_010;
+    write(11, total);
+    let h = health_until(
+        edge.addr,
+        "the edge's journal past the outage's start",
+        DRAIN,
+        |h| h["last_id"] == total && h["journal"]["oldest_id"].as_u64().unwrap_or(0) > 11,
+    )
+    .await;
+    let oldest = h["journal"]["oldest_id"].as_u64().expect("oldest id");
+    // Restarted while still cut off: what the running publisher held in memory (its queue, the
+    // publishes the client buffered) is gone, so only the journal can serve the stream now.
+    assert!(edge.terminate(WAIT).success(), "{}", tail_of(&elogs));
+    edge = tokio::task::block_in_place(|| Proc::start(&edge_args, &elogs, START));
+
+    // Back on NATS: it publishes what it has, in order, past the gap, and counts the gap.
+    relay.restore();
+    let mut after = Vec::new();
+    let mut last_node_id = 10;
+    let mut gaps = Vec::new();
+    while last_node_id < total {
+        let e = read_entries(&mut sub, 1).await.remove(0);
+        let node_id = e["node_id"].as_u64().expect("node_id");
+        assert_eq!(
+            e["id"],
+            11 + after.len() as u64,
+            "central ids stay consecutive: {e}"
+        );
+        if node_id != last_node_id + 1 {
+            assert_eq!(
+                e["node_gap"],
+                serde_json::json!({"after": last_node_id, "before": node_id}),
+                "the first entry after a gap marks it: {e}"
+            );
+            gaps.push((last_node_id, node_id));
+        } else {
+            assert!(e.get("node_gap").is_none(), "{e}");
+        }
+        last_node_id = node_id;
+        after.push(e);
+    }
+    assert_eq!(gaps.len(), 1, "one gap: {gaps:?}");
+    let (gap_after, gap_before) = gaps[0];
+    assert_eq!(
+        gap_before, oldest,
+        "published on from the journal's oldest entry"
+    );
+    let lost = gap_before - gap_after - 1;
+    let eh = health_until(edge.addr, "the edge's backlog published", progress, |h| {
+        h["fleet"]["pending"] == 0
+    })
+    .await;
+    assert_eq!(
+        (&eh["fleet"]["gaps"], &eh["fleet"]["lost"]),
+        (&serde_json::json!(1), &serde_json::json!(lost)),
+        "{eh}"
+    );
+    let ch = health(central.addr).await;
+    assert_eq!(
+        (
+            &ch["fleet"]["gaps"],
+            &ch["fleet"]["lost"],
+            &ch["fleet"]["skipped"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(lost),
+            &serde_json::json!(0)
+        ),
+        "{ch}"
+    );
+    let metrics = get_within(
+        central.addr,
+        "/metrics",
+        &[("authorization", &basic(USER, PASSWORD))],
+        WAIT,
+    )
+    .await
+    .text();
+    assert!(
+        metrics.contains(&format!("proxytail_fleet_lost_total {lost}\n"))
+            && metrics.contains("proxytail_fleet_gaps_total 1\n"),
+        "{metrics}"
+    );
+
+    // A restarted edge resumes after the stream's last entry (its id is read from the message
+    // id, the sequence being behind it now): no new gap, nothing twice.
+    assert!(edge.terminate(WAIT).success(), "{}", tail_of(&elogs));
+    edge = tokio::task::block_in_place(|| Proc::start(&edge_args, &elogs, START));
+    write(total + 1, total + 5);
+    let more = read_entries(&mut sub, 5).await;
+    for (k, e) in more.iter().enumerate() {
+        assert_eq!(e["node_id"], total + 1 + k as u64, "{e}");
+        assert!(e.get("node_gap").is_none(), "{e}");
+    }
+    let ch = health(central.addr).await;
+    assert_eq!(ch["fleet"]["gaps"], 1, "{ch}");
+    assert!(edge.terminate(WAIT).success(), "{}", tail_of(&elogs));
+    assert!(central.terminate(WAIT).success(), "{}", tail_of(&clogs));
 }

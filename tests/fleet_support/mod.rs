@@ -2,9 +2,15 @@
 //! ports with temporary store directories, started, SIGKILLed and restarted by the test and killed
 //! when dropped, so nothing is left running. Plus a TCP relay the test owns and can cut, to take one
 //! edge off NATS while the others stay on.
+//!
+//! A server counts as ready when its monitoring endpoint's `/healthz` answers 200: JetStream is
+//! up, the server is in contact with a metadata leader, and (once streams exist) every stream
+//! replica it holds is current. Its log is no readiness signal: a start-up on a loaded machine once
+//! waited 60 s for a "metadata leader" line, and a server restarted into a running cluster must
+//! also have caught up its replicas before the next server may be killed.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,8 +20,21 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-/// How long a server has to join its cluster (the machine is loaded).
-const START_BOUND: Duration = Duration::from_secs(60);
+/// How long a server has to join its cluster and catch up its replicas (the machine is loaded).
+const START_BOUND: Duration = Duration::from_secs(120);
+
+/// Cluster starts tried when a server exits at start-up (a port taken meanwhile).
+const START_ATTEMPTS: u32 = 3;
+
+/// Why a server did not get ready.
+struct NotReady {
+    /// It exited (e.g. its port was taken), rather than running without getting healthy.
+    exited: bool,
+    why: String,
+}
+
+/// Between two `/healthz` questions while a server gets ready (nats-server pushes no event).
+const HEALTHZ_EVERY: Duration = Duration::from_millis(100);
 
 /// A free loopback port (bound and released; nats-server binds it a moment later).
 fn free_port() -> u16 {
@@ -28,10 +47,12 @@ fn free_port() -> u16 {
 /// One nats-server process.
 struct Server {
     child: Option<Child>,
-    /// Every stderr line, to await its readiness.
+    /// Every stderr line, shown when it does not get ready.
     lines: Option<mpsc::Receiver<String>>,
     config: PathBuf,
     client_port: u16,
+    /// Its monitoring endpoint (`http:`), for `/healthz`.
+    monitor_port: u16,
 }
 
 /// Three (or `n`) servers in one cluster with JetStream.
@@ -41,8 +62,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` servers and waits (bounded) until each has joined and a JetStream metadata
-    /// leader is elected.
+    /// Starts `n` servers and waits (bounded) until each is healthy: joined, with a JetStream
+    /// metadata leader elected.
     pub fn start(n: usize) -> Cluster {
         assert!(
             Command::new("nats-server")
@@ -52,9 +73,35 @@ impl Cluster {
                 .unwrap_or(false),
             "nats-server is missing: apt-get install -y nats-server (scripts/test.sh does)"
         );
+        // A port found free may be taken by another process before nats-server binds it (other
+        // tests bind 127.0.0.1:0 all the time): a server that exits at start-up gets a new
+        // cluster on new ports. One that runs but does not get ready fails the test.
+        Cluster::start_with(n, true)
+    }
+
+    /// One server without JetStream: a misconfigured NATS for a fleet daemon.
+    pub fn start_without_jetstream() -> Cluster {
+        Cluster::start_with(1, false)
+    }
+
+    fn start_with(n: usize, jetstream: bool) -> Cluster {
+        for attempt in 1.. {
+            match Cluster::try_start(n, jetstream) {
+                Ok(cluster) => return cluster,
+                Err(NotReady { exited: true, why }) if attempt < START_ATTEMPTS => {
+                    eprintln!("nats cluster start attempt {attempt} failed, retrying: {why}");
+                }
+                Err(NotReady { why, .. }) => panic!("{why}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn try_start(n: usize, jetstream: bool) -> Result<Cluster, NotReady> {
         let dir = tempfile::tempdir().expect("temp dir");
         let client: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let route: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let monitor: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let routes = route
             .iter()
             .map(|p| format!("nats-route://127.0.0.1:{p}"))
@@ -67,11 +114,15 @@ impl Cluster {
             // no_advertise: clients learn no other servers, so an edge behind a relay cannot
             // bypass it when the test cuts the relay.
             let mut text = format!(
-                "server_name: n{i}\nlisten: 127.0.0.1:{}\n\
-                 jetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 2GB }}\n",
-                client[i],
-                store.display(),
+                "server_name: n{i}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n",
+                client[i], monitor[i],
             );
+            if jetstream {
+                text.push_str(&format!(
+                    "jetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 2GB }}\n",
+                    store.display()
+                ));
+            }
             if n > 1 {
                 text.push_str(&format!(
                     "cluster {{ name: proxytail-test, listen: 127.0.0.1:{}, no_advertise: true, routes: [{routes}] }}\n",
@@ -84,6 +135,7 @@ impl Cluster {
                 lines: None,
                 config,
                 client_port: client[i],
+                monitor_port: monitor[i],
             });
         }
         let mut cluster = Cluster { dir, servers };
@@ -91,9 +143,9 @@ impl Cluster {
             cluster.spawn(i);
         }
         for i in 0..n {
-            cluster.await_ready(i);
+            cluster.await_ready(i)?;
         }
-        cluster
+        Ok(cluster)
     }
 
     fn spawn(&mut self, i: usize) {
@@ -117,35 +169,52 @@ impl Cluster {
         s.lines = Some(rx);
     }
 
-    /// A single server is ready when it says so; a clustered one once a metadata leader is known.
-    fn await_ready(&mut self, i: usize) {
-        let needle = if self.servers.len() > 1 {
-            "metadata leader"
-        } else {
-            "Server is ready"
-        };
-        self.await_line(i, needle, START_BOUND);
+    /// Waits (bounded) until server `i`'s `/healthz` answers 200; fails at once if it exited, and
+    /// says why with its last log lines and health answer either way.
+    fn await_ready(&mut self, i: usize) -> Result<(), NotReady> {
+        let deadline = Instant::now() + START_BOUND;
+        loop {
+            let last = match self.healthz(i) {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, body)) => format!("{status} {body}"),
+                Err(e) => e.to_string(),
+            };
+            let exited = self.servers[i]
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() >= deadline {
+                let rx = self.servers[i].lines.as_ref().expect("spawned");
+                // The reader thread ends with the process; what it read so far is here.
+                let seen: Vec<String> = rx.try_iter().collect();
+                let tail = seen[seen.len().saturating_sub(30)..].join("\n");
+                return Err(NotReady {
+                    exited: exited.is_some(),
+                    why: format!(
+                        "nats-server n{i} not ready within {START_BOUND:?} (exited: {exited:?}; last /healthz: {last}); its log:\n{tail}"
+                    ),
+                });
+            }
+            // Polling: nats-server pushes no readiness event a test could await.
+            std::thread::sleep(HEALTHZ_EVERY);
+        }
     }
 
-    fn await_line(&mut self, i: usize, needle: &str, bound: Duration) {
-        let deadline = Instant::now() + bound;
-        let rx = self.servers[i].lines.as_ref().expect("running");
-        // What the server said, shown when the wait fails (a cluster that never elects a leader
-        // says why in its log).
-        let mut seen: Vec<String> = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return,
-                Ok(line) => seen.push(line),
-                Err(e) => {
-                    let tail = seen[seen.len().saturating_sub(30)..].join("\n");
-                    panic!(
-                        "nats-server n{i}: no {needle:?} within {bound:?} ({e}); its log:\n{tail}"
-                    )
-                }
-            }
-        }
+    /// `GET /healthz` of server `i`: status code and body.
+    pub fn healthz(&self, i: usize) -> std::io::Result<(u16, String)> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.servers[i].monitor_port));
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw)?;
+        let status = raw
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = raw.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_owned();
+        Ok((status, body))
     }
 
     /// `nats://127.0.0.1:p` of server `i`.
@@ -174,10 +243,13 @@ impl Cluster {
         }
     }
 
-    /// Starts server `i` again on its ports and store, and waits until it has rejoined.
+    /// Starts server `i` again on its ports and store, and waits until it has rejoined and its
+    /// stream replicas are current again (`/healthz` checks each one it holds).
     pub fn restart(&mut self, i: usize) {
         self.spawn(i);
-        self.await_ready(i);
+        if let Err(e) = self.await_ready(i) {
+            panic!("restart: {}", e.why);
+        }
     }
 }
 

@@ -10,11 +10,17 @@
 //!
 //! A message that is not an edge's entry (no `{"id":N,` object, a newline inside, a message id that
 //! names another node or id) is counted in `skipped` and never given an id.
+//!
+//! The central's own privacy policy (CONTRACT §7) is applied to each entry before its id, record
+//! and journal line, as the file source does: an edge that keeps raw values does not make the
+//! central keep them.
 use super::{stream_name, Status, RETRY_EVERY};
 use crate::config::{Config, Fleet};
 use crate::error::StartupError;
+use crate::filter::Fields;
 use crate::hub::{Hub, Record};
 use crate::notify::Watchdog;
+use crate::privacy::Privacy;
 use crate::source::file::checkpoint::StateDir;
 use crate::source::file::syncer::{Syncer, SYNC_EVERY};
 use crate::source::file::TailHealth;
@@ -22,7 +28,10 @@ use crate::store::journal::{self, Journal};
 use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use parsers::Entry;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -48,6 +57,10 @@ struct Checkpoint {
 struct NodePosition {
     node: String,
     seq: u64,
+    /// The last `node_id` given a central id, to see gaps and stale repeats. Absent from a
+    /// checkpoint written before gaps existed, when it was `seq` (sequence = id then).
+    #[serde(default)]
+    id: Option<u64>,
 }
 
 /// One message from a node's stream.
@@ -76,6 +89,9 @@ pub struct Central {
     next_id: u64,
     /// Node names and their last stream sequence taken, in `--nodes` order.
     positions: Vec<NodePosition>,
+    /// The central's privacy policy, applied before an entry gets its record; `None` when it
+    /// keeps all.
+    privacy: Option<Privacy>,
     syncer: Syncer,
     last_sync: Instant,
     /// The checkpoint was replaced since the last `fsync`.
@@ -115,12 +131,16 @@ impl Central {
         let next_id = saved.as_ref().map_or(recovered.last_id + 1, |c| c.next_id);
         let positions = nodes
             .iter()
-            .map(|node| NodePosition {
-                node: node.clone(),
-                seq: saved
+            .map(|node| {
+                let (seq, id) = saved
                     .as_ref()
                     .and_then(|c| c.nodes.iter().find(|p| &p.node == node))
-                    .map_or(0, |p| p.seq),
+                    .map_or((0, 0), |p| (p.seq, p.id.unwrap_or(p.seq)));
+                NodePosition {
+                    node: node.clone(),
+                    seq,
+                    id: Some(id),
+                }
             })
             .collect();
         hub.preload(recovered.records);
@@ -136,6 +156,7 @@ impl Central {
             journal,
             next_id,
             positions,
+            privacy: Privacy::new(config.privacy),
             syncer: Syncer::new(),
             last_sync: Instant::now(),
             dirty: false,
@@ -234,6 +255,7 @@ impl Central {
     fn commit(&mut self, batch: Vec<Incoming>) -> std::io::Result<()> {
         let mut records = Vec::with_capacity(batch.len());
         let mut skipped = 0;
+        let mut gaps = Vec::new();
         for m in batch {
             let Some(pos) = self.positions.get_mut(m.node) else {
                 continue;
@@ -243,21 +265,30 @@ impl Central {
                 continue;
             }
             pos.seq = m.seq;
-            let made = entry_json(self.next_id, &pos.node, &m);
+            let last = pos.id.unwrap_or(pos.seq);
+            let made = entry_json(self.next_id, &pos.node, &m, self.privacy.as_mut(), last);
             match made {
-                Some(json) => {
+                Some((node_id, json)) => {
+                    if node_id > last + 1 {
+                        tracing::warn!(node = %pos.node, after = last, before = node_id, "fleet: ids {}..{} of node {} never reached its stream (lost at the edge); marked on its next entry", last + 1, node_id - 1, pos.node);
+                        gaps.push(node_id - last - 1);
+                    }
+                    pos.id = Some(node_id);
                     records.push(Record::from_json(self.next_id, json));
                     self.next_id += 1;
                 }
                 None => {
                     skipped += 1;
-                    tracing::warn!(node = %pos.node, seq = m.seq, msg_id = ?m.msg_id, bytes = m.payload.len(), "fleet: not an entry; skipped");
+                    tracing::warn!(node = %pos.node, seq = m.seq, msg_id = ?m.msg_id, bytes = m.payload.len(), "fleet: not a new entry of the node; skipped");
                 }
             }
         }
         // Written even for a batch of skipped messages: their positions move on.
         self.journal.append(&records)?;
         self.save_checkpoint(false)?;
+        for lost in gaps {
+            self.status.gap(lost);
+        }
         self.status.consumed(records.len() as u64, skipped);
         self.health.entries_made(records.len() as u64, self.next_id);
         self.hub.publish(records);
@@ -287,9 +318,18 @@ impl Central {
     }
 }
 
-/// The central's JSON for an edge's entry: `{"id":<id>,"node":…,"node_id":<edge id>,` followed by
-/// the rest of the edge's object, or `None` when the message is not an edge's entry of `node`.
-fn entry_json(id: u64, node: &str, m: &Incoming) -> Option<Bytes> {
+/// The edge id and the central's JSON of an edge's entry: `{"id":<id>,"node":…,"node_id":<edge
+/// id>,` followed by the rest of the edge's object (after `privacy`, if any); or `None` when the
+/// message is not a new entry of `node`: not an edge's entry, or an edge id not past `last`, the
+/// last one given an id (a stream recreated and published again). An edge id past `last + 1`
+/// follows a gap, marked on this entry as `"node_gap":{"after":<last>,"before":<edge id>}`.
+fn entry_json(
+    id: u64,
+    node: &str,
+    m: &Incoming,
+    privacy: Option<&mut Privacy>,
+    last: u64,
+) -> Option<(u64, Bytes)> {
     let p = &m.payload;
     let rest = p.strip_prefix(b"{\"id\":")?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -297,22 +337,110 @@ fn entry_json(id: u64, node: &str, m: &Incoming) -> Option<Bytes> {
         return None;
     }
     let node_id: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    if node_id <= last {
+        return None;
+    }
     // The message id the edge set names this node and this id (a foreign publisher's does not).
     let expected = format!("{node}:{node_id}");
     if m.msg_id.as_deref() != Some(expected.as_str()) {
         return None;
     }
     // One record per journal line: a raw newline (JSON whitespace) would split it.
-    if memchr::memchr(b'\n', p).is_some() || crate::filter::Fields::from_json(p).is_none() {
+    if memchr::memchr(b'\n', p).is_some() {
         return None;
     }
-    let tail = &rest[digits..]; // starts with ','
+    let private;
+    let tail = match privacy {
+        Some(privacy) => {
+            // Rewritten member by member, so `id` and its digits still open the object.
+            private = private_json(privacy, p)?;
+            private.get(6 + digits..)?
+        }
+        None => {
+            Fields::from_json(p)?;
+            &rest[digits..]
+        }
+    }; // starts with ','
     let mut out = Vec::with_capacity(p.len() + node.len() + 40);
     out.extend_from_slice(
         format!("{{\"id\":{id},\"node\":\"{node}\",\"node_id\":{node_id}").as_bytes(),
     );
+    if node_id > last + 1 {
+        out.extend_from_slice(
+            format!(",\"node_gap\":{{\"after\":{last},\"before\":{node_id}}}").as_bytes(),
+        );
+    }
     out.extend_from_slice(tail);
-    Some(Bytes::from(out))
+    Some((node_id, Bytes::from(out)))
+}
+
+/// The edge's object with `privacy` applied: its `client_ip`, `user` and `destination` go through
+/// [`Privacy::apply`] (the one place for the policy), every other member is copied as it came, in
+/// its order. `None` if `json` is not an object or one of those fields is neither a string nor
+/// null.
+fn private_json(privacy: &mut Privacy, json: &[u8]) -> Option<Vec<u8>> {
+    let Members(members) = serde_json::from_slice(json).ok()?;
+    let mut entry = Entry::default();
+    for (key, value) in &members {
+        let field = match key.as_str() {
+            "client_ip" => &mut entry.client_ip,
+            "user" => &mut entry.user,
+            "destination" => &mut entry.destination,
+            _ => continue,
+        };
+        *field = serde_json::from_str::<Option<String>>(value.get())
+            .ok()?
+            .map(Cow::Owned);
+    }
+    privacy.apply(&mut entry);
+    let mut out = Vec::with_capacity(json.len());
+    out.push(b'{');
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key).ok()?;
+        out.push(b':');
+        let field = match key.as_str() {
+            "client_ip" => &entry.client_ip,
+            "user" => &entry.user,
+            "destination" => &entry.destination,
+            _ => {
+                out.extend_from_slice(value.get().as_bytes());
+                continue;
+            }
+        };
+        // A key given twice gets the policy's value both times: no raw copy stays behind.
+        serde_json::to_writer(&mut out, field).ok()?;
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// A JSON object's members in their order, values as their text.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Reads the stream of `node` after sequence `after` into `tx` until `token` is cancelled,
@@ -415,7 +543,7 @@ mod tests {
     #[test]
     fn an_edge_entry_gets_the_central_id_node_and_node_id_first() {
         let m = msg(Some("e1:7"), r#"{"id":7,"ts":1.5,"method":"GET"}"#);
-        let json = entry_json(42, "e1", &m).expect("an entry");
+        let (_, json) = entry_json(42, "e1", &m, None, 6).expect("an entry");
         assert_eq!(
             std::str::from_utf8(&json).unwrap(),
             r#"{"id":42,"node":"e1","node_id":7,"ts":1.5,"method":"GET"}"#
@@ -436,9 +564,86 @@ mod tests {
             (Some("e1:7"), r#"[{"id":7,"a":1}]"#),
         ] {
             assert!(
-                entry_json(1, "e1", &msg(id, payload)).is_none(),
+                entry_json(1, "e1", &msg(id, payload), None, 0).is_none(),
                 "{id:?} {payload:?}"
             );
         }
+    }
+
+    fn strict() -> Privacy {
+        use crate::config::{ClientIpPrivacy, PrivacyPolicy, QueryPrivacy, UserPrivacy};
+        Privacy::new(PrivacyPolicy {
+            client_ip: ClientIpPrivacy::Truncate,
+            user: UserPrivacy::Pseudonymize,
+            query: QueryPrivacy::Strip,
+        })
+        .expect("not all keep")
+    }
+
+    #[test]
+    fn the_central_policy_rewrites_only_the_private_fields_in_place() {
+        let m = msg(
+            Some("e1:7"),
+            r#"{"id":7,"ts":1795835993.120,"client_ip":"10.20.30.47","destination":"http://h/p?q=secret","user":"alice","x":[1,{"user":"inner"}],"peer":null}"#,
+        );
+        let (_, json) = entry_json(42, "e1", &m, Some(&mut strict()), 6).expect("an entry");
+        let text = std::str::from_utf8(&json).expect("utf-8");
+        let v: serde_json::Value = serde_json::from_str(text).expect("JSON");
+        assert!(
+            text.starts_with(r#"{"id":42,"node":"e1","node_id":7,"ts":1795835993.120,"client_ip":"10.20.30.0","destination":"http://h/p","user":"p-"#),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(r#","x":[1,{"user":"inner"}],"peer":null}"#),
+            "{text}"
+        );
+        assert_eq!(v["user"].as_str().map(str::len), Some(14), "{text}");
+    }
+
+    #[test]
+    fn a_repeated_or_escaped_private_key_keeps_no_raw_value() {
+        let m = msg(
+            Some("e1:7"),
+            r#"{"id":7,"user":"alice","us\u0065r":"bob","client_ip":"h.example"}"#,
+        );
+        let (_, json) = entry_json(1, "e1", &m, Some(&mut strict()), 6).expect("an entry");
+        let text = std::str::from_utf8(&json).expect("utf-8");
+        assert!(
+            !text.contains("alice") && !text.contains("bob") && !text.contains("h.example"),
+            "{text}"
+        );
+        for payload in [
+            r#"{"id":7,"user":5}"#,
+            r#"{"id":7,"user":"a""#,
+            r#"{"id":7,"user":"a"} x"#,
+        ] {
+            assert!(
+                entry_json(1, "e1", &msg(Some("e1:7"), payload), Some(&mut strict()), 6).is_none(),
+                "{payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_jump_in_node_id_is_marked_and_a_repeat_is_not_an_entry() {
+        let m = msg(Some("e1:7"), r#"{"id":7,"method":"GET"}"#);
+        let (node_id, json) = entry_json(42, "e1", &m, None, 3).expect("an entry");
+        assert_eq!(node_id, 7);
+        assert_eq!(
+            std::str::from_utf8(&json).unwrap(),
+            r#"{"id":42,"node":"e1","node_id":7,"node_gap":{"after":3,"before":7},"method":"GET"}"#
+        );
+        assert!(entry_json(42, "e1", &m, None, 7).is_none(), "taken already");
+        assert!(
+            entry_json(42, "e1", &m, None, 9).is_none(),
+            "older than the last"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_gaps_reads_its_id_as_the_sequence() {
+        let cp: Checkpoint =
+            serde_json::from_str(r#"{"next_id":5,"nodes":[{"node":"e1","seq":4}]}"#).expect("old");
+        assert_eq!(cp.nodes[0].id, None);
     }
 }

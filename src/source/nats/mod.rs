@@ -3,9 +3,10 @@
 //!
 //! One stream per node, `PROXYTAIL_<node>` on subject `proxytail.<node>`, holding each of the
 //! edge's entries exactly once as its JSON text: message id `<node>:<id>` and the expected last
-//! sequence `id - 1` make the stream's sequence equal the edge's id. This module holds what both
-//! sides share: the names, the connection options, and the counters `/api/health` and `/metrics`
-//! read.
+//! sequence make the stream's sequence equal the edge's id, until a gap (entries the edge's
+//! journal lost before they were published, `publish`) puts the id ahead by the entries lost.
+//! This module holds what both sides share: the names, the connection options, and the counters
+//! `/api/health` and `/metrics` read.
 pub mod consume;
 pub mod publish;
 
@@ -94,6 +95,11 @@ pub struct Status {
     consumed: AtomicU64,
     /// Central: messages that are not an edge's entry (foreign or malformed), skipped without id.
     skipped: AtomicU64,
+    /// Gaps in a node's ids: entries an edge's journal no longer held when its stream needed
+    /// them (edge), or jumps in a node's `node_id` (central).
+    gaps: AtomicU64,
+    /// Entries in those gaps, never published (edge) or never received (central).
+    lost: AtomicU64,
 }
 
 impl Status {
@@ -118,6 +124,8 @@ impl Status {
             hub,
             consumed: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
         }
     }
 
@@ -166,6 +174,12 @@ impl Status {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A gap of `lost` entries in a node's ids.
+    pub fn gap(&self, lost: u64) {
+        self.gaps.fetch_add(1, Ordering::Relaxed);
+        self.lost.fetch_add(lost, Ordering::Relaxed);
+    }
+
     /// Central: `made` messages became entries, `skipped` were not entries.
     pub fn consumed(&self, made: u64, skipped: u64) {
         self.consumed.fetch_add(made, Ordering::Relaxed);
@@ -187,6 +201,8 @@ impl Status {
                 .map_or(0, |h| h.last_id().saturating_sub(acked)),
             consumed: self.consumed.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
+            gaps: self.gaps.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
         }
     }
 }
@@ -210,6 +226,10 @@ pub struct Snapshot {
     pub consumed: u64,
     /// Central: messages skipped (foreign or malformed).
     pub skipped: u64,
+    /// Gaps in a node's ids (entries lost to the fleet before they were published).
+    pub gaps: u64,
+    /// Entries in those gaps.
+    pub lost: u64,
 }
 
 /// For `check-config`: connects to `fleet.url` once (no background retry) and asks for the

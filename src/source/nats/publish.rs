@@ -1,6 +1,10 @@
 //! The edge's publisher: a hub [`Subscription`] that starts after the last id its stream holds and
-//! publishes every entry in id order, each with message id `<node>:<id>` and expected last sequence
-//! `id - 1`, so the stream holds each entry exactly once at sequence = id.
+//! publishes every entry in id order, each with message id `<node>:<id>` and the expected last
+//! sequence the stream really has, so the stream holds each entry exactly once. Stream sequence =
+//! id, until the journal lacks entries the stream never got (an outage longer than retention):
+//! then the publisher counts the gap and goes on from the oldest entry held at the stream's next
+//! sequence; from there the id is ahead of the sequence by the entries lost, and where a session
+//! resumes comes from the message id of the stream's last message.
 //!
 //! The subscription already replays disk → memory → live with a byte budget, so NATS being slow or
 //! away never holds the tailer or local subscribers back: the publisher falls behind and catches up
@@ -81,12 +85,12 @@ struct Publisher {
 }
 
 impl Publisher {
-    /// Creates the stream if needed, then publishes from its last sequence on until a failure.
+    /// Creates the stream if needed, then publishes from the last id it holds on until a failure.
     async fn session(&self) -> Result<(), String> {
         if self.client.connection_state() != async_nats::connection::State::Connected {
             return Err("not connected to NATS".into());
         }
-        let last = self.stream_last_sequence().await?;
+        let StreamEnd { mut seq, id: last } = self.stream_end().await?;
         self.status.stream_holds(last);
         self.status.clear_error();
         let mut sub = Subscription::new(
@@ -95,17 +99,23 @@ impl Publisher {
             Filter::default(),
             BUDGET,
         );
+        // Entries the journal no longer had before the next one published: counted once that one
+        // is acknowledged (a session that fails before then meets the same gap again).
+        let mut gap: Option<u64> = None;
+        let mut acked_id = last;
         loop {
             match sub.next().await {
                 Next::Entries(records) => {
                     for chunk in records.chunks(IN_FLIGHT) {
                         let mut acks: Vec<(u64, PublishAckFuture)> =
                             Vec::with_capacity(chunk.len());
-                        for r in chunk {
+                        for (k, r) in chunk.iter().enumerate() {
+                            // Each accepted message takes the next sequence, so the k-th of the
+                            // chunk expects `seq + k` before it.
                             let msg = jetstream::message::PublishMessage::build()
                                 .payload(r.json.clone())
                                 .message_id(format!("{}:{}", self.node, r.id))
-                                .expected_last_sequence(r.id.saturating_sub(1));
+                                .expected_last_sequence(seq + k as u64);
                             match self.js.send_publish(self.subject.clone(), msg).await {
                                 Ok(ack) => acks.push((r.id, ack)),
                                 Err(e) => {
@@ -115,31 +125,41 @@ impl Publisher {
                             }
                         }
                         let mut done = 0;
-                        let mut last_id = 0;
                         for (id, ack) in acks {
                             match ack.await {
-                                Ok(_) => {
+                                Ok(ack) => {
                                     done += 1;
-                                    last_id = id;
+                                    acked_id = id;
+                                    seq = ack.sequence;
+                                    if let Some(lost) = gap.take() {
+                                        self.status.gap(lost);
+                                    }
                                 }
                                 Err(e) => {
-                                    self.status.published(done, last_id.max(last));
+                                    self.status.published(done, acked_id);
                                     self.status.failed();
                                     return Err(format!("id {id} not acknowledged: {e}"));
                                 }
                             }
                         }
-                        self.status.published(done, last_id);
+                        self.status.published(done, acked_id);
                     }
                 }
                 Next::Gap { after, before } => {
-                    // The journal no longer holds what the stream lacks: publishing on would break
-                    // sequence = id. An operator decides (a longer retention, a new stream).
-                    return Err(format!(
-                        "the stream ends at {after} but the journal starts at {before}: ids {}..{} are gone",
+                    // The journal no longer holds what the stream lacks (an outage longer than
+                    // retention): those entries are lost to the fleet. Publishing goes on from
+                    // the oldest one held, at the stream's next sequence; the central sees the
+                    // jump in `node_id` and marks it.
+                    let lost = before.saturating_sub(after + 1);
+                    tracing::warn!(
+                        after,
+                        before,
+                        lost,
+                        "fleet: the journal no longer holds ids {}..{} the stream lacks; publishing on from {before}",
                         after + 1,
                         before - 1
-                    ));
+                    );
+                    gap = Some(lost);
                 }
                 // Fell behind the history and the journal could not serve it: start over.
                 Next::Gone => {
@@ -150,8 +170,10 @@ impl Publisher {
         }
     }
 
-    /// The stream's last sequence (= the last id it holds), creating the stream if missing.
-    async fn stream_last_sequence(&self) -> Result<u64, String> {
+    /// Where the stream ends (creating it if missing): its last sequence and the edge id of the
+    /// message there, read from its message id `<node>:<id>`. Without a gap the two are equal;
+    /// after one, the id is ahead of the sequence by the entries lost.
+    async fn stream_end(&self) -> Result<StreamEnd, String> {
         let replicas = self.replicas.unwrap_or_else(|| {
             // connect_urls lists the client URLs of the cluster's servers.
             if self.client.server_info().connect_urls.len() >= 3 {
@@ -168,15 +190,59 @@ impl Publisher {
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
+        let no_answer = || format!("stream {}: no answer from NATS", self.stream);
         let mut stream =
             tokio::time::timeout(REQUEST_TIMEOUT, self.js.get_or_create_stream(config))
                 .await
-                .map_err(|_| format!("stream {}: no answer from NATS", self.stream))?
+                .map_err(|_| no_answer())?
                 .map_err(|e| format!("stream {}: {e}", self.stream))?;
         let info = tokio::time::timeout(REQUEST_TIMEOUT, stream.info())
             .await
-            .map_err(|_| format!("stream {}: no answer from NATS", self.stream))?
+            .map_err(|_| no_answer())?
             .map_err(|e| format!("stream {}: {e}", self.stream))?;
-        Ok(info.state.last_sequence)
+        let seq = info.state.last_sequence;
+        if seq == 0 {
+            return Ok(StreamEnd { seq, id: 0 });
+        }
+        let last = tokio::time::timeout(REQUEST_TIMEOUT, stream.get_raw_message(seq))
+            .await
+            .map_err(|_| no_answer())?
+            .map_err(|e| format!("stream {}: message {seq}: {e}", self.stream))?;
+        let id = last
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .and_then(|v| edge_id(v.as_str(), &self.node));
+        // A last message that is not this node's entry (published by someone else): the stream
+        // cannot say where the edge was; sequence = id is the rule it was published under.
+        Ok(StreamEnd {
+            seq,
+            id: id.unwrap_or(seq),
+        })
+    }
+}
+
+/// Where a node's stream ends.
+struct StreamEnd {
+    /// Its last sequence.
+    seq: u64,
+    /// The edge id of the entry there.
+    id: u64,
+}
+
+/// The edge id in message id `<node>:<id>`, if it is one of `node`'s.
+pub(super) fn edge_id(msg_id: &str, node: &str) -> Option<u64> {
+    msg_id.strip_prefix(node)?.strip_prefix(':')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edge_id;
+
+    #[test]
+    fn the_edge_id_comes_from_this_node_s_message_id_only() {
+        assert_eq!(edge_id("e1:42", "e1"), Some(42));
+        assert_eq!(edge_id("e12:42", "e1"), None);
+        assert_eq!(edge_id("e1:x", "e1"), None);
+        assert_eq!(edge_id("e1-42", "e1"), None);
     }
 }
