@@ -12,6 +12,10 @@ pub(super) struct OpenFile {
     pub(super) id: FileId,
     /// The first bytes seen (up to `FINGERPRINT_BYTES`): a change means truncate-and-refill.
     pub(super) fp: Vec<u8>,
+    /// The hex SHA-256 of `fp`, made when a checkpoint first asks for it: a checkpoint is saved
+    /// after every batch, which on a quiet log is every line, and hashing the prefix each time
+    /// cost more than the line itself. Every change of `fp` goes through `set_fp`, which clears it.
+    fp_hex: std::cell::OnceCell<String>,
     /// Bytes of the file consumed into lines or `partial`.
     pub(super) read_pos: u64,
     /// Offset after the last line returned or skipped: the position a checkpoint may store.
@@ -58,17 +62,30 @@ impl OpenFile {
             id: FileId::of(&meta),
             file,
             fp: Vec::new(),
+            fp_hex: std::cell::OnceCell::new(),
             read_pos: 0,
             committed: 0,
             partial: Vec::new(),
             discarding: false,
             last_growth: now,
         };
-        f.fp = f.read_prefix(meta.len())?;
+        let fp = f.read_prefix(meta.len())?;
+        f.set_fp(fp);
         let offset = if offset > meta.len() { 0 } else { offset };
         f.read_pos = offset;
         f.committed = offset;
         Ok(f)
+    }
+
+    fn set_fp(&mut self, fp: Vec<u8>) {
+        self.fp = fp;
+        self.fp_hex = std::cell::OnceCell::new();
+    }
+
+    fn fp_hex(&self) -> String {
+        self.fp_hex
+            .get_or_init(|| fingerprint_hex(&self.fp))
+            .clone()
     }
 
     /// The first `min(len, FINGERPRINT_BYTES)` bytes.
@@ -100,7 +117,7 @@ impl OpenFile {
             return Ok(true);
         }
         if now.len() > self.fp.len() {
-            self.fp = now;
+            self.set_fp(now);
         }
         Ok(false)
     }
@@ -110,15 +127,17 @@ impl OpenFile {
             if self.past_fps.len() >= 8 {
                 self.past_fps.remove(0);
             }
-            let fp = std::mem::take(&mut self.fp);
-            self.past_fps.push((fp.len() as u64, fingerprint_hex(&fp)));
+            let hex = self.fp_hex();
+            self.past_fps.push((self.fp.len() as u64, hex));
         }
+        self.set_fp(Vec::new());
         self.read_pos = 0;
         self.committed = 0;
         self.partial.clear();
         self.discarding = false;
         let len = self.file.metadata()?.len();
-        self.fp = self.read_prefix(len)?;
+        let fp = self.read_prefix(len)?;
+        self.set_fp(fp);
         Ok(())
     }
 
@@ -127,7 +146,7 @@ impl OpenFile {
             dev: self.id.dev,
             ino: self.id.ino,
             fp_len: self.fp.len() as u64,
-            fp: fingerprint_hex(&self.fp),
+            fp: self.fp_hex(),
             offset: self.committed,
             past: self.past_fps.clone(),
             born: self.born.and_then(to_pair),
