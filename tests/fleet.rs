@@ -50,6 +50,61 @@ const DRAIN: Duration = Duration::from_secs(240);
 /// No writer writes longer than this, whatever happens to the test.
 const MAX_WRITING: Duration = Duration::from_secs(400);
 
+/// The command line of an edge: `node` tails `log` and publishes to `nats`, plus `extra`.
+fn edge_args(
+    state: &Path,
+    log: &Path,
+    users: &Path,
+    nats: &str,
+    node: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let (state, log, users) = (
+        state.display().to_string(),
+        log.display().to_string(),
+        users.display().to_string(),
+    );
+    let base = [
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &state,
+        "--access-log",
+        &log,
+        "--users",
+        &users,
+        "--publish",
+        nats,
+        "--node-name",
+        node,
+    ];
+    base.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
+/// The command line of a central consuming `nodes` (comma-separated) from `nats`, plus `extra`.
+fn central_args(
+    state: &Path,
+    users: &Path,
+    nats: &str,
+    nodes: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let (state, users) = (state.display().to_string(), users.display().to_string());
+    let base = [
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &state,
+        "--users",
+        &users,
+        "--consume",
+        nats,
+        "--nodes",
+        nodes,
+    ];
+    base.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
 /// A Squid native line whose URL ends in `seq` (the edge's id of the line, ids starting at 1).
 fn squid_line(node: &str, seq: u64) -> String {
     format!(
@@ -106,26 +161,14 @@ impl Edge {
         let state = dir.join(format!("{name}-state"));
         let log = dir.join(format!("{name}.log"));
         std::fs::write(&log, "").expect("create log");
-        let args = [
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            &state.display().to_string(),
-            "--access-log",
-            &log.display().to_string(),
-            "--from-start",
-            "--users",
-            &users.display().to_string(),
-            "--publish",
+        let args = edge_args(
+            &state,
+            &log,
+            users,
             url,
-            "--node-name",
             name,
-            "--nats-replicas",
-            "3",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+            &["--from-start", "--nats-replicas", "3"],
+        );
         Edge {
             name: name.into(),
             log,
@@ -281,21 +324,13 @@ async fn every_edge_line_reaches_the_central_subscriber_once_across_kills_and_an
     // e3 reaches NATS only through the relay, to server 0; server 1 is the one killed.
     let relay = Relay::start(cluster.addr(0)).await;
 
-    let central_args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &dir.path().join("central-state").display().to_string(),
-        "--users",
-        &users.display().to_string(),
-        "--consume",
+    let central_args = central_args(
+        &dir.path().join("central-state"),
+        &users,
         &cluster.urls(),
-        "--nodes",
         "e1,e2,e3",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &[],
+    );
     let central_logs = LogTail::default();
     let mut central =
         tokio::task::block_in_place(|| Proc::start(&central_args, &central_logs, START));
@@ -549,23 +584,14 @@ async fn unreachable_nats_is_reported_and_foreign_messages_get_no_id() {
     assert!(!out.status.success() && text.contains("publish"), "{text}");
 
     // An edge whose NATS is unreachable runs, serves its own subscribers and says why in health.
-    let args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &dir.path().join("edge-state").display().to_string(),
-        "--access-log",
-        &log.display().to_string(),
-        "--users",
-        &users.display().to_string(),
-        "--publish",
+    let args = edge_args(
+        &dir.path().join("edge-state"),
+        &log,
+        &users,
         &nowhere,
-        "--node-name",
         "e1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &[],
+    );
     let logs = LogTail::default();
     let mut edge = tokio::task::block_in_place(|| Proc::start(&args, &logs, START));
     // since=0: subscribed before the first line whenever the server registers the socket.
@@ -656,21 +682,13 @@ async fn unreachable_nats_is_reported_and_foreign_messages_get_no_id() {
             .await
             .expect("ack");
     }
-    let central_args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &dir.path().join("central-state").display().to_string(),
-        "--users",
-        &users.display().to_string(),
-        "--consume",
+    let central_args = central_args(
+        &dir.path().join("central-state"),
+        &users,
         &cluster.url(0),
-        "--nodes",
         "x",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &[],
+    );
     let clogs = LogTail::default();
     let mut central = tokio::task::block_in_place(|| Proc::start(&central_args, &clogs, START));
     let mut sub = edge_subscriber_since(central.addr, 0).await;
@@ -730,40 +748,22 @@ async fn the_central_applies_its_own_privacy_policy_to_what_it_consumes() {
     std::fs::write(&log, "").expect("create log");
     let edge_state = dir.path().join("edge-state");
     let central_state = dir.path().join("central-state");
-    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     // The edge keeps everything (the default policy); the central removes all three.
-    let edge_args = s(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &edge_state.display().to_string(),
-        "--access-log",
-        &log.display().to_string(),
-        "--users",
-        &users.display().to_string(),
-        "--publish",
+    let edge_args = edge_args(&edge_state, &log, &users, &cluster.url(0), "p1", &[]);
+    let central_args = central_args(
+        &central_state,
+        &users,
         &cluster.url(0),
-        "--node-name",
         "p1",
-    ]);
-    let central_args = s(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &central_state.display().to_string(),
-        "--users",
-        &users.display().to_string(),
-        "--consume",
-        &cluster.url(0),
-        "--nodes",
-        "p1",
-        "--privacy-client-ip",
-        "truncate",
-        "--privacy-user",
-        "pseudonymize",
-        "--privacy-query",
-        "strip",
-    ]);
+        &[
+            "--privacy-client-ip",
+            "truncate",
+            "--privacy-user",
+            "pseudonymize",
+            "--privacy-query",
+            "strip",
+        ],
+    );
     let (elogs, clogs) = (LogTail::default(), LogTail::default());
     let mut edge = tokio::task::block_in_place(|| Proc::start(&edge_args, &elogs, START));
     let mut central = tokio::task::block_in_place(|| Proc::start(&central_args, &clogs, START));
@@ -850,38 +850,22 @@ async fn an_edge_whose_journal_lost_what_its_stream_lacks_publishes_on_past_a_ma
     let relay = Relay::start(cluster.addr(0)).await;
     let log = dir.path().join("g1.log");
     std::fs::write(&log, "").expect("create log");
-    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     // A small journal and history: an outage of a few thousand lines outlives them.
-    let edge_args = s(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &dir.path().join("edge-state").display().to_string(),
-        "--access-log",
-        &log.display().to_string(),
-        "--users",
-        &users.display().to_string(),
-        "--publish",
+    let edge_args = edge_args(
+        &dir.path().join("edge-state"),
+        &log,
+        &users,
         &relay.url(),
-        "--node-name",
         "g1",
-        "--history",
-        "100",
-        "--retention-bytes",
-        "1MiB",
-    ]);
-    let central_args = s(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &dir.path().join("central-state").display().to_string(),
-        "--users",
-        &users.display().to_string(),
-        "--consume",
+        &["--history", "100", "--retention-bytes", "1MiB"],
+    );
+    let central_args = central_args(
+        &dir.path().join("central-state"),
+        &users,
         &cluster.url(0),
-        "--nodes",
         "g1",
-    ]);
+        &[],
+    );
     let (elogs, clogs) = (LogTail::default(), LogTail::default());
     let mut edge = tokio::task::block_in_place(|| Proc::start(&edge_args, &elogs, START));
     let mut central = tokio::task::block_in_place(|| Proc::start(&central_args, &clogs, START));

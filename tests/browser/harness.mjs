@@ -43,6 +43,15 @@ export function exited(child, ms) {
   });
 }
 
+/** SIGTERM to `holder.child` (forgotten at once, so a second stop is a no-op), then its exit. */
+function terminate(holder) {
+  const child = holder.child;
+  holder.child = null;
+  if (!child) return Promise.resolve(null);
+  child.kill("SIGTERM");
+  return exited(child, WAIT);
+}
+
 /** The real daemon on a temp log, users file and state dir. */
 export class Daemon {
   constructor(dir, port) {
@@ -89,11 +98,7 @@ export class Daemon {
 
   /** SIGTERM, then the exit status (CONTRACT.md §5: 0 after a signal). */
   async stop() {
-    const child = this.child;
-    this.child = null;
-    if (!child) return null;
-    child.kill("SIGTERM");
-    return exited(child, WAIT);
+    return terminate(this);
   }
 }
 
@@ -259,10 +264,6 @@ export class NatsServer {
 
   /** SIGTERM to this process, then its exit (bounded). */
   async stop() {
-    const child = this.child;
-    this.child = null;
-    if (!child) return null;
-    child.kill("SIGTERM");
-    return exited(child, WAIT);
+    return terminate(this);
   }
 }

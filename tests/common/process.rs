@@ -58,11 +58,14 @@ impl Proc {
         log: &LogTail,
         bound: Duration,
     ) -> Proc {
-        let binary = env!("CARGO_BIN_EXE_proxytail");
+        // PROXYTAIL_TEST_BIN runs the same tests against another build (a release binary for the
+        // fleet test at the 10,000 lines/s per edge, which debug builds cannot sustain).
+        let binary = std::env::var_os("PROXYTAIL_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_proxytail").into());
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
-                c.args(rest).arg(binary);
+                c.args(rest).arg(&binary);
                 c
             }
             None => Command::new(binary),
