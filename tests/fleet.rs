@@ -537,6 +537,27 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// `proxytail check-config` for edge `e1` of `log` publishing to `publish`, with a state dir and
+/// users file when given: whether it passed, and what it printed.
+fn check_config(log: &Path, state_users: Option<(&Path, &Path)>, publish: &str) -> (bool, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_proxytail"));
+    command.arg("check-config").arg("--access-log").arg(log);
+    if let Some((state, users)) = state_users {
+        command
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--users")
+            .arg(users);
+    }
+    let out = command
+        .args(["--publish", publish, "--node-name", "e1"])
+        .output()
+        .expect("run check-config");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// A closed loopback port: nothing answers there.
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -554,34 +575,19 @@ async fn unreachable_nats_is_reported_and_foreign_messages_get_no_id() {
     let nowhere = format!("nats://127.0.0.1:{}", closed_port());
 
     // check-config names the unreachable server and fails.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxytail"))
-        .args(["check-config", "--state-dir"])
-        .arg(dir.path().join("check-state"))
-        .arg("--access-log")
-        .arg(&log)
-        .arg("--users")
-        .arg(&users)
-        .args(["--publish", &nowhere, "--node-name", "e1"])
-        .output()
-        .expect("run check-config");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{text}");
+    let (ok, text) = check_config(
+        &log,
+        Some((&dir.path().join("check-state"), &users)),
+        &nowhere,
+    );
+    assert!(!ok, "{text}");
     assert!(
         text.contains("unreachable") && text.contains(&nowhere),
         "check-config says why: {text}"
     );
     // A URL that is not a NATS URL is refused with the setting's name.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxytail"))
-        .arg("check-config")
-        .arg("--access-log")
-        .arg(&log)
-        .args(["--publish", "http://127.0.0.1:4222", "--node-name", "e1"])
-        .output()
-        .expect("run check-config");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && text.contains("publish"), "{text}");
+    let (ok, text) = check_config(&log, None, "http://127.0.0.1:4222");
+    assert!(!ok && text.contains("publish"), "{text}");
 
     // An edge whose NATS is unreachable runs, serves its own subscribers and says why in health.
     let args = edge_args(
@@ -617,20 +623,13 @@ async fn unreachable_nats_is_reported_and_foreign_messages_get_no_id() {
     // A NATS server without JetStream: check-config says so and fails; an edge runs, connected,
     // and its health says why nothing is published.
     let plain = tokio::task::block_in_place(Cluster::start_without_jetstream);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxytail"))
-        .args(["check-config", "--state-dir"])
-        .arg(dir.path().join("check-state"))
-        .arg("--access-log")
-        .arg(&log)
-        .arg("--users")
-        .arg(&users)
-        .args(["--publish", &plain.url(0), "--node-name", "e1"])
-        .output()
-        .expect("run check-config");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let (ok, text) = check_config(
+        &log,
+        Some((&dir.path().join("check-state"), &users)),
+        &plain.url(0),
+    );
     assert!(
-        !out.status.success() && text.contains("no JetStream"),
+        !ok && text.contains("no JetStream"),
         "check-config names the missing JetStream: {text}"
     );
     let mut plain_args = args.clone();
