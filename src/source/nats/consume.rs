@@ -17,7 +17,6 @@
 use super::{stream_name, Status, RETRY_EVERY};
 use crate::config::{Config, Fleet};
 use crate::error::StartupError;
-use crate::filter::Fields;
 use crate::hub::{Hub, Record};
 use crate::notify::Watchdog;
 use crate::privacy::Privacy;
@@ -32,6 +31,7 @@ use parsers::Entry;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -341,8 +341,11 @@ fn entry_json(
         return None;
     }
     // The message id the edge set names this node and this id (a foreign publisher's does not).
-    let expected = format!("{node}:{node_id}");
-    if m.msg_id.as_deref() != Some(expected.as_str()) {
+    let named = m
+        .msg_id
+        .as_deref()
+        .and_then(|id| id.strip_prefix(node)?.strip_prefix(':'));
+    if named.map(str::as_bytes) != Some(&rest[..digits]) {
         return None;
     }
     // One record per journal line: a raw newline (JSON whitespace) would split it.
@@ -357,18 +360,24 @@ fn entry_json(
             private.get(6 + digits..)?
         }
         None => {
-            Fields::from_json(p)?;
+            // Well-formed JSON (an object: it opens with `{"id":`); checked without building
+            // anything, since the central's filter fields include `node` and come later.
+            serde_json::from_slice::<serde::de::IgnoredAny>(p).ok()?;
             &rest[digits..]
         }
     }; // starts with ','
     let mut out = Vec::with_capacity(p.len() + node.len() + 40);
-    out.extend_from_slice(
-        format!("{{\"id\":{id},\"node\":\"{node}\",\"node_id\":{node_id}").as_bytes(),
-    );
+    write!(
+        out,
+        "{{\"id\":{id},\"node\":\"{node}\",\"node_id\":{node_id}"
+    )
+    .ok()?;
     if node_id > last + 1 {
-        out.extend_from_slice(
-            format!(",\"node_gap\":{{\"after\":{last},\"before\":{node_id}}}").as_bytes(),
-        );
+        write!(
+            out,
+            ",\"node_gap\":{{\"after\":{last},\"before\":{node_id}}}"
+        )
+        .ok()?;
     }
     out.extend_from_slice(tail);
     Some((node_id, Bytes::from(out)))

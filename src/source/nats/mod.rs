@@ -43,15 +43,7 @@ pub async fn connect(fleet: &Fleet, status: &Arc<Status>) -> Result<async_nats::
         .request_timeout(Some(REQUEST_TIMEOUT))
         // Never give up: an outage ends when NATS returns, however long it was.
         .max_reconnects(None);
-    if let Some(creds) = &fleet.credentials {
-        options = options
-            .credentials_file(creds)
-            .await
-            .map_err(|e| format!("{}: {e}", creds.display()))?;
-    }
-    if let Some(ca) = &fleet.ca {
-        options = options.add_root_certificates(ca.clone()).require_tls(true);
-    }
+    options = secured(options, fleet).await?;
     let events = status.clone();
     options = options.event_callback(move |event| {
         let status = events.clone();
@@ -232,6 +224,24 @@ pub struct Snapshot {
     pub lost: u64,
 }
 
+/// `options` with the fleet's credentials file and CA (TLS required then), the same for the
+/// daemon and `check-config`.
+async fn secured(
+    mut options: async_nats::ConnectOptions,
+    fleet: &Fleet,
+) -> Result<async_nats::ConnectOptions, String> {
+    if let Some(creds) = &fleet.credentials {
+        options = options
+            .credentials_file(creds)
+            .await
+            .map_err(|e| format!("NATS credentials {}: {e}", creds.display()))?;
+    }
+    if let Some(ca) = &fleet.ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    Ok(options)
+}
+
 /// For `check-config`: connects to `fleet.url` once (no background retry) and asks for the
 /// JetStream account; a central also looks for each node's stream. `Ok` lists what was verified;
 /// `Err` says why NATS cannot serve this daemon.
@@ -241,19 +251,11 @@ pub fn probe(fleet: &Fleet) -> Result<Vec<String>, String> {
         .build()
         .map_err(|e| format!("cannot start a runtime to reach NATS: {e}"))?;
     runtime.block_on(async {
-        let mut options = async_nats::ConnectOptions::new()
+        let options = async_nats::ConnectOptions::new()
             .name("proxytail check-config")
             .connection_timeout(REQUEST_TIMEOUT)
             .request_timeout(Some(REQUEST_TIMEOUT));
-        if let Some(creds) = &fleet.credentials {
-            options = options
-                .credentials_file(creds)
-                .await
-                .map_err(|e| format!("NATS credentials {}: {e}", creds.display()))?;
-        }
-        if let Some(ca) = &fleet.ca {
-            options = options.add_root_certificates(ca.clone()).require_tls(true);
-        }
+        let options = secured(options, fleet).await?;
         let client = tokio::time::timeout(REQUEST_TIMEOUT, options.connect(servers(&fleet.url)?))
             .await
             .map_err(|_| {
