@@ -201,6 +201,8 @@ struct Received {
     wrong: Vec<String>,
     /// Connections made.
     connections: u64,
+    /// Told after each entry received: what [`wait_for`] awaits.
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 impl Received {
@@ -278,6 +280,7 @@ async fn collect(
                 g.wrong.push(text.clone());
             }
             g.per_node.entry(node.to_owned()).or_default().push(node_id);
+            g.arrived.notify_waiters();
         }
     }
 }
@@ -290,7 +293,12 @@ async fn wait_for(
     cond: impl Fn(&Received) -> bool,
 ) {
     let deadline = Instant::now() + bound;
+    let arrived = got.lock().unwrap().arrived.clone();
     loop {
+        // Registered before the check, so an entry arriving in between still wakes it.
+        let next = arrived.notified();
+        tokio::pin!(next);
+        next.as_mut().enable();
         let counts: Vec<(String, usize)> = {
             let r = got.lock().unwrap();
             if cond(&r) {
@@ -305,8 +313,7 @@ async fn wait_for(
             Instant::now() < deadline,
             "{what}: not within {bound:?} (received so far: {counts:?})"
         );
-        // Polling shared test state that the collector task updates.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = tokio::time::timeout_at(deadline.into(), next).await;
     }
 }
 
@@ -476,15 +483,13 @@ async fn every_edge_line_reaches_the_central_subscriber_once_across_kills_and_an
     );
     // The central may hold an entry before the edge has its acknowledgement: pending reaches 0
     // a moment later.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let h = health(e3).await;
-        if h["fleet"]["pending"] == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "e3 published its backlog: {h}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    health_until(
+        e3,
+        "e3 published its backlog",
+        Duration::from_secs(60),
+        |h| h["fleet"]["pending"] == 0,
+    )
+    .await;
     let ch = health(central.addr).await;
     assert_eq!(ch["fleet"]["skipped"], 0, "{ch}");
     done.cancel();
