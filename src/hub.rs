@@ -6,11 +6,14 @@
 //! [`Hub::publish`]. A [`Subscription`] is either *live*: the publisher matches each record against
 //! its filter and queues the matches for it (records are shared, never copied), bounded in bytes by
 //! its budget; or *catching up*: a cursor into the history, read at most a budget at a time. A live
-//! subscriber whose queue would pass its budget drops to catching up; one the history has passed is
-//! gone (4008). So a subscriber that stops reading costs its budget and no more, and the
-//! replay-then-live protocol (`since`, `backlog`, the seam, gaps) lives here once, for every output.
-//! A `since` older than the history, or a `from` time, first replays the journal (the attached
-//! [`Store`]) and hands over to the history under the hub lock; `until` ends the stream.
+//! subscriber whose queue would pass its budget drops to catching up; one the history has passed
+//! continues from the journal (the attached [`Store`]) exactly as a `since` older than the history
+//! does, and is gone (4008) only without a journal. So a subscriber that stops reading costs its
+//! budget and no more (the socket closes it once it is [`Subscription::behind`] and stalled), one
+//! that reads loses nothing however fast the log bursts, and the replay-then-live protocol
+//! (`since`, `backlog`, the seam, gaps) lives here once, for every output. A journal replay (a
+//! `since`, a `from` time, or an overtaken subscriber) hands over to the history under the hub
+//! lock; `until` ends the stream.
 use crate::filter::{Fields, Filter};
 use crate::store::reader::{Chunk, Reader};
 use crate::store::{record_ts, Store};
@@ -240,7 +243,8 @@ pub enum Next {
         /// The oldest id still held; entries resume from it.
         before: u64,
     },
-    /// The history has moved past what this subscriber still needs: too slow (4008).
+    /// The history has moved past what this subscriber still needs and no journal is attached to
+    /// continue from: too slow (4008).
     Gone,
     /// An entry at or after the subscription's `until` arrived: the window is complete (1000).
     End,
@@ -347,6 +351,27 @@ struct Disk {
     /// The cursor means something (a `since`, or a record read): the history may take over once
     /// it holds the id after it. False for `from` until the reader finds the start.
     placed: bool,
+    /// The last read found the journal's end while the history did not hold the id after it yet.
+    /// The tailer journals a batch before it publishes it, so the ids the history had passed were
+    /// on disk before that check: a second end in a row means the journal lacks them (a gap).
+    at_end: bool,
+}
+
+impl Disk {
+    /// The journal's records after `since` that pass `filter`, and the ids retention already
+    /// removed from them (`(since, oldest kept)`): a `since` older than the history and a
+    /// subscriber the history has passed both start here.
+    fn after(store: &Store, since: u64, filter: &Filter) -> (Disk, Option<(u64, u64)>) {
+        let reader = store.read_after(since).filtered(filter.clone());
+        let missing = reader.missing();
+        let disk = Disk {
+            reader,
+            buf: VecDeque::new(),
+            placed: true,
+            at_end: false,
+        };
+        (disk, missing)
+    }
 }
 
 impl Subscription {
@@ -379,13 +404,11 @@ impl Subscription {
                 // CONTRACT §8: older than the history, replayed from the journal (from its oldest
                 // record kept, the rest reported as a gap).
                 Some(first) if since.saturating_add(1) < first && store.is_some() => {
-                    let reader = store.map(|s| s.read_after(since).filtered(filter.clone()));
-                    gap = reader.as_ref().and_then(Reader::missing);
-                    disk = reader.map(|reader| Disk {
-                        reader,
-                        buf: VecDeque::new(),
-                        placed: true,
-                    });
+                    if let Some(store) = store {
+                        let (replay, missing) = Disk::after(store, since, &filter);
+                        disk = Some(replay);
+                        gap = missing;
+                    }
                     since
                 }
                 Some(first) if since.saturating_add(1) < first => {
@@ -416,6 +439,7 @@ impl Subscription {
                             reader: store.read_from(ms).filtered(filter.clone()),
                             buf: VecDeque::new(),
                             placed: false,
+                            at_end: false,
                         });
                         0
                     }
@@ -463,8 +487,11 @@ impl Subscription {
         self
     }
 
-    /// True when records this subscriber still needs have already left the history.
-    fn overtaken(&self) -> bool {
+    /// True when records this subscriber still needs are no longer in the memory history (it is
+    /// replaying them from the journal, or would be at its next step). The socket closes a
+    /// subscriber that is behind and whose writes have stalled (4008): it has stopped reading, and
+    /// catching it up could only mean reading the journal for nobody.
+    pub fn behind(&self) -> bool {
         let st = self.hub.lock();
         let inner = self.shared.inner();
         !inner.live
@@ -474,28 +501,13 @@ impl Subscription {
                 .is_some_and(|r| r.id > inner.cursor.saturating_add(1))
     }
 
-    /// Resolves with `Gone` once the history has passed what this subscriber still needs (checked
-    /// on every publish): awaited instead of [`Subscription::next`] while the subscriber's writes
-    /// are stalled, so one that stopped reading is closed without waiting for it (cancel-safe).
-    pub async fn gone(&mut self) -> Next {
-        if self.disk.is_some() {
-            // The journal holds what a replay still needs: it is never overtaken.
-            return std::future::pending().await;
-        }
-        loop {
-            if self.overtaken() {
-                return Next::Gone;
-            }
-            self.shared.wake.notified().await;
-        }
-    }
-
     /// What to send next: waits (cancel-safe) until there is something.
     pub async fn next(&mut self) -> Next {
-        if let Some((after, before)) = self.gap.take() {
-            return Next::Gap { after, before };
-        }
         loop {
+            // A loss found when a replay from the journal starts, before its first entry.
+            if let Some((after, before)) = self.gap.take() {
+                return Next::Gap { after, before };
+            }
             if self.ended {
                 return Next::End;
             }
@@ -586,6 +598,7 @@ impl Subscription {
                 // The reader applied the filter; its position is past what it read, matching or
                 // not.
                 disk.placed = true;
+                disk.at_end = false;
                 if let Some(read_to) = disk.reader.position() {
                     self.shared.inner().cursor = read_to;
                 }
@@ -599,6 +612,17 @@ impl Subscription {
                     after,
                     before: oldest,
                 })
+            }
+            Ok(Chunk::CaughtUp) if !disk.at_end => {
+                // The history may have moved past the journal's end while this read ran: look
+                // again (the handover above), and read once more if it has.
+                disk.at_end = true;
+                disk.placed = true;
+                if let Some(read_to) = disk.reader.position() {
+                    let mut inner = self.shared.inner();
+                    inner.cursor = inner.cursor.max(read_to);
+                }
+                None
             }
             Ok(Chunk::CaughtUp) => {
                 let read_to = disk.reader.position();
@@ -634,10 +658,11 @@ impl Subscription {
         gap
     }
 
-    /// `Gone` if the history has passed this subscriber (what it still has queued would not save
-    /// it); else the queue if anything is in it; else, when catching up, the matching records after
-    /// the cursor up to the budget, switching to live at the end of the history. None when nothing
-    /// new matched.
+    /// When the history has passed this subscriber: with a journal, a replay from it after the
+    /// cursor (after what is still queued, handed out first), else `Gone` (what it still has
+    /// queued would not save it). Else the queue if anything is in it; else, when catching up, the
+    /// matching records after the cursor up to the budget, switching to live at the end of the
+    /// history. None when nothing new matched.
     fn take(&mut self) -> Option<Next> {
         {
             // Live: the publisher queues for it, and only it turns `live` off, under this lock. So
@@ -656,9 +681,19 @@ impl Subscription {
         let mut inner = self.shared.inner();
         let first = st.history.front().map(|r| r.id);
         if !inner.live && first.is_some_and(|first| first > inner.cursor.saturating_add(1)) {
-            inner.queue.clear();
-            inner.bytes = 0;
-            return Some(Next::Gone);
+            let Some(store) = self.hub.store.get() else {
+                inner.queue.clear();
+                inner.bytes = 0;
+                return Some(Next::Gone);
+            };
+            // Opened under the hub lock: every id the history has passed was journaled before it
+            // was published, so the reader finds all of them (or reports what retention removed).
+            let (replay, missing) = Disk::after(store, inner.cursor, &self.shared.filter);
+            self.disk = Some(replay);
+            self.gap = missing;
+            if inner.queue.is_empty() {
+                return None;
+            }
         }
         if !inner.queue.is_empty() {
             inner.bytes = 0;
@@ -772,10 +807,154 @@ mod tests {
         hub.publish((1..=9).map(rec).collect());
         assert_eq!(ids(&mut s).await, vec![1, 2]);
         assert_eq!(ids(&mut s).await, vec![3, 4, 5]);
-        assert!(!s.overtaken());
+        assert!(!s.behind());
         hub.publish((10..=20).map(rec).collect());
-        assert!(s.overtaken());
+        assert!(s.behind());
+        // No journal attached (unit tests, or a hub without a store): nothing to continue from.
         assert!(matches!(s.next().await, Next::Gone));
+    }
+
+    /// A hub of `history` records with a journal in `dir` attached, and the journal to write.
+    fn journaled_hub(
+        dir: &std::path::Path,
+        history: usize,
+        retention_bytes: u64,
+    ) -> (Arc<Hub>, crate::store::journal::Journal) {
+        use crate::store::journal::{Journal, Options, Retention};
+        let options = Options {
+            history,
+            retention: Retention {
+                age: std::time::Duration::from_secs(1 << 40),
+                bytes: retention_bytes,
+            },
+            // Many small segments, so readers cross segments and retention removes some.
+            segment_bytes: 4096,
+        };
+        let (journal, _) = Journal::open(dir, &options, None).expect("journal");
+        let hub = Arc::new(Hub::new(history));
+        hub.attach_store(journal.store());
+        (hub, journal)
+    }
+
+    /// What the tailer does per batch: journal it, then publish it.
+    fn commit(hub: &Hub, journal: &mut crate::store::journal::Journal, batch: Vec<Record>) {
+        journal.append(&batch).expect("append");
+        hub.publish(batch);
+    }
+
+    #[tokio::test]
+    async fn an_overtaken_subscriber_continues_from_the_journal_then_from_memory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (hub, mut journal) = journaled_hub(dir.path(), 10, u64::MAX);
+        // A budget of two records: the queue overflows at once and the history (10) is passed
+        // many times over before the subscriber takes anything.
+        let mut s = Subscription::new(hub.clone(), Start::Live, Filter::default(), 20);
+        for first in (1..=500u64).step_by(10) {
+            commit(&hub, &mut journal, (first..first + 10).map(rec).collect());
+        }
+        assert!(s.behind());
+        assert_eq!(ids(&mut s).await, vec![1, 2], "the queue first");
+        let mut got = Vec::new();
+        let mut from_disk = false;
+        while got.len() < 498 {
+            got.extend(ids(&mut s).await);
+            from_disk |= s.disk.is_some();
+        }
+        assert!(from_disk, "never replayed from the journal");
+        assert!(got.iter().copied().eq(3..=500), "gap or duplicate: {got:?}");
+        // The seam back: the history holds what follows the journal's last record read, so the
+        // replay hands over to it, then to live.
+        commit(&hub, &mut journal, (501..=503).map(rec).collect());
+        assert_eq!(ids(&mut s).await, vec![501, 502], "a budget at a time");
+        assert!(s.disk.is_none(), "still on the journal after its end");
+        assert_eq!(ids(&mut s).await, vec![503]);
+        assert!(s.shared.inner().live);
+        commit(&hub, &mut journal, (504..=504).map(rec).collect());
+        assert_eq!(ids(&mut s).await, vec![504]);
+    }
+
+    #[tokio::test]
+    async fn a_filtered_overtaken_subscriber_gets_its_matches_from_the_journal() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (hub, mut journal) = journaled_hub(dir.path(), 10, u64::MAX);
+        let record = |id: u64| {
+            let method = if id % 3 == 0 { "POST" } else { "GET" };
+            Record::from_json(
+                id,
+                Bytes::from(format!("{{\"id\":{id},\"method\":\"{method}\"}}")),
+            )
+        };
+        let post = Filter::parse("method:POST").expect("grammar");
+        let mut s = Subscription::new(hub.clone(), Start::Live, post, 40);
+        for first in (1..=300u64).step_by(10) {
+            commit(
+                &hub,
+                &mut journal,
+                (first..first + 10).map(record).collect(),
+            );
+        }
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            got.extend(ids(&mut s).await);
+        }
+        assert!(got.iter().copied().eq((3..=300).step_by(3)), "{got:?}");
+        commit(&hub, &mut journal, (301..=303).map(record).collect());
+        assert_eq!(ids(&mut s).await, vec![303]);
+    }
+
+    #[tokio::test]
+    async fn an_overtaken_subscriber_past_the_retention_is_told_of_the_gap() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // About 8 KiB kept: the oldest segments go while the subscriber does not read.
+        let (hub, mut journal) = journaled_hub(dir.path(), 10, 8 << 10);
+        let mut s = Subscription::new(hub.clone(), Start::Live, Filter::default(), 20);
+        for first in (1..=5000u64).step_by(10) {
+            commit(&hub, &mut journal, (first..first + 10).map(rec).collect());
+        }
+        let oldest = hub.store().expect("store").stats().oldest_id;
+        assert!(oldest > 3, "retention removed nothing (oldest {oldest})");
+        assert_eq!(ids(&mut s).await, vec![1, 2]);
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), s.next()).await;
+        assert!(
+            matches!(next, Ok(Next::Gap { after: 2, before }) if before == oldest),
+            "{next:?} (oldest kept {oldest})"
+        );
+        let mut got = Vec::new();
+        while got.len() < (5001 - oldest) as usize {
+            got.extend(ids(&mut s).await);
+        }
+        assert!(got.iter().copied().eq(oldest..=5000), "{got:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn journal_and_history_hand_over_without_gap_or_duplicate_under_a_flood() {
+        // A tiny history and budget: the subscriber switches between its queue, the history and the
+        // journal again and again while a publisher journals and publishes as the tailer does.
+        const LAST: u64 = 50_000;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (hub, mut journal) = journaled_hub(dir.path(), 50, u64::MAX);
+        let mut s = Subscription::new(hub.clone(), Start::Since(0), Filter::default(), 100);
+        let publisher = {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                for first in (1..=LAST).step_by(10) {
+                    commit(&hub, &mut journal, (first..first + 10).map(rec).collect());
+                    tokio::task::yield_now().await;
+                }
+                journal
+            })
+        };
+        let mut expected = 1u64;
+        let mut on_disk = 0u32;
+        while expected <= LAST {
+            for id in ids(&mut s).await {
+                assert_eq!(id, expected, "gap or duplicate");
+                expected += 1;
+            }
+            on_disk += u32::from(s.disk.is_some());
+        }
+        let _journal = publisher.await.expect("publisher");
+        eprintln!("steps on the journal: {on_disk}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,8 +22,9 @@
 //! byte budget) waits in an outbox that a select branch drains (feed every record, then one flush:
 //! one `write` for everything queued, however many entries),
 //! and the subscription is only asked for more when the outbox is empty, so a slow client costs at
-//! most its budget queued plus the take being written, never the tailer's time. While a write is stalled the loop watches whether the
-//! history passes the subscriber, and closes it 4008 then.
+//! most its budget queued plus the take being written, never the tailer's time. A subscriber whose
+//! writes make no progress for [`STALL`] while it is behind the memory history has stopped reading:
+//! it is closed 4008 (a slow reader, however far behind, continues from the journal).
 use super::origin_allowed;
 use super::upgrade::{self, Socket, Upgrade};
 use super::{AppState, Connections};
@@ -78,6 +79,13 @@ pub const SHUTDOWN_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REFUSED_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest close reason that fits a Close frame (125 bytes of payload minus the code).
 const MAX_CLOSE_REASON: usize = 123;
+/// A subscriber behind the memory history (CONTRACT §11) whose writes made no progress for this
+/// long is closed 4008: a reader that is merely slow takes something every few milliseconds, one
+/// that stopped would otherwise hold its slot and its budget for good. Checked on a timer
+/// ([`STALL_CHECK`]), since a flood that passed it may have stopped.
+pub const STALL: Duration = Duration::from_secs(5);
+/// How often a stalled write is looked at (only while one is in progress).
+const STALL_CHECK: Duration = Duration::from_secs(1);
 /// Pongs waiting behind a stalled write; a client that sends more pings than this without reading is
 /// closed (1008) rather than buffered for.
 const MAX_PENDING_CONTROL: usize = 64;
@@ -88,7 +96,8 @@ pub mod close {
     pub const TOKEN_MISSING: (u16, &str) = (4001, "Token not provided");
     /// The token is unknown, expired or already used.
     pub const TOKEN_INVALID: (u16, &str) = (4003, "Token invalid, expired, or already used");
-    /// The subscriber fell behind what the history can catch it up from.
+    /// The subscriber stopped reading while behind the history (or fell behind it without a
+    /// journal to continue from).
     pub const TOO_SLOW: (u16, &str) = (4008, "Subscriber too slow; reconnect with since");
     /// The daemon is stopping.
     pub const GOING_AWAY: (u16, &str) = (1001, "going away");
@@ -429,8 +438,13 @@ impl Conn {
         // loop turn would register and cancel a timer on every wake (twice per take).
         let idle = sleep_until(last_heard + IDLE_TIMEOUT);
         tokio::pin!(idle);
+        // The stall watch, polled only while a write is in progress: `written` says a write
+        // completed since the last look (so the first look at every write starts its clock),
+        // `left` is the outbox's length at the last look (it shrinks as the client reads).
+        let stall_check = sleep_until(Instant::now() + STALL_CHECK);
+        tokio::pin!(stall_check);
+        let (mut written, mut left, mut stuck_since) = (true, 0usize, Instant::now());
         loop {
-            let stalled = self.dirty;
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return self.close_end(close::GOING_AWAY).await,
@@ -446,15 +460,26 @@ impl Conn {
                         },
                     }
                 }
-                written = drive(&mut self.sink, &mut self.outbox, &mut self.pending_control), if self.dirty => {
-                    if written.is_err() {
+                sent = drive(&mut self.sink, &mut self.outbox, &mut self.pending_control), if self.dirty => {
+                    if sent.is_err() {
                         return End::Client;
                     }
                     self.dirty = false;
+                    written = true;
                 }
-                // More only once the outbox is written; while it is stalled, only whether the
-                // history has passed this subscriber.
-                next = async { if stalled { sub.gone().await } else { sub.next().await } } => {
+                () = &mut stall_check, if self.dirty => {
+                    let now = Instant::now();
+                    if written || self.outbox.len() < left {
+                        stuck_since = now;
+                    }
+                    (written, left) = (false, self.outbox.len());
+                    if now.duration_since(stuck_since) >= STALL && sub.behind() {
+                        return self.close_end(close::TOO_SLOW).await;
+                    }
+                    stall_check.as_mut().reset(now + STALL_CHECK);
+                }
+                // More only once the outbox is written.
+                next = sub.next(), if !self.dirty => {
                     match next {
                         Next::Entries(records) => {
                             // Counted here, the one place entries leave the subscription.
