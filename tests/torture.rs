@@ -233,6 +233,12 @@ fn run(plan: Plan) {
         behind_at_kill.iter().any(|b| *b >= 1_000),
         "the slow subscriber was never far behind: {behind_at_kill:?}"
     );
+    // A subscriber that reads continues from the journal when the history passes it (issue 14).
+    assert_eq!(
+        (fast.too_slow, slow.too_slow),
+        (0, 0),
+        "a reading subscriber was closed 4008"
+    );
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +315,8 @@ impl Writer {
 #[derive(Debug)]
 struct SubscriberReport {
     reconnects: u32,
+    /// Closes 4008 received: none for a subscriber that reads, however far behind (issue 14).
+    too_slow: u32,
 }
 
 /// Follows the daemon wherever `addrs` says it is, reconnecting with `since` after every drop, and
@@ -321,6 +329,7 @@ async fn subscribe(
 ) -> Result<SubscriberReport, String> {
     let mut last = 0u64;
     let mut reconnects = 0u32;
+    let mut too_slow = 0u32;
     loop {
         let addr = (*addrs.borrow_and_update()).expect("an address");
         let session = async {
@@ -335,7 +344,10 @@ async fn subscribe(
             while let Some(Ok(msg)) = ws.next().await {
                 let text = match msg {
                     Message::Text(t) => t,
-                    Message::Close(_) => break,
+                    Message::Close(frame) => {
+                        too_slow += u32::from(frame.is_some_and(|f| u16::from(f.code) == 4008));
+                        break;
+                    }
                     _ => continue,
                 };
                 let v: serde_json::Value =
@@ -353,7 +365,10 @@ async fn subscribe(
                 last = id;
                 progress.send_replace(last);
                 if last == total {
-                    return Ok(SubscriberReport { reconnects });
+                    return Ok(SubscriberReport {
+                        reconnects,
+                        too_slow,
+                    });
                 }
                 if let Some(pause) = pause {
                     if last % 1_000 == 0 {

@@ -1,5 +1,5 @@
 //! The stream itself: live entries, `since` and `backlog` replay (no gap, no duplicate at the seam),
-//! the 4008 paths, client messages (ping/pong, size and type limits), keep-alive, shutdown, health.
+//! slow readers continuing from the journal, the 4008 paths, client messages (ping/pong, size and type limits), keep-alive, shutdown, health.
 mod common;
 
 use common::*;
@@ -147,7 +147,9 @@ async fn invalid_since_or_backlog_closes_1008() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_never_reading_subscriber_is_closed_4008_and_does_not_hold_back_a_fast_one() {
     const TOTAL: u64 = 100_000;
-    let server = Server::start(TestConfig::new(&[])).await; // history 10 000
+    // History 10 000 and no journal (the routes-only server has none): nothing to continue from
+    // once the history has passed it. With a journal, ws_subscriptions' RELIABILITY 66 test.
+    let server = Server::start(TestConfig::new(&[])).await;
     let mut slow = server.subscribe("").await;
     let mut fast = server.subscribe("").await;
     assert_quiet(&mut slow).await;
@@ -469,7 +471,8 @@ async fn a_subscriber_lagging_behind_the_broadcast_is_caught_up_from_the_history
 #[tokio::test]
 async fn a_subscriber_lagging_behind_the_history_too_is_closed_4008() {
     // Its buffer (64 KiB, the least) and the history (10 000) together hold less than the 12 000
-    // records published while it cannot run.
+    // records published while it cannot run, and the routes-only server has no journal to
+    // continue from (with one it would: `slow_readers_through_a_burst_...`).
     let server = Server::start(TestConfig::new(&["--subscriber-buffer-bytes", "65536"])).await;
     let mut ws = server.subscribe("").await;
     assert_quiet(&mut ws).await;
@@ -478,4 +481,158 @@ async fn a_subscriber_lagging_behind_the_history_too_is_closed_4008() {
         expect_close(&mut ws).await,
         (4008, "Subscriber too slow; reconnect with since".to_owned())
     );
+}
+
+/// A Squid line numbered `seq` (its `bytes` field): POST when `seq` is even, GET otherwise.
+fn burst_line(seq: u64) -> String {
+    let method = if seq % 2 == 0 { "POST" } else { "GET" };
+    format!(
+        "1795835993.065      2 10.1.{}.{} TCP_MISS/200 {seq} {method} http://h.example/x/{seq} - HIER_DIRECT/127.0.0.1 text/plain\n",
+        seq % 250,
+        seq % 200
+    )
+}
+
+/// The receive buffer the slow clients ask for: fixed (no autotuning), so what can wait for them
+/// in the kernel is known.
+const SLOW_RCVBUF: u32 = 64 << 10;
+
+/// A client on a socket with a [`SLOW_RCVBUF`] receive buffer, to the daemon at `addr`.
+async fn connect_small_buffer(addr: std::net::SocketAddr, query: &str) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(SLOW_RCVBUF).expect("SO_RCVBUF");
+    let tcp = socket.connect(addr).await.expect("connect");
+    let url = format!("ws://{addr}/api/ws/logs?{query}");
+    let (ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)),
+    )
+    .await
+    .expect("handshake within the bound")
+    .expect("WebSocket handshake");
+    ws
+}
+
+/// Bytes that can be on their way to a subscriber beyond what it has read: two takes of its
+/// budget, the daemon's socket write buffers, the kernel's send buffer at most (tcp_wmem) and its
+/// receive buffer (the kernel doubles what was asked), plus 1 MiB of slack.
+fn in_flight_bound(budget: u64) -> u64 {
+    let wmem = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").expect("tcp_wmem");
+    let wmem_max: u64 = wmem
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .expect("tcp_wmem max");
+    2 * budget
+        + proxytail::http::ws::MAX_WRITE_BUFFER as u64
+        + wmem_max
+        + 2 * u64::from(SLOW_RCVBUF)
+        + (1 << 20)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_readers_through_a_burst_past_the_history_get_every_entry_from_the_journal() {
+    // Issue 14: a subscriber that reads, however slowly, continues from the journal once the
+    // history has passed it: every entry exactly once, in order, no gap, no 4008. One unfiltered,
+    // one filtered (every other line), and a fast one whose progress paces the slow ones' pauses.
+    const LINES: u64 = 60_000;
+    const HISTORY: u64 = 1_000;
+    const BUDGET: u64 = 65_536;
+    let files = TestConfig::with_users(&[
+        "--from-start",
+        "--history",
+        "1000",
+        "--subscriber-buffer-bytes",
+        "65536",
+    ]);
+    let log = files.access_log();
+    std::fs::write(&log, "").expect("log");
+    let daemon = Daemon::start(&files).await;
+    let mut fast = daemon.subscribe("&since=0").await;
+    let token = fetch_token(daemon.addr).await;
+    let mut slow = connect_small_buffer(daemon.addr, &format!("token={token}&since=0")).await;
+    let token = fetch_token(daemon.addr).await;
+    let filtered = format!("token={token}&since=0&filter=method%3APOST");
+    let mut slow_post = connect_small_buffer(daemon.addr, &filtered).await;
+    for ws in [&mut fast, &mut slow, &mut slow_post] {
+        assert_quiet(ws).await;
+    }
+    // The whole burst at once: the tailer reads it as fast as it can.
+    let burst: String = (1..=LINES).map(burst_line).collect();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, burst.as_bytes()))
+        .expect("append the burst");
+    let (fast_tx, fast_rx) = tokio::sync::watch::channel(0u64);
+    let fast_task = tokio::spawn(async move {
+        let mut shortest = usize::MAX;
+        for expected in 1..=LINES {
+            match next_event(&mut fast).await {
+                Event::Text(t) => {
+                    assert_eq!(entry_id(&t), expected, "fast: gap, duplicate or reorder");
+                    shortest = shortest.min(t.len());
+                }
+                other => panic!("fast, after {}: {other:?}", expected - 1),
+            }
+            if expected % 1_000 == 0 {
+                fast_tx.send_replace(expected);
+            }
+        }
+        shortest
+    });
+    // A slow reader: `step` entries, then a pause until the fast one is 5,000 entries further
+    // (several times what the history holds) or 1 s has passed, far below the stall bound. Returns
+    // the last id it had when the fast one had everything, and checks every entry.
+    let slow_reader = |mut ws: Client, step: u64, every: u64, name: &'static str| {
+        let mut fast_rx = fast_rx.clone();
+        tokio::spawn(async move {
+            let mut seen_when_fast_done = None;
+            let mut expected = every;
+            let mut n = 0u64;
+            while expected <= LINES {
+                match next_event(&mut ws).await {
+                    Event::Text(t) => {
+                        assert_eq!(entry_id(&t), expected, "{name}: gap, duplicate or reorder")
+                    }
+                    other => panic!("{name}, expecting {expected}: {other:?}"),
+                }
+                expected += every;
+                n += 1;
+                if n % step == 0 {
+                    let target = (*fast_rx.borrow() + 5_000).min(LINES);
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        fast_rx.wait_for(|&f| f >= target),
+                    )
+                    .await;
+                }
+                if seen_when_fast_done.is_none() && *fast_rx.borrow() == LINES {
+                    seen_when_fast_done = Some(expected - every);
+                }
+            }
+            assert_quiet(&mut ws).await;
+            seen_when_fast_done.unwrap_or(LINES)
+        })
+    };
+    let slow_task = slow_reader(slow, 500, 1, "slow");
+    let post_task = slow_reader(slow_post, 250, 2, "slow filtered");
+    let shortest = fast_task.await.expect("fast reader") as u64;
+    let slow_at = slow_task.await.expect("slow reader");
+    let post_at = post_task.await.expect("slow filtered reader");
+    // The test proves something only if the history had passed both: when the last entry was
+    // published, each was further behind than everything that could be in flight to it.
+    let in_flight = in_flight_bound(BUDGET) / shortest;
+    eprintln!(
+        "fast done: slow at {slow_at}, filtered at {post_at}; at most {in_flight} entries in flight"
+    );
+    assert!(
+        slow_at + in_flight + HISTORY < LINES,
+        "the slow reader was never passed by the history"
+    );
+    assert!(
+        post_at + 2 * in_flight + HISTORY < LINES,
+        "the filtered slow reader was never passed by the history"
+    );
+    daemon.stop().await.expect("clean stop");
 }

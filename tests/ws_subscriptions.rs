@@ -140,8 +140,9 @@ async fn a_never_reading_subscriber_costs_its_budget_and_is_closed_4008() {
         );
         max_rss = max_rss.max(rss_bytes(daemon.pid()));
         next = end + 1;
-        // Far past the history (10 000) and every buffer: the daemon must have given up on the
-        // stalled one. Its own log says when; then the test reads what it was sent.
+        // Far past the history (10 000) and every buffer: the stalled one's writes have made no
+        // progress while it was behind the history, so the daemon gives up on it after
+        // `ws::STALL`. Its own log says when; then the test reads what it was sent.
         if next > 100_000 {
             if let Some(mut ws) = stalled.take() {
                 daemon.await_line("too slow: closing 4008", WAIT);
