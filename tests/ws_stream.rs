@@ -493,26 +493,6 @@ fn burst_line(seq: u64) -> String {
     )
 }
 
-/// The receive buffer the slow clients ask for: fixed (no autotuning), so what can wait for them
-/// in the kernel is known.
-const SLOW_RCVBUF: u32 = 64 << 10;
-
-/// A client on a socket with a [`SLOW_RCVBUF`] receive buffer, to the daemon at `addr`.
-async fn connect_small_buffer(addr: std::net::SocketAddr, query: &str) -> Client {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(SLOW_RCVBUF).expect("SO_RCVBUF");
-    let tcp = socket.connect(addr).await.expect("connect");
-    let url = format!("ws://{addr}/api/ws/logs?{query}");
-    let (ws, _) = tokio::time::timeout(
-        WAIT,
-        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)),
-    )
-    .await
-    .expect("handshake within the bound")
-    .expect("WebSocket handshake");
-    ws
-}
-
 /// Bytes that can be on their way to a subscriber beyond what it has read: two takes of its
 /// budget, the daemon's socket write buffers, the kernel's send buffer at most (tcp_wmem) and its
 /// receive buffer (the kernel doubles what was asked), plus 1 MiB of slack.
@@ -526,7 +506,7 @@ fn in_flight_bound(budget: u64) -> u64 {
     2 * budget
         + proxytail::http::ws::MAX_WRITE_BUFFER as u64
         + wmem_max
-        + 2 * u64::from(SLOW_RCVBUF)
+        + 2 * u64::from(SMALL_RCVBUF)
         + (1 << 20)
 }
 
@@ -550,10 +530,10 @@ async fn slow_readers_through_a_burst_past_the_history_get_every_entry_from_the_
     let daemon = Daemon::start(&files).await;
     let mut fast = daemon.subscribe("&since=0").await;
     let token = fetch_token(daemon.addr).await;
-    let mut slow = connect_small_buffer(daemon.addr, &format!("token={token}&since=0")).await;
+    let mut slow = connect_small_rcvbuf(daemon.addr, &format!("token={token}&since=0")).await;
     let token = fetch_token(daemon.addr).await;
     let filtered = format!("token={token}&since=0&filter=method%3APOST");
-    let mut slow_post = connect_small_buffer(daemon.addr, &filtered).await;
+    let mut slow_post = connect_small_rcvbuf(daemon.addr, &filtered).await;
     for ws in [&mut fast, &mut slow, &mut slow_post] {
         assert_quiet(ws).await;
     }

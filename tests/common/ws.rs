@@ -27,6 +27,29 @@ pub async fn connect(url: &str) -> Client {
     try_connect(url, &[]).await.expect("WebSocket handshake")
 }
 
+/// The receive buffer [`connect_small_rcvbuf`] asks for: fixed (the kernel doubles it and turns
+/// autotuning off), so what can wait in the kernel for a client that does not read is known.
+pub const SMALL_RCVBUF: u32 = 64 << 10;
+
+/// Connects a WebSocket client to `ws://addr/api/ws/logs?{query}` on a socket with a
+/// [`SMALL_RCVBUF`] receive buffer; panics on failure.
+pub async fn connect_small_rcvbuf(addr: std::net::SocketAddr, query: &str) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(SMALL_RCVBUF)
+        .expect("SO_RCVBUF");
+    let tcp = socket.connect(addr).await.expect("connect");
+    let url = format!("ws://{addr}/api/ws/logs?{query}");
+    let (ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)),
+    )
+    .await
+    .expect("handshake within the bound")
+    .expect("WebSocket handshake");
+    ws
+}
+
 /// Connects with extra request headers; returns the handshake error (e.g. HTTP 403) as is.
 pub async fn try_connect(
     url: &str,
