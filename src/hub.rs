@@ -894,9 +894,12 @@ mod tests {
             );
         }
         let mut got = Vec::new();
+        let mut from_disk = false;
         while got.len() < 100 {
             got.extend(ids(&mut s).await);
+            from_disk |= s.disk.is_some();
         }
+        assert!(from_disk, "never replayed from the journal");
         assert!(got.iter().copied().eq((3..=300).step_by(3)), "{got:?}");
         commit(&hub, &mut journal, (301..=303).map(record).collect());
         assert_eq!(ids(&mut s).await, vec![303]);
