@@ -929,6 +929,30 @@ mod tests {
         assert!(got.iter().copied().eq(oldest..=5000), "{got:?}");
     }
 
+    #[tokio::test]
+    async fn a_journal_that_lacks_what_the_history_passed_ends_in_a_gap_not_a_loop() {
+        // The daemon journals before it publishes; should a record ever reach the history only,
+        // the replay reads the journal's end twice, then reports the loss and goes on.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (hub, mut journal) = journaled_hub(dir.path(), 10, u64::MAX);
+        commit(&hub, &mut journal, (1..=20).map(rec).collect());
+        let mut s = sub(&hub, Start::Since(0));
+        hub.publish((21..=40).map(rec).collect());
+        assert_eq!(ids(&mut s).await, (1..=20).collect::<Vec<_>>());
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), s.next()).await;
+        assert!(
+            matches!(
+                next,
+                Ok(Next::Gap {
+                    after: 20,
+                    before: 31
+                })
+            ),
+            "{next:?}"
+        );
+        assert_eq!(ids(&mut s).await, (31..=40).collect::<Vec<_>>());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn journal_and_history_hand_over_without_gap_or_duplicate_under_a_flood() {
         // A tiny history and budget: the subscriber switches between its queue, the history and the
