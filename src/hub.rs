@@ -305,15 +305,22 @@ impl Shared {
         let mut wake = !inner.live;
         if inner.live {
             let all = self.filter.is_all();
+            // A queue that holds entries was signalled when it stopped being empty, and only its
+            // session empties it (and looks at it before waiting): a wake-up per batch on top of
+            // that would reach a session still holding or writing what it has (issue 14: at high
+            // fan-out sessions take every few ms, BENCHMARKS §17).
+            let signalled = !inner.queue.is_empty();
             for r in batch {
                 if r.id <= inner.cursor {
                     continue;
                 }
                 if all || self.passes(r) {
-                    wake = true;
+                    wake |= !signalled;
                     if inner.bytes + r.json.len() > self.budget && !inner.queue.is_empty() {
-                        // Over budget: stop queueing; the rest comes from the history.
+                        // Over budget: stop queueing; the rest comes from the history (and a
+                        // stalled session watching for `gone` must look again).
                         inner.live = false;
+                        wake = true;
                         break;
                     }
                     inner.bytes += r.json.len();

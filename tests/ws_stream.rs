@@ -278,6 +278,56 @@ async fn many_entries_per_wake_arrive_as_separate_messages_in_order_with_their_e
     assert_quiet(&mut ws).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_128_subscribers_sessions_coalesce_and_every_entry_still_arrives_once_in_order() {
+    // More subscribers than the coalescing threshold (ws.rs `COALESCE_FROM`): each session waits a
+    // few ms between takes, and the hub wakes a session only when its queue stops being empty.
+    // Every entry must still arrive exactly once and in order, one message each, and an entry
+    // published alone after a quiet spell must arrive too: no wake-up may be lost to a permit that a
+    // take made on the coalescing timer left behind. The server's Ping tick runs the session loop
+    // again and would deliver a stuck entry after PING_INTERVAL, so each phase is bounded below it.
+    const SUBSCRIBERS: usize = 150;
+    let bound = PING_INTERVAL / 2;
+    let cap = SUBSCRIBERS.to_string();
+    let server = Server::start(TestConfig::new(&[
+        "--max-connections",
+        &cap,
+        "--max-connections-per-ip",
+        &cap,
+    ]))
+    .await;
+    let mut clients = Vec::with_capacity(SUBSCRIBERS);
+    for _ in 0..SUBSCRIBERS {
+        let mut ws = server.subscribe("").await;
+        assert_quiet(&mut ws).await;
+        clients.push(ws);
+    }
+    assert_eq!(server.state.hub.subscriber_count(), SUBSCRIBERS as u64);
+    let mut next = 1u64;
+    // Many small batches (sessions hold while more arrive), then a single entry after a quiet spell.
+    for (batches, batch) in [(200u64, 2usize), (1, 1)] {
+        let first = next;
+        for _ in 0..batches {
+            server.publish(next..=next + batch as u64 - 1, batch);
+            next += batch as u64;
+            tokio::task::yield_now().await;
+        }
+        let deadline = tokio::time::Instant::now() + bound;
+        for (k, ws) in clients.iter_mut().enumerate() {
+            for id in first..next {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match next_event_within(ws, left).await {
+                    Event::Text(t) => assert_eq!(entry_id(&t), id, "subscriber {k}"),
+                    other => panic!("subscriber {k}, entry {id}: {other:?}"),
+                }
+            }
+        }
+    }
+    for ws in clients.iter_mut().take(3) {
+        assert_quiet(ws).await;
+    }
+}
+
 #[tokio::test]
 async fn client_ping_frame_is_answered_while_streaming() {
     let server = Server::start(TestConfig::new(&[])).await;
