@@ -1,6 +1,7 @@
 //! A batch's records serialized many to one allocation: each entry's JSON is written into a shared
-//! buffer and its record is a `Bytes` slice of it, so a line costs no allocation of its own for its
-//! JSON (one buffer and one reference count per chunk of records instead).
+//! buffer and its record is a `Bytes` slice of it, and the chunk's records share one table for
+//! their filter fields, so a line costs no allocation of its own (one buffer, one table and their
+//! reference counts per chunk of records instead).
 use crate::filter::Fields;
 use crate::hub::Record;
 use bytes::Bytes;
@@ -65,12 +66,13 @@ impl Encoder {
             return;
         }
         let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        let mut fields = self.fields.drain(..).peekable();
-        for (i, (id, start, end)) in self.spans.drain(..).enumerate() {
-            let f = fields.next_if(|(j, _)| *j == i).map(|(_, f)| f);
-            self.records
-                .push(Record::encoded(id, chunk.slice(start..end), f));
-        }
+        Record::chunk_into(
+            &chunk,
+            &self.spans,
+            self.fields.drain(..),
+            &mut self.records,
+        );
+        self.spans.clear();
     }
 }
 
