@@ -497,36 +497,54 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
-/// True when one of the 8 bytes of `w` needs escaping (below 0x20, `"` or `\\`): the usual
-/// "has a zero byte" bit tricks, exact for the word as a whole.
-fn word_needs_escape(w: u64) -> bool {
+/// The bytes of `w` that need escaping (below 0x20, `"` or `\\`) have their high bit set; the usual
+/// "has a zero byte" bit tricks, exact for the word as a whole (zero when no byte does).
+#[inline(always)]
+fn escape_bits(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
     let quote = zero_in(w ^ (ONES * u64::from(b'"')));
     let backslash = zero_in(w ^ (ONES * u64::from(b'\\')));
-    (below_space | quote | backslash) != 0
+    below_space | quote | backslash
+}
+
+/// True when a byte of `b` needs escaping. Every word is looked at, without an early exit, so
+/// that the loop vectorizes; the tail is the last 8 bytes again (or, under 8, byte by byte).
+fn needs_escape(b: &[u8]) -> bool {
+    let word = |c: &[u8]| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        u64::from_le_bytes(w)
+    };
+    let mut words = b.chunks_exact(8);
+    let mut bits = 0;
+    for c in &mut words {
+        bits |= escape_bits(word(c));
+    }
+    if words.remainder().is_empty() {
+        bits != 0
+    } else if let Some(last) = b.len().checked_sub(8).map(|i| &b[i..]) {
+        bits | escape_bits(word(last)) != 0
+    } else {
+        b.iter().any(|&c| ESCAPE[usize::from(c)] != 0)
+    }
 }
 
 /// Writes `s` as a JSON string, escaped as `serde_json` escapes it. Log values rarely need
-/// escaping, so whole 8-byte words that do not are skipped at once.
+/// escaping: those are checked whole at once and copied in one piece.
 fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            if !word_needs_escape(u64::from_le_bytes(w)) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
+    for (i, &b) in bytes.iter().enumerate() {
         let esc = ESCAPE[usize::from(b)];
         if esc != 0 {
             out.extend_from_slice(&bytes[start..i]);
@@ -545,7 +563,6 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
             }
             start = i + 1;
         }
-        i += 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
