@@ -114,4 +114,37 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_records_of_a_chunk_each_have_their_own_fields_in_the_shared_table() {
+        let json = [200, 404, 503].map(|code| format!("{{\"id\":{code},\"code\":{code}}}"));
+        let chunk = Bytes::from(json.concat());
+        let mut spans = Vec::new();
+        let mut at = 0;
+        for (i, j) in json.iter().enumerate() {
+            spans.push((i as u64 + 1, at, at + j.len()));
+            at += j.len();
+        }
+        // Fields given for the middle record only (as while a filtered subscription is open);
+        // they differ from its JSON, so the test sees which ones a record has.
+        let given = Fields::from_json(b"{\"code\":299}").expect("fields");
+        let mut records = Vec::new();
+        Record::chunk_into(&chunk, &spans, [(1, given)], &mut records);
+        assert_eq!(records.len(), 3);
+        assert!(records[1].fields_built());
+        assert!(!records[0].fields_built() && !records[2].fields_built());
+        assert_eq!(records[1].fields().code, Some(299));
+        assert_eq!(records[0].fields().code, Some(200));
+        assert!(
+            !records[2].fields_built(),
+            "building one record's fields built another's"
+        );
+        // A clone shares its record's cell.
+        let clone = records[2].clone();
+        assert_eq!(clone.fields().code, Some(503));
+        assert!(records[2].fields_built());
+        for (r, j) in records.iter().zip(&json) {
+            assert_eq!(r.json, j.as_bytes());
+        }
+    }
 }
