@@ -62,23 +62,22 @@ impl Record {
 
     /// The records of entries serialized one after the other into `chunk`, one per `(id, start,
     /// end)` span, appended to `out`: they share the chunk and one table of filter fields, where
-    /// `fields` holds those [`Record::fields_now`] gave, by index in `spans`, in order.
+    /// `fields` holds those [`Record::fields_now`] gave, by index in `spans`.
     pub fn chunk_into(
         chunk: &Bytes,
         spans: &[(u64, usize, usize)],
         fields: impl IntoIterator<Item = (usize, Fields)>,
         out: &mut Vec<Record>,
     ) {
-        let mut fields = fields.into_iter().peekable();
-        let table: Arc<[OnceLock<Box<Fields>>]> = (0..spans.len())
-            .map(|i| {
-                let cell = OnceLock::new();
-                if let Some((_, f)) = fields.next_if(|(j, _)| *j == i) {
-                    let _ = cell.set(Box::new(f));
-                }
-                cell
-            })
-            .collect();
+        let table: Arc<[OnceLock<Box<Fields>>]> =
+            (0..spans.len()).map(|_| OnceLock::new()).collect();
+        // Set afterwards rather than while collecting: a peeked `(usize, Fields)` is moved
+        // (~250 bytes) for every record, most of which have none.
+        for (i, f) in fields {
+            if let Some(cell) = table.get(i) {
+                let _ = cell.set(Box::new(f));
+            }
+        }
         out.extend(
             spans
                 .iter()
