@@ -38,7 +38,18 @@ pub struct Record {
     pub json: Bytes,
     /// The filter fields, built at most once and shared by every clone (cloning a record
     /// allocates nothing); unfiltered subscribers never need them.
-    fields: Arc<OnceLock<Fields>>,
+    fields: FieldsSlot,
+}
+
+/// A record's place in a table of lazily built filter fields shared by the records made together
+/// (the tailer's chunk of ~50): one allocation per chunk instead of one per record, and 16 bytes
+/// per record until its fields are built (a `Fields` inline is ~250 bytes, in the history too).
+#[derive(Debug, Clone)]
+struct FieldsSlot {
+    /// One cell per record of the chunk.
+    table: Arc<[OnceLock<Box<Fields>>]>,
+    /// This record's cell.
+    slot: u32,
 }
 
 impl Record {
@@ -48,20 +59,57 @@ impl Record {
         entry.id = id;
         let mut json = Vec::with_capacity(entry.json_size_hint());
         entry.write_json(&mut json);
-        Record::encoded(id, Bytes::from(json), Record::fields_now(entry))
+        let fields = Record::fields_now(entry);
+        Record::alone(id, Bytes::from(json), fields)
     }
 
-    /// The record of an entry already serialized into `json` (with `id` set), with the filter
-    /// fields [`Record::fields_now`] gave for it, if any.
-    pub fn encoded(id: u64, json: Bytes, fields: Option<Fields>) -> Record {
-        let lock = OnceLock::new();
+    /// The records of entries serialized one after the other into `chunk`, one per `(id, start,
+    /// end)` span, appended to `out`: they share the chunk and one table of filter fields, where
+    /// `fields` holds those [`Record::fields_now`] gave, by index in `spans`.
+    pub fn chunk_into(
+        chunk: &Bytes,
+        spans: &[(u64, usize, usize)],
+        fields: impl IntoIterator<Item = (usize, Fields)>,
+        out: &mut Vec<Record>,
+    ) {
+        let table: Arc<[OnceLock<Box<Fields>>]> =
+            (0..spans.len()).map(|_| OnceLock::new()).collect();
+        // Set afterwards rather than while collecting: a peeked `(usize, Fields)` is moved
+        // (~250 bytes) for every record, most of which have none.
+        for (i, f) in fields {
+            if let Some(cell) = table.get(i) {
+                let _ = cell.set(Box::new(f));
+            }
+        }
+        out.extend(
+            spans
+                .iter()
+                .enumerate()
+                .map(|(i, &(id, start, end))| Record {
+                    id,
+                    json: chunk.slice(start..end),
+                    fields: FieldsSlot {
+                        table: table.clone(),
+                        // A chunk holds far fewer than 2^32 records (`encode::CHUNK_BYTES`).
+                        slot: i as u32,
+                    },
+                }),
+        );
+    }
+
+    /// A record with a fields table of its own.
+    fn alone(id: u64, json: Bytes, fields: Option<Fields>) -> Record {
+        let cell = OnceLock::new();
         if let Some(f) = fields {
-            let _ = lock.set(f);
+            let _ = cell.set(Box::new(f));
         }
         Record {
             id,
             json,
-            fields: Arc::new(lock),
+            fields: FieldsSlot {
+                table: Arc::new([cell]),
+                slot: 0,
+            },
         }
     }
 
@@ -84,25 +132,27 @@ impl Record {
     /// A record read back as JSON text (the journal); its filter fields are built when first
     /// needed.
     pub fn from_json(id: u64, json: Bytes) -> Record {
-        Record {
-            id,
-            json,
-            fields: Arc::new(OnceLock::new()),
-        }
+        Record::alone(id, json, None)
+    }
+
+    /// The record's cell of its fields table (`slot` is below the table's length by
+    /// construction).
+    fn cell(&self) -> &OnceLock<Box<Fields>> {
+        &self.fields.table[self.fields.slot as usize]
     }
 
     /// What filters look at, built from the JSON on first use when the record was made without
     /// (unreadable text gets empty fields: they match no positive term, and the record is still
     /// sent to unfiltered subscribers).
     pub fn fields(&self) -> &Fields {
-        self.fields
-            .get_or_init(|| Fields::from_json(&self.json).unwrap_or_default())
+        self.cell()
+            .get_or_init(|| Box::new(Fields::from_json(&self.json).unwrap_or_default()))
     }
 
     /// Whether the filter fields were built (tests check that an unfiltered path never builds them).
     #[cfg(test)]
     pub(crate) fn fields_built(&self) -> bool {
-        self.fields.get().is_some()
+        self.cell().get().is_some()
     }
 
     /// The JSON text as `&str` (always valid UTF-8: serde_json produced it).

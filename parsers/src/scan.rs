@@ -35,6 +35,21 @@ impl<'a> Cursor<'a> {
         Ok((start, &self.b[start..end]))
     }
 
+    /// [`Cursor::token`] for a token that may be long (a URL): the end is found with `memchr`.
+    #[inline]
+    pub(crate) fn long_token(&mut self) -> Result<(usize, &'a [u8]), ParseError> {
+        while self.pos < self.b.len() && self.b[self.pos] == b' ' {
+            self.pos += 1;
+        }
+        let start = self.pos;
+        if start >= self.b.len() {
+            return Err(ParseError::new(ParseErrorKind::MissingField, start));
+        }
+        let end = memchr::memchr(b' ', &self.b[start..]).map_or(self.b.len(), |i| start + i);
+        self.pos = end;
+        Ok((start, &self.b[start..end]))
+    }
+
     /// The unread rest of the line.
     pub(crate) fn rest(&self) -> &'a [u8] {
         &self.b[self.pos.min(self.b.len())..]
@@ -91,7 +106,8 @@ pub(crate) fn opt_uint(b: &[u8], col: usize) -> Result<Option<u64>, ParseError> 
     if b == b"-" {
         return Ok(None);
     }
-    let int = match memchr::memchr(b'.', b) {
+    // A plain loop: these tokens are a few bytes, shorter than `memchr`'s set-up.
+    let int = match b.iter().position(|&c| c == b'.') {
         Some(i) if b[i + 1..].iter().all(u8::is_ascii_digit) => &b[..i],
         _ => b,
     };
@@ -115,7 +131,7 @@ pub(crate) fn opt_status(b: &[u8], col: usize) -> Result<Option<u16>, ParseError
 /// more are cut to milliseconds. No fraction is whole seconds.
 #[inline]
 pub(crate) fn epoch(b: &[u8]) -> Option<Timestamp> {
-    let (int, frac) = match memchr::memchr(b'.', b) {
+    let (int, frac) = match b.iter().position(|&c| c == b'.') {
         Some(i) => (&b[..i], &b[i + 1..]),
         None => (b, &b""[..]),
     };

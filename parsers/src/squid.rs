@@ -150,7 +150,7 @@ fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
         b: line,
         pos: head.end,
     };
-    let (_, url) = cursor.token()?;
+    let (_, url) = cursor.long_token()?;
     let rest_start = cursor.pos;
     let mut rest = scan::trim_spaces(cursor.rest());
     let mut mime = None;

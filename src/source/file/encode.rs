@@ -1,6 +1,7 @@
 //! A batch's records serialized many to one allocation: each entry's JSON is written into a shared
-//! buffer and its record is a `Bytes` slice of it, so a line costs no allocation of its own for its
-//! JSON (one buffer and one reference count per chunk of records instead).
+//! buffer and its record is a `Bytes` slice of it, and the chunk's records share one table for
+//! their filter fields, so a line costs no allocation of its own (one buffer, one table and their
+//! reference counts per chunk of records instead).
 use crate::filter::Fields;
 use crate::hub::Record;
 use bytes::Bytes;
@@ -65,12 +66,13 @@ impl Encoder {
             return;
         }
         let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        let mut fields = self.fields.drain(..).peekable();
-        for (i, (id, start, end)) in self.spans.drain(..).enumerate() {
-            let f = fields.next_if(|(j, _)| *j == i).map(|(_, f)| f);
-            self.records
-                .push(Record::encoded(id, chunk.slice(start..end), f));
-        }
+        Record::chunk_into(
+            &chunk,
+            &self.spans,
+            self.fields.drain(..),
+            &mut self.records,
+        );
+        self.spans.clear();
     }
 }
 
@@ -110,6 +112,39 @@ mod tests {
                 assert_eq!(r.id, alone.id);
                 assert_eq!(r.json, alone.json, "record {i} of batch {batch}");
             }
+        }
+    }
+
+    #[test]
+    fn the_records_of_a_chunk_each_have_their_own_fields_in_the_shared_table() {
+        let json = [200, 404, 503].map(|code| format!("{{\"id\":{code},\"code\":{code}}}"));
+        let chunk = Bytes::from(json.concat());
+        let mut spans = Vec::new();
+        let mut at = 0;
+        for (i, j) in json.iter().enumerate() {
+            spans.push((i as u64 + 1, at, at + j.len()));
+            at += j.len();
+        }
+        // Fields given for the middle record only (as while a filtered subscription is open);
+        // they differ from its JSON, so the test sees which ones a record has.
+        let given = Fields::from_json(b"{\"code\":299}").expect("fields");
+        let mut records = Vec::new();
+        Record::chunk_into(&chunk, &spans, [(1, given)], &mut records);
+        assert_eq!(records.len(), 3);
+        assert!(records[1].fields_built());
+        assert!(!records[0].fields_built() && !records[2].fields_built());
+        assert_eq!(records[1].fields().code, Some(299));
+        assert_eq!(records[0].fields().code, Some(200));
+        assert!(
+            !records[2].fields_built(),
+            "building one record's fields built another's"
+        );
+        // A clone shares its record's cell.
+        let clone = records[2].clone();
+        assert_eq!(clone.fields().code, Some(503));
+        assert!(records[2].fields_built());
+        for (r, j) in records.iter().zip(&json) {
+            assert_eq!(r.json, j.as_bytes());
         }
     }
 }
