@@ -7,10 +7,10 @@
 //! edge (cut at a TCP relay the test owns) during which that edge's own subscribers
 //! keep receiving every line.
 //!
-//! Rates are scaled down from the 10,000 lines/s per edge to 2,000 (debug daemons cost
-//! ~93 µs of CPU per line at an edge and ~53 µs at the central: 10,000 would need ~4.4 cores, the
-//! machine has 2; BENCHMARKS §12); `PROXYTAIL_FLEET_RATE` overrides it. The outage lasts 60 s
-//! (`PROXYTAIL_FLEET_OUTAGE_SECS` overrides it).
+//! `PROXYTAIL_FLEET_RATE` sets the lines per second each edge's log gets (default 2,000: debug
+//! daemons cost ~93 µs of CPU per line at an edge and ~53 µs at the central, BENCHMARKS §12);
+//! `scripts/test.sh` runs this test on release binaries (`PROXYTAIL_TEST_BIN`) at the rate it
+//! names there. The outage lasts 60 s (`PROXYTAIL_FLEET_OUTAGE_SECS` overrides it).
 mod common;
 mod fleet_support;
 
@@ -45,8 +45,10 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 /// A daemon start: the binary reports its address within this.
 const START: Duration = Duration::from_secs(60);
-/// Everything written must reach the central subscriber within this after the writers stop.
-const DRAIN: Duration = Duration::from_secs(240);
+/// Everything written must reach the central subscriber within this after the writers stop. At
+/// 10,000 lines/s per edge on 2 loaded cores the drain took 148–165 s (BENCHMARKS §12): the
+/// machine absorbs about a third of what is written, the rest waits in the edges' journals.
+const DRAIN: Duration = Duration::from_secs(360);
 /// No writer writes longer than this, whatever happens to the test.
 const MAX_WRITING: Duration = Duration::from_secs(400);
 

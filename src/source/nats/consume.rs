@@ -14,7 +14,7 @@
 //! The central's own privacy policy (CONTRACT §7) is applied to each entry before its id, record
 //! and journal line, as the file source does: an edge that keeps raw values does not make the
 //! central keep them.
-use super::{stream_name, Status, RETRY_EVERY};
+use super::{stream_name, Status, REQUEST_TIMEOUT, RETRY_EVERY};
 use crate::config::{Config, Fleet};
 use crate::error::StartupError;
 use crate::hub::{Hub, Record};
@@ -33,7 +33,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +45,11 @@ const BATCH: usize = 4096;
 
 /// Messages a reader hands on at once at most (what the client had received already).
 const READ_BATCH: usize = 512;
+
+/// A reader that has received nothing for this long asks the stream whether it holds more: if it
+/// does, the consumer is stalled (its server died) and is recreated, instead of waiting the ~60 s
+/// of missed heartbeats async-nats' ordered consumer needs to notice.
+const STALL_CHECK: Duration = Duration::from_secs(10);
 
 /// What the central's checkpoint holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -501,7 +506,7 @@ async fn follow_once(
     tx: &mpsc::Sender<Vec<Incoming>>,
 ) -> Result<(), String> {
     let name = stream_name(node);
-    let stream = js
+    let mut stream = js
         .get_stream(&name)
         .await
         .map_err(|e| format!("stream {name}: {e}"))?;
@@ -522,7 +527,26 @@ async fn follow_once(
         .messages()
         .await
         .map_err(|e| format!("reading {name}: {e}"))?;
-    while let Some(m) = messages.next().await {
+    loop {
+        let m = match tokio::time::timeout(STALL_CHECK, messages.next()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(_) => {
+                // Quiet: an idle stream, or a consumer on a server that died (the client notices
+                // only after two missed 15 s heartbeats). The stream says which.
+                let info = tokio::time::timeout(REQUEST_TIMEOUT, stream.info())
+                    .await
+                    .map_err(|_| format!("stream {name}: no answer from NATS"))?
+                    .map_err(|e| format!("stream {name}: {e}"))?;
+                let last = info.state.last_sequence;
+                if last > *after {
+                    return Err(format!(
+                        "{name}: nothing delivered for {STALL_CHECK:?} while the stream holds up to {last} and {after} was taken: recreating the consumer"
+                    ));
+                }
+                continue;
+            }
+        };
         // What the client has already received goes on as one batch: one hand-over and one wake
         // of the merging loop per batch, not per message.
         let mut batch = Vec::new();
