@@ -101,8 +101,8 @@ struct Publisher {
 impl Publisher {
     /// Creates the stream if needed, then publishes from the last id it holds on until a failure.
     /// Publishing and awaiting the acknowledgements run side by side: up to [`IN_FLIGHT`] entries
-    /// are out at once, across the hub's batches, so a trickle of single entries costs no round
-    /// trip each and a backlog never waits for a flight to empty before the next one leaves.
+    /// are out at once, across the hub's batches, so a backlog never waits for a flight to empty
+    /// before the next entry leaves.
     async fn session(&self) -> Result<(), String> {
         if self.client.connection_state() != async_nats::connection::State::Connected {
             return Err("not connected to NATS".into());
