@@ -46,7 +46,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 /// A daemon start: the binary reports its address within this.
 const START: Duration = Duration::from_secs(60);
 /// Everything written must reach the central subscriber within this after the writers stop. At
-/// 10,000 lines/s per edge on 2 loaded cores the drain took 148–165 s (BENCHMARKS §12): the
+/// 10,000 lines/s per edge on 2 loaded cores the drain took 98–148 s (BENCHMARKS §12): the
 /// machine absorbs about a third of what is written, the rest waits in the edges' journals.
 const DRAIN: Duration = Duration::from_secs(360);
 /// No writer writes longer than this, whatever happens to the test.
