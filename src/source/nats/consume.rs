@@ -14,7 +14,7 @@
 //! The central's own privacy policy (CONTRACT §7) is applied to each entry before its id, record
 //! and journal line, as the file source does: an edge that keeps raw values does not make the
 //! central keep them.
-use super::{stream_name, Status, RETRY_EVERY};
+use super::{stream_name, Status, REQUEST_TIMEOUT, RETRY_EVERY};
 use crate::config::{Config, Fleet};
 use crate::error::StartupError;
 use crate::hub::{Hub, Record};
@@ -26,14 +26,14 @@ use crate::source::file::TailHealth;
 use crate::store::journal::{self, Journal};
 use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use parsers::Entry;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +42,14 @@ pub const CHECKPOINT_FILE: &str = "fleet-checkpoint.json";
 
 /// Messages taken per batch at most (one journal append and one checkpoint per batch).
 const BATCH: usize = 4096;
+
+/// Messages a reader hands on at once at most (what the client had received already).
+const READ_BATCH: usize = 512;
+
+/// A reader that has received nothing for this long asks the stream whether it holds more: if it
+/// does, the consumer is stalled (its server died) and is recreated, instead of waiting the ~60 s
+/// of missed heartbeats async-nats' ordered consumer needs to notice.
+const STALL_CHECK: Duration = Duration::from_secs(10);
 
 /// What the central's checkpoint holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,9 +78,20 @@ struct Incoming {
     node: usize,
     /// Its stream sequence.
     seq: u64,
-    /// Its `Nats-Msg-Id` header.
-    msg_id: Option<String>,
+    /// Its headers, moved out of the message (the `Nats-Msg-Id` is read from them, uncopied).
+    headers: Option<async_nats::HeaderMap>,
     payload: Bytes,
+}
+
+impl Incoming {
+    /// Its `Nats-Msg-Id` header.
+    fn msg_id(&self) -> Option<&str> {
+        let id = self
+            .headers
+            .as_ref()?
+            .get(async_nats::header::NATS_MESSAGE_ID)?;
+        Some(id.as_str())
+    }
 }
 
 /// Follows the nodes' streams and feeds the hub.
@@ -186,7 +205,8 @@ impl Central {
 
     /// Follows the streams until `token` is cancelled, then makes journal and checkpoint durable.
     pub async fn run(mut self, token: CancellationToken) {
-        let (tx, mut rx) = mpsc::channel::<Incoming>(BATCH * 2);
+        // Capacity in reader batches: enough for every reader to have a few waiting.
+        let (tx, mut rx) = mpsc::channel::<Vec<Incoming>>(4 * self.positions.len().max(1));
         match super::connect(&self.fleet, &self.status).await {
             Ok(client) => {
                 let js = jetstream::new(client);
@@ -205,21 +225,20 @@ impl Central {
             Err(e) => self.status.set_error(e),
         }
         drop(tx);
-        let mut buf = Vec::with_capacity(BATCH);
+        let mut buf = Vec::new();
         let mut tick = tokio::time::interval(SYNC_EVERY);
         loop {
             self.kick();
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
-                n = rx.recv_many(&mut buf, BATCH) => {
+                n = rx.recv_many(&mut buf, BATCH / READ_BATCH) => {
                     if n == 0 {
                         // No reader left (no connection): wait for the stop.
                         token.cancelled().await;
                         break;
                     }
-                    let batch = std::mem::take(&mut buf);
-                    if let Err(e) = self.commit(batch) {
+                    if let Err(e) = self.commit(&mut buf) {
                         // The batch is neither journaled nor published: stop rather than lose
                         // or reorder it; a restart resumes from the checkpoint.
                         tracing::error!(error = %e, "central: journal or checkpoint write failed; stopping the fleet source");
@@ -251,12 +270,13 @@ impl Central {
         }
     }
 
-    /// Gives each message that is an entry the next id, then journals, checkpoints, publishes.
-    fn commit(&mut self, batch: Vec<Incoming>) -> std::io::Result<()> {
-        let mut records = Vec::with_capacity(batch.len());
+    /// Gives each message of `batches` (left empty) that is an entry the next id, then journals,
+    /// checkpoints, publishes.
+    fn commit(&mut self, batches: &mut Vec<Vec<Incoming>>) -> std::io::Result<()> {
+        let mut records = Vec::with_capacity(batches.iter().map(Vec::len).sum());
         let mut skipped = 0;
         let mut gaps = Vec::new();
-        for m in batch {
+        for m in batches.drain(..).flatten() {
             let Some(pos) = self.positions.get_mut(m.node) else {
                 continue;
             };
@@ -279,7 +299,7 @@ impl Central {
                 }
                 None => {
                     skipped += 1;
-                    tracing::warn!(node = %pos.node, seq = m.seq, msg_id = ?m.msg_id, bytes = m.payload.len(), "fleet: not a new entry of the node; skipped");
+                    tracing::warn!(node = %pos.node, seq = m.seq, msg_id = ?m.msg_id(), bytes = m.payload.len(), "fleet: not a new entry of the node; skipped");
                 }
             }
         }
@@ -342,8 +362,7 @@ fn entry_json(
     }
     // The message id the edge set names this node and this id (a foreign publisher's does not).
     let named = m
-        .msg_id
-        .as_deref()
+        .msg_id()
         .and_then(|id| id.strip_prefix(node)?.strip_prefix(':'));
     if named.map(str::as_bytes) != Some(&rest[..digits]) {
         return None;
@@ -459,7 +478,7 @@ async fn follow(
     index: usize,
     node: String,
     mut after: u64,
-    tx: mpsc::Sender<Incoming>,
+    tx: mpsc::Sender<Vec<Incoming>>,
     status: Arc<Status>,
     token: CancellationToken,
 ) {
@@ -484,10 +503,10 @@ async fn follow_once(
     index: usize,
     node: &str,
     after: &mut u64,
-    tx: &mpsc::Sender<Incoming>,
+    tx: &mpsc::Sender<Vec<Incoming>>,
 ) -> Result<(), String> {
     let name = stream_name(node);
-    let stream = js
+    let mut stream = js
         .get_stream(&name)
         .await
         .map_err(|e| format!("stream {name}: {e}"))?;
@@ -508,29 +527,64 @@ async fn follow_once(
         .messages()
         .await
         .map_err(|e| format!("reading {name}: {e}"))?;
-    while let Some(m) = messages.next().await {
-        let m = m.map_err(|e| format!("reading {name}: {e}"))?;
-        let seq = m
-            .info()
-            .map_err(|e| format!("reading {name}: {e}"))?
-            .stream_sequence;
-        if seq <= *after {
-            continue;
-        }
-        *after = seq;
-        let msg_id = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-            .map(|v| v.as_str().to_owned());
-        let incoming = Incoming {
-            node: index,
-            seq,
-            msg_id,
-            payload: m.message.payload.clone(),
+    loop {
+        let m = match tokio::time::timeout(STALL_CHECK, messages.next()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(_) => {
+                // Quiet: an idle stream, or a consumer on a server that died (the client notices
+                // only after two missed 15 s heartbeats). The stream says which.
+                let info = tokio::time::timeout(REQUEST_TIMEOUT, stream.info())
+                    .await
+                    .map_err(|_| format!("stream {name}: no answer from NATS"))?
+                    .map_err(|e| format!("stream {name}: {e}"))?;
+                let last = info.state.last_sequence;
+                if last > *after {
+                    return Err(format!(
+                        "{name}: nothing delivered for {STALL_CHECK:?} while the stream holds up to {last} and {after} was taken: recreating the consumer"
+                    ));
+                }
+                continue;
+            }
         };
-        if tx.send(incoming).await.is_err() {
+        // What the client has already received goes on as one batch: one hand-over and one wake
+        // of the merging loop per batch, not per message.
+        let mut batch = Vec::new();
+        let mut failed = None;
+        let mut next = Some(m);
+        while let Some(m) = next {
+            let (m, seq) = match m.map_err(|e| e.to_string()).and_then(|m| {
+                let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
+                Ok((m, seq))
+            }) {
+                Ok(taken) => taken,
+                Err(e) => {
+                    // What the batch holds still goes on: `after` is past it already.
+                    failed = Some(format!("reading {name}: {e}"));
+                    break;
+                }
+            };
+            if seq > *after {
+                *after = seq;
+                let (message, _) = m.split();
+                batch.push(Incoming {
+                    node: index,
+                    seq,
+                    headers: message.headers,
+                    payload: message.payload,
+                });
+            }
+            next = if batch.len() < READ_BATCH {
+                messages.next().now_or_never().flatten()
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() && tx.send(batch).await.is_err() {
             return Ok(());
+        }
+        if let Some(why) = failed {
+            return Err(why);
         }
     }
     Err(format!("{name}: the consumer ended"))
@@ -544,7 +598,11 @@ mod tests {
         Incoming {
             node: 0,
             seq: 1,
-            msg_id: id.map(str::to_owned),
+            headers: id.map(|id| {
+                let mut h = async_nats::HeaderMap::new();
+                h.insert(async_nats::header::NATS_MESSAGE_ID, id);
+                h
+            }),
             payload: Bytes::from(payload.to_owned()),
         }
     }

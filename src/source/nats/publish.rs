@@ -16,13 +16,17 @@ use crate::config::Fleet;
 use crate::filter::Filter;
 use crate::hub::{Hub, Next, Start, Subscription};
 use async_nats::jetstream::{self, context::PublishAckFuture, stream};
+use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Entries in flight (published, acknowledgement awaited) at most: enough to keep a loopback
-/// round trip per batch, not per entry, off the throughput.
-const IN_FLIGHT: usize = 1024;
+/// Entries in flight (published, acknowledgement awaited) at most. A catch-up's throughput is this
+/// window over the acknowledgement's round trip, which a loaded 3-server cluster stretches to a few
+/// hundred ms (BENCHMARKS §12); below async-nats' own limit of acknowledgements pending (5,000 by
+/// default), so `send_publish` never waits on that.
+const IN_FLIGHT: usize = 4096;
 
 /// Bytes of entries the publisher's subscription queues before it drops to catching up.
 const BUDGET: usize = 4 << 20;
@@ -49,7 +53,7 @@ pub async fn run(
         hub,
         js,
         client,
-        subject: subject(&node),
+        subject: subject(&node).into(),
         stream: stream_name(&node),
         node,
         replicas: fleet.replicas,
@@ -70,13 +74,23 @@ pub async fn run(
     }
 }
 
+/// One published entry whose acknowledgement is awaited.
+struct Flight {
+    /// Its edge id.
+    id: u64,
+    /// Entries lost just before it, counted once it is acknowledged.
+    gap: Option<u64>,
+    ack: PublishAckFuture,
+}
+
 /// What one publishing session needs.
 struct Publisher {
     hub: Arc<Hub>,
     js: jetstream::Context,
     /// For the connection state and the cluster size.
     client: async_nats::Client,
-    subject: String,
+    /// Cloned per message: a `Subject` shares its bytes.
+    subject: async_nats::Subject,
     stream: String,
     node: String,
     /// `--nats-replicas`, or chosen from the cluster size.
@@ -86,63 +100,80 @@ struct Publisher {
 
 impl Publisher {
     /// Creates the stream if needed, then publishes from the last id it holds on until a failure.
+    /// Publishing and awaiting the acknowledgements run side by side: up to [`IN_FLIGHT`] entries
+    /// are out at once, across the hub's batches, so a backlog never waits for a flight to empty
+    /// before the next entry leaves.
     async fn session(&self) -> Result<(), String> {
         if self.client.connection_state() != async_nats::connection::State::Connected {
             return Err("not connected to NATS".into());
         }
-        let StreamEnd { mut seq, id: last } = self.stream_end().await?;
+        let StreamEnd { seq, id: last } = self.stream_end().await?;
         self.status.stream_holds(last);
         self.status.clear_error();
-        let mut sub = Subscription::new(
+        let sub = Subscription::new(
             self.hub.clone(),
             Start::Since(last),
             Filter::default(),
             BUDGET,
         );
+        // The channel's capacity is the window: a full one holds the publishing side back.
+        let (flights, acks) = mpsc::channel(IN_FLIGHT);
+        let acking = self.await_acks(acks);
+        tokio::pin!(acking);
+        tokio::select! {
+            // Publishing ended (the hub closed): its sender is dropped, the acknowledgements of
+            // what is out are still awaited.
+            r = self.publish_from(sub, seq, flights) => {
+                r?;
+                acking.await
+            }
+            // An acknowledgement failed: publishing stops where it is; the next session starts
+            // from what the stream holds.
+            r = &mut acking => r,
+        }
+    }
+
+    /// Publishes what `sub` yields, in id order, each expecting the sequence its predecessor
+    /// takes (`seq` is the stream's last at the start), handing each acknowledgement to `flights`.
+    async fn publish_from(
+        &self,
+        mut sub: Subscription,
+        mut seq: u64,
+        flights: mpsc::Sender<Flight>,
+    ) -> Result<(), String> {
         // Entries the journal no longer had before the next one published: counted once that one
         // is acknowledged (a session that fails before then meets the same gap again).
         let mut gap: Option<u64> = None;
-        let mut acked_id = last;
+        let mut msg_id = String::with_capacity(self.node.len() + 21);
         loop {
             match sub.next().await {
                 Next::Entries(records) => {
-                    for chunk in records.chunks(IN_FLIGHT) {
-                        let mut acks: Vec<(u64, PublishAckFuture)> =
-                            Vec::with_capacity(chunk.len());
-                        for (k, r) in chunk.iter().enumerate() {
-                            // Each accepted message takes the next sequence, so the k-th of the
-                            // chunk expects `seq + k` before it.
-                            let msg = jetstream::message::PublishMessage::build()
-                                .payload(r.json.clone())
-                                .message_id(format!("{}:{}", self.node, r.id))
-                                .expected_last_sequence(seq + k as u64);
-                            match self.js.send_publish(self.subject.clone(), msg).await {
-                                Ok(ack) => acks.push((r.id, ack)),
-                                Err(e) => {
-                                    self.status.failed();
-                                    return Err(format!("publishing id {}: {e}", r.id));
-                                }
+                    for r in records {
+                        msg_id.clear();
+                        // Writing to a String cannot fail.
+                        let _ = write!(msg_id, "{}:{}", self.node, r.id);
+                        let msg = jetstream::message::PublishMessage::build()
+                            .payload(r.json.clone())
+                            .message_id(&msg_id)
+                            .expected_last_sequence(seq);
+                        let ack = match self.js.send_publish(self.subject.clone(), msg).await {
+                            Ok(ack) => ack,
+                            Err(e) => {
+                                self.status.failed();
+                                return Err(format!("publishing id {}: {e}", r.id));
                             }
+                        };
+                        // Each accepted message takes the next sequence.
+                        seq += 1;
+                        let flight = Flight {
+                            id: r.id,
+                            gap: gap.take(),
+                            ack,
+                        };
+                        if flights.send(flight).await.is_err() {
+                            // The acknowledging side has ended with the reason.
+                            return Ok(());
                         }
-                        let mut done = 0;
-                        for (id, ack) in acks {
-                            match ack.await {
-                                Ok(ack) => {
-                                    done += 1;
-                                    acked_id = id;
-                                    seq = ack.sequence;
-                                    if let Some(lost) = gap.take() {
-                                        self.status.gap(lost);
-                                    }
-                                }
-                                Err(e) => {
-                                    self.status.published(done, acked_id);
-                                    self.status.failed();
-                                    return Err(format!("id {id} not acknowledged: {e}"));
-                                }
-                            }
-                        }
-                        self.status.published(done, acked_id);
                     }
                 }
                 Next::Gap { after, before } => {
@@ -170,6 +201,22 @@ impl Publisher {
         }
     }
 
+    /// Awaits the acknowledgements in publishing order until `acks` is closed and empty (`Ok`) or
+    /// one fails (`Err`, the rest dropped unawaited).
+    async fn await_acks(&self, mut acks: mpsc::Receiver<Flight>) -> Result<(), String> {
+        while let Some(Flight { id, gap, ack }) = acks.recv().await {
+            if let Err(e) = ack.await {
+                self.status.failed();
+                return Err(format!("id {id} not acknowledged: {e}"));
+            }
+            self.status.published(1, id);
+            if let Some(lost) = gap {
+                self.status.gap(lost);
+            }
+        }
+        Ok(())
+    }
+
     /// Where the stream ends (creating it if missing): its last sequence and the edge id of the
     /// message there, read from its message id `<node>:<id>`. Without a gap the two are equal;
     /// after one, the id is ahead of the sequence by the entries lost.
@@ -184,7 +231,7 @@ impl Publisher {
         });
         let config = stream::Config {
             name: self.stream.clone(),
-            subjects: vec![self.subject.clone()],
+            subjects: vec![self.subject.to_string()],
             num_replicas: replicas,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
