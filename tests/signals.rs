@@ -3,7 +3,7 @@
 //! exits 0.
 mod common;
 
-use common::process::{LogTail, Proc};
+use common::process::{daemon_args, LogTail, Proc};
 use common::*;
 use futures_util::StreamExt;
 use std::io::Write;
@@ -131,17 +131,7 @@ async fn sighup_applies_a_changed_view_to_new_subscriptions_and_keeps_open_ones(
         }
     };
     append_lines(1, 4);
-    let args: Vec<String> = vec![
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--access-log".into(),
-        log.display().to_string(),
-        "--users".into(),
-        users.display().to_string(),
-        "--state-dir".into(),
-        state.display().to_string(),
-        "--from-start".into(),
-    ];
+    let args = daemon_args(&log, &users, &state, &["--from-start"]);
     let mut daemon = Proc::start(&args, &LogTail::default(), WAIT);
     let addr = daemon.addr;
     let url = |token: &str| format!("ws://{addr}/api/ws/logs?token={token}&since=0");

@@ -3,7 +3,7 @@
 //! (75), and per-user views on every path (76).
 mod common;
 
-use common::process::{LogTail, Proc};
+use common::process::{daemon_args, LogTail, Proc};
 use common::*;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -87,16 +87,7 @@ fn binary_args(dir: &std::path::Path) -> (Vec<String>, std::path::PathBuf) {
     let users = write_users(dir);
     let log = dir.join("access.log");
     std::fs::File::create(&log).expect("log");
-    let args = vec![
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--access-log".into(),
-        log.display().to_string(),
-        "--users".into(),
-        users.display().to_string(),
-        "--state-dir".into(),
-        dir.join("state").display().to_string(),
-    ];
+    let args = daemon_args(&log, &users, &dir.join("state"), &[]);
     (args, log)
 }
 
@@ -295,17 +286,7 @@ async fn since_with_a_filter_across_a_sigkill_restart_is_exact() {
         }
     };
     append(1, 40);
-    let args: Vec<String> = vec![
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--access-log".into(),
-        log.display().to_string(),
-        "--users".into(),
-        users.display().to_string(),
-        "--state-dir".into(),
-        state.display().to_string(),
-        "--from-start".into(),
-    ];
+    let args = daemon_args(&log, &users, &state, &["--from-start"]);
     let tail = LogTail::default();
     let mut first = Proc::start(&args, &tail, WAIT);
     let token = fetch_token(first.addr).await;

@@ -186,3 +186,25 @@ pub fn tail_of(log: &LogTail) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The daemon's usual command line in a test: loopback port 0, this access log, users file and
+/// state directory, then `extra`.
+pub fn daemon_args(
+    log: &std::path::Path,
+    users: &std::path::Path,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--access-log".into(),
+        log.display().to_string(),
+        "--users".into(),
+        users.display().to_string(),
+        "--state-dir".into(),
+        state.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
