@@ -823,6 +823,18 @@ mod tests {
         }
     }
 
+    /// At least `n` ids, taken until there; fails unless some came from a journal replay.
+    async fn ids_via_journal(s: &mut Subscription, n: usize) -> Vec<u64> {
+        let mut got = Vec::new();
+        let mut from_disk = false;
+        while got.len() < n {
+            got.extend(ids(s).await);
+            from_disk |= s.disk.is_some();
+        }
+        assert!(from_disk, "never replayed from the journal");
+        got
+    }
+
     #[tokio::test]
     async fn since_backlog_and_live_start_where_they_should() {
         let hub = Arc::new(Hub::new(3));
@@ -911,13 +923,7 @@ mod tests {
         }
         assert!(s.behind());
         assert_eq!(ids(&mut s).await, vec![1, 2], "the queue first");
-        let mut got = Vec::new();
-        let mut from_disk = false;
-        while got.len() < 498 {
-            got.extend(ids(&mut s).await);
-            from_disk |= s.disk.is_some();
-        }
-        assert!(from_disk, "never replayed from the journal");
+        let got = ids_via_journal(&mut s, 498).await;
         assert!(got.iter().copied().eq(3..=500), "gap or duplicate: {got:?}");
         // The seam back: the history holds what follows the journal's last record read, so the
         // replay hands over to it, then to live.
@@ -950,13 +956,7 @@ mod tests {
                 (first..first + 10).map(record).collect(),
             );
         }
-        let mut got = Vec::new();
-        let mut from_disk = false;
-        while got.len() < 100 {
-            got.extend(ids(&mut s).await);
-            from_disk |= s.disk.is_some();
-        }
-        assert!(from_disk, "never replayed from the journal");
+        let got = ids_via_journal(&mut s, 100).await;
         assert!(got.iter().copied().eq((3..=300).step_by(3)), "{got:?}");
         commit(&hub, &mut journal, (301..=303).map(record).collect());
         assert_eq!(ids(&mut s).await, vec![303]);

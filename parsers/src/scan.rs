@@ -19,25 +19,22 @@ impl<'a> Cursor<'a> {
     /// Skips spaces, then returns the start and the bytes of the next token, or `MissingField`.
     #[inline]
     pub(crate) fn token(&mut self) -> Result<(usize, &'a [u8]), ParseError> {
-        while self.pos < self.b.len() && self.b[self.pos] == b' ' {
-            self.pos += 1;
-        }
-        let start = self.pos;
-        if start >= self.b.len() {
-            return Err(ParseError::new(ParseErrorKind::MissingField, start));
-        }
         // Tokens are short: a plain loop beats memchr's SIMD set-up here.
-        let end = self.b[start..]
-            .iter()
-            .position(|&c| c == b' ')
-            .map_or(self.b.len(), |i| start + i);
-        self.pos = end;
-        Ok((start, &self.b[start..end]))
+        self.token_ending(|rest| rest.iter().position(|&c| c == b' '))
     }
 
     /// [`Cursor::token`] for a token that may be long (a URL): the end is found with `memchr`.
     #[inline]
     pub(crate) fn long_token(&mut self) -> Result<(usize, &'a [u8]), ParseError> {
+        self.token_ending(|rest| memchr::memchr(b' ', rest))
+    }
+
+    /// Skips spaces, then the next token, whose end (the next space) `find` looks for.
+    #[inline(always)]
+    fn token_ending(
+        &mut self,
+        find: impl Fn(&[u8]) -> Option<usize>,
+    ) -> Result<(usize, &'a [u8]), ParseError> {
         while self.pos < self.b.len() && self.b[self.pos] == b' ' {
             self.pos += 1;
         }
@@ -45,7 +42,7 @@ impl<'a> Cursor<'a> {
         if start >= self.b.len() {
             return Err(ParseError::new(ParseErrorKind::MissingField, start));
         }
-        let end = memchr::memchr(b' ', &self.b[start..]).map_or(self.b.len(), |i| start + i);
+        let end = find(&self.b[start..]).map_or(self.b.len(), |i| start + i);
         self.pos = end;
         Ok((start, &self.b[start..end]))
     }
