@@ -5,7 +5,7 @@
 //! the line it named before the kills, old segments gone, the size within retention.
 mod common;
 
-use common::process::{tail_of, LogTail, Proc};
+use common::process::{daemon_args, tail_of, LogTail, Proc};
 use common::ws::{connect, read_ids};
 use common::{fetch_token, write_users};
 use proxytail::config::Config;
@@ -49,26 +49,18 @@ async fn sigkill_while_retention_removes_segments_leaves_a_consistent_journal() 
     let (log, state) = (dir.path().join("access.log"), dir.path().join("state"));
     std::fs::create_dir_all(&state).unwrap();
     let users = write_users(dir.path());
-    let args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--from-start",
-        "--history",
-        "100",
-        "--retention-bytes",
-        "1MiB",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--access-log".into(),
-        log.display().to_string(),
-        "--state-dir".into(),
-        state.display().to_string(),
-        "--users".into(),
-        users.display().to_string(),
-    ])
-    .collect();
+    let args = daemon_args(
+        &log,
+        &users,
+        &state,
+        &[
+            "--from-start",
+            "--history",
+            "100",
+            "--retention-bytes",
+            "1MiB",
+        ],
+    );
     let tail = LogTail::default();
     let mut written = 0;
     for _ in 0..KILLS {
