@@ -10,6 +10,8 @@
 # CPU is the daemon's utime+stime from /proc/PID/stat, so other load on the machine disturbs it
 # less than wall time. Bounded: every wait gives up after BOUND seconds.
 # Usage: N=200000 scripts/fleet-bench.sh   (needs target/release/proxytail, nats-server, curl, jq)
+#        PROXYTAIL_NATS_SERVER=/path/to/nats-server picks the server binary (default: nats-server on PATH;
+#        scripts/test.sh installs a newer one, as the fleet tests also read it)
 #        RATE=1000 SECONDS_=10 scripts/fleet-bench.sh latency   (also target/release/examples/e2e_load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,7 @@ RATE=${RATE:-1000}
 SECONDS_=${SECONDS_:-10}
 BIN=${BIN:-target/release/proxytail}
 BOUND=${BOUND:-300}
+NATS_SERVER=${PROXYTAIL_NATS_SERVER:-nats-server}
 CLK=$(getconf CLK_TCK)
 tmp=$(mktemp -d)
 pids=()
@@ -56,7 +59,7 @@ published_all() { made_all "$1" "$2" && [ "$(health "$1" | jq .fleet.pending)" =
 
 nport=$(free_port)
 : >"$tmp/nats.log"
-nats-server -a 127.0.0.1 -p "$nport" -js -sd "$tmp/nats" >"$tmp/nats.log" 2>&1 &
+"$NATS_SERVER" -a 127.0.0.1 -p "$nport" -js -sd "$tmp/nats" >"$tmp/nats.log" 2>&1 &
 pids+=($!)
 wait_for "nats-server ready" grep -q 'Server is ready' "$tmp/nats.log"
 NATS="nats://127.0.0.1:$nport"
@@ -64,7 +67,7 @@ NATS="nats://127.0.0.1:$nport"
 # 3. Write → central subscriber latency (bounded by --lines and --seconds, then --drain; the tool
 # stops its edges and central by PID and exits 1 on any loss).
 latency() {
-  echo "latency, 3 edges at $RATE lines/s each for $SECONDS_ s; load: $(uptime | sed 's/.*load average: //')"
+  echo "latency, 3 edges at $RATE lines/s each for $SECONDS_ s; $("$NATS_SERVER" --version); load: $(uptime | sed 's/.*load average: //')"
   target/release/examples/e2e_load --bin "$BIN" --fleet 3 --nats "$NATS" --rate "$RATE" \
     --lines $((RATE * SECONDS_)) --seconds "$SECONDS_" --drain 60
 }
@@ -76,7 +79,7 @@ fi
 awk -v n="$N" 'BEGIN { for (i = 1; i <= n; i++)
   printf "1795835993.%03d     85 192.168.1.10 TCP_MISS/200 4096 GET http://bench.test/%d - HIER_DIRECT/93.184.216.34 text/html\n", i % 1000, i }' >"$tmp/access.log"
 
-echo "N=$N lines; $(nproc) cores; load: $(uptime | sed 's/.*load average: //')"
+echo "N=$N lines; $(nproc) cores; $("$NATS_SERVER" --version); load: $(uptime | sed 's/.*load average: //')"
 
 # 1. Edge without and with --publish.
 start_daemon plain --state-dir "$tmp/plain" --access-log "$tmp/access.log" --from-start

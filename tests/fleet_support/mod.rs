@@ -1,7 +1,10 @@
-//! A real NATS JetStream cluster for fleet tests (Debian's `nats-server`): servers on free loopback
-//! ports with temporary store directories, started, SIGKILLed and restarted by the test and killed
-//! when dropped, so nothing is left running. Plus a TCP relay the test owns and can cut, to take one
-//! edge off NATS while the others stay on.
+//! A real NATS JetStream cluster for fleet tests: servers on free loopback ports with temporary
+//! store directories, started, SIGKILLed and restarted by the test and killed when dropped, so
+//! nothing is left running. Plus a TCP relay the test owns and can cut, to take one edge off NATS
+//! while the others stay on.
+//!
+//! The server binary is `$PROXYTAIL_NATS_SERVER` when set (`scripts/test.sh` points the fleet test
+//! under load at a pinned newer release there), else `nats-server` on `PATH` (Debian's 2.9).
 //!
 //! A server counts as ready when its monitoring endpoint's `/healthz` answers 200: JetStream is
 //! up, the server is in contact with a metadata leader, and (once streams exist) every stream
@@ -10,6 +13,7 @@
 //! also have caught up its replicas before the next server may be killed.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +39,54 @@ struct NotReady {
 
 /// Between two `/healthz` questions while a server gets ready (nats-server pushes no event).
 const HEALTHZ_EVERY: Duration = Duration::from_millis(100);
+
+/// The nats-server binary the tests run.
+fn server_binary() -> std::ffi::OsString {
+    std::env::var_os("PROXYTAIL_NATS_SERVER").unwrap_or_else(|| "nats-server".into())
+}
+
+/// How far (raft entries) a replica may trail its leader and count as caught up: under load the
+/// replica outside the quorum is always a few entries behind.
+const CAUGHT_UP_LAG: u64 = 1_000;
+
+/// What the tests read of `/jsz?accounts=true&streams=true` (the same on nats-server 2.9 and 2.14).
+#[derive(serde::Deserialize)]
+struct Jsz {
+    #[serde(default)]
+    account_details: Vec<JszAccount>,
+}
+
+#[derive(serde::Deserialize)]
+struct JszAccount {
+    #[serde(default)]
+    stream_detail: Vec<JszStream>,
+}
+
+#[derive(serde::Deserialize)]
+struct JszStream {
+    name: String,
+    #[serde(default)]
+    cluster: JszCluster,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct JszCluster {
+    leader: Option<String>,
+    /// The other replicas, as the leader sees them (a follower reports less).
+    #[serde(default)]
+    replicas: Vec<Replica>,
+}
+
+#[derive(serde::Deserialize, Debug)]
+struct Replica {
+    name: String,
+    #[serde(default)]
+    current: bool,
+    #[serde(default)]
+    offline: bool,
+    #[serde(default)]
+    lag: u64,
+}
 
 /// A free loopback port (bound and released; nats-server binds it a moment later).
 fn free_port() -> u16 {
@@ -65,13 +117,14 @@ impl Cluster {
     /// Starts `n` servers and waits (bounded) until each is healthy: joined, with a JetStream
     /// metadata leader elected.
     pub fn start(n: usize) -> Cluster {
+        let binary = server_binary();
         assert!(
-            Command::new("nats-server")
+            Command::new(&binary)
                 .arg("--version")
                 .output()
                 .map(|o| o.status.success())
                 .unwrap_or(false),
-            "nats-server is missing: apt-get install -y nats-server (scripts/test.sh does)"
+            "nats-server {binary:?} is missing: apt-get install -y nats-server, or set PROXYTAIL_NATS_SERVER (scripts/test.sh does)"
         );
         // A port found free may be taken by another process before nats-server binds it (other
         // tests bind 127.0.0.1:0 all the time): a server that exits at start-up gets a new
@@ -150,7 +203,7 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) {
         let s = &mut self.servers[i];
-        let mut child = Command::new("nats-server")
+        let mut child = Command::new(server_binary())
             .arg("-c")
             .arg(&s.config)
             .stdin(Stdio::null())
@@ -202,10 +255,15 @@ impl Cluster {
 
     /// `GET /healthz` of server `i`: status code and body.
     pub fn healthz(&self, i: usize) -> std::io::Result<(u16, String)> {
+        self.monitor(i, "/healthz")
+    }
+
+    /// `GET path` of server `i`'s monitoring endpoint: status code and body.
+    fn monitor(&self, i: usize, path: &str) -> std::io::Result<(u16, String)> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.servers[i].monitor_port));
         let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
         let mut raw = String::new();
         s.read_to_string(&mut raw)?;
         let status = raw
@@ -215,6 +273,106 @@ impl Cluster {
             .unwrap_or(0);
         let body = raw.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_owned();
         Ok((status, body))
+    }
+
+    /// The body of server `i`'s answer to `GET path` when it is 200, else what it was instead.
+    fn monitor_ok(&self, i: usize, path: &str) -> Result<String, String> {
+        match self.monitor(i, path) {
+            Ok((200, body)) => Ok(body),
+            Ok((status, body)) => Err(format!("n{i} {path} {status} {body}")),
+            Err(e) => Err(format!("n{i} {path}: {e}")),
+        }
+    }
+
+    /// Waits (bounded) until every stream is caught up on every running server: they all name the
+    /// same leader for it, and that leader sees each of its replicas online and at most
+    /// [`CAUGHT_UP_LAG`] raft entries behind. `/healthz` answering 200 on a restarted server says
+    /// only that its own replicas are not catching up at that moment, as its own raft state sees
+    /// it; this asks each stream's leader. (A 2.9.10 cluster whose restarted server had answered
+    /// 200 was found after the next server's SIGKILL with every replica hundreds of thousands of
+    /// messages behind and a stream without a leader.) Prints what is behind every 20 s of waiting.
+    pub fn await_caught_up(&self, bound: Duration) {
+        let start = Instant::now();
+        let mut report = start + Duration::from_secs(20);
+        loop {
+            let state = self.replication();
+            let Err(why) = &state else { return };
+            let now = Instant::now();
+            assert!(
+                now < start + bound,
+                "nats streams not caught up within {bound:?}: {why}"
+            );
+            if now >= report {
+                eprintln!(
+                    "fleet: waiting {:.0} s for the nats streams to catch up: {why}",
+                    (now - start).as_secs_f64()
+                );
+                report = now + Duration::from_secs(20);
+            }
+            // Polling: nats-server pushes no event a test could await.
+            std::thread::sleep(HEALTHZ_EVERY);
+        }
+    }
+
+    /// `Ok` when every stream is caught up on every running server (see
+    /// [`Cluster::await_caught_up`]), else what is not.
+    fn replication(&self) -> Result<(), String> {
+        // Per stream: the leader each running server names, and the replicas the leader reports.
+        let mut leaders: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut replicas: BTreeMap<String, Vec<Replica>> = BTreeMap::new();
+        for i in 0..self.servers.len() {
+            if self.servers[i].child.is_none() {
+                continue;
+            }
+            let name = format!("n{i}");
+            self.monitor_ok(i, "/healthz")?;
+            let body = self.monitor_ok(i, "/jsz?accounts=true&streams=true")?;
+            let jsz: Jsz =
+                serde_json::from_str(&body).map_err(|e| format!("n{i} /jsz: {e}: {body}"))?;
+            for stream in jsz
+                .account_details
+                .into_iter()
+                .flat_map(|a| a.stream_detail)
+            {
+                let leader = stream.cluster.leader.unwrap_or_default();
+                if leader == name {
+                    replicas.insert(stream.name.clone(), stream.cluster.replicas);
+                }
+                leaders
+                    .entry(stream.name)
+                    .or_default()
+                    .push((name.clone(), leader));
+            }
+        }
+        let running = self.servers.iter().filter(|s| s.child.is_some()).count();
+        let mut behind = Vec::new();
+        for (stream, named) in &leaders {
+            let leader = &named[0].1;
+            if leader.is_empty() || named.len() < running || named.iter().any(|(_, l)| l != leader)
+            {
+                behind.push(format!("{stream}: leaders named {named:?}"));
+                continue;
+            }
+            let Some(reps) = replicas.get(stream) else {
+                behind.push(format!("{stream}: leader {leader} does not report it"));
+                continue;
+            };
+            for r in reps {
+                if r.offline || !(r.current || r.lag <= CAUGHT_UP_LAG) {
+                    behind.push(format!(
+                        "{stream}: {} {} behind{}",
+                        r.name,
+                        r.lag,
+                        if r.offline { ", offline" } else { "" }
+                    ));
+                }
+            }
+        }
+        if behind.is_empty() {
+            Ok(())
+        } else {
+            Err(behind.join("; "))
+        }
     }
 
     /// `nats://127.0.0.1:p` of server `i`.
