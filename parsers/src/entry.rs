@@ -569,31 +569,8 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Writes `v` in decimal.
-fn write_uint(out: &mut Vec<u8>, mut v: u64) {
-    // Two digits per division (the numbers of a line are ids, byte counts, epoch seconds).
-    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-        2021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869\
-        707172737475767778798081828384858687888990919293949596979899";
-    // The digits go left-aligned into a fixed 20-byte buffer that is copied whole and then cut
-    // to length: a fixed-size copy is a few moves, a variable one a `memcpy` call.
-    let len = v.checked_ilog10().map_or(1, |l| l as usize + 1);
-    let mut buf = [0u8; 20];
-    let mut i = len;
-    while v >= 100 {
-        let p = (v % 100) as usize * 2;
-        v /= 100;
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&PAIRS[p..p + 2]);
-    }
-    if v >= 10 {
-        let p = v as usize * 2;
-        buf[..2].copy_from_slice(&PAIRS[p..p + 2]);
-    } else {
-        buf[0] = b'0' + v as u8;
-    }
-    let end = out.len() + len;
-    out.extend_from_slice(&buf);
-    out.truncate(end);
+fn write_uint(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 /// Writes the `ts` number as `serde_json` writes `millis / 1000.0` (the shortest text that reads

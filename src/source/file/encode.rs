@@ -1,7 +1,9 @@
 //! A batch's records serialized many to one allocation: each entry's JSON is written into a shared
 //! buffer and its record is a `Bytes` slice of it, and the chunk's records share one table for
 //! their filter fields, so a line costs no allocation of its own (one buffer, one table and their
-//! reference counts per chunk of records instead).
+//! reference counts per chunk of records instead). Each record's JSON is followed by `\n` in its
+//! chunk, so the chunks are the batch's journal text as they stand: the journal writes them
+//! without copying the batch into a buffer of its own.
 use crate::filter::Fields;
 use crate::hub::Record;
 use bytes::Bytes;
@@ -27,18 +29,33 @@ pub(super) struct Encoder {
     fields: Vec<(usize, Fields)>,
     /// Records of the chunks already sealed.
     records: Vec<Record>,
+    /// The chunks already sealed: the batch's records, each followed by `\n`.
+    chunks: Vec<Bytes>,
+}
+
+/// The records of one batch and the same records as journal text.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    /// In id order.
+    pub(super) records: Vec<Record>,
+    /// Every record's JSON followed by `\n`, in order, in as few pieces as the encoder made
+    /// ([`crate::store::journal::Journal::append_text`]).
+    pub(super) text: Vec<Bytes>,
 }
 
 impl Encoder {
-    /// Starts a batch expected to hold about `expected` bytes of JSON.
-    pub(super) fn begin(&mut self, expected: usize) {
+    /// Starts a batch of about `lines` entries expected to hold about `expected` bytes of JSON.
+    pub(super) fn begin(&mut self, lines: usize, expected: usize) {
         self.expected = expected;
+        // Sized once: grown by doubling, thousands of records are copied several times.
+        self.records.reserve(lines);
     }
 
     /// Serializes `entry` with `id` set as the batch's next record.
     pub(super) fn push(&mut self, id: u64, entry: &mut Entry<'_>) {
         entry.id = id;
-        let hint = entry.json_size_hint();
+        // The JSON and its `\n`.
+        let hint = entry.json_size_hint() + 1;
         if self.buf.len() + hint > self.buf.capacity() {
             self.seal();
             self.buf
@@ -47,17 +64,22 @@ impl Encoder {
         let start = self.buf.len();
         // `write_json` grows the buffer if the hint fell short: still correct, one reallocation.
         entry.write_json(&mut self.buf);
+        let end = self.buf.len();
+        self.buf.push(b'\n');
         self.expected = self.expected.saturating_sub(self.buf.len() - start);
         if let Some(f) = Record::fields_now(entry) {
             self.fields.push((self.spans.len(), f));
         }
-        self.spans.push((id, start, self.buf.len()));
+        self.spans.push((id, start, end));
     }
 
-    /// The batch's records, in order; the encoder is ready for the next batch.
-    pub(super) fn finish(&mut self) -> Vec<Record> {
+    /// The batch, in order; the encoder is ready for the next batch.
+    pub(super) fn finish(&mut self) -> Batch {
         self.seal();
-        std::mem::take(&mut self.records)
+        Batch {
+            records: std::mem::take(&mut self.records),
+            text: std::mem::take(&mut self.chunks),
+        }
     }
 
     /// Turns the chunk into records sharing it.
@@ -72,6 +94,7 @@ impl Encoder {
             self.fields.drain(..),
             &mut self.records,
         );
+        self.chunks.push(chunk);
         self.spans.clear();
     }
 }
@@ -101,17 +124,21 @@ mod tests {
     fn a_batch_encodes_each_entry_as_its_own_record_would() {
         let mut enc = Encoder::default();
         for (batch, n) in [(0, 1), (1, 500), (2, 3)] {
-            enc.begin(if batch == 1 { 1_000 } else { 50 * n });
+            enc.begin(n, if batch == 1 { 1_000 } else { 50 * n });
             for i in 0..n {
                 enc.push(1_000 * batch + i as u64, &mut entry(i));
             }
-            let records = enc.finish();
+            let Batch { records, text } = enc.finish();
             assert_eq!(records.len(), n);
+            let mut journal_text = Vec::new();
             for (i, r) in records.iter().enumerate() {
                 let alone = Record::new(1_000 * batch + i as u64, &mut entry(i));
                 assert_eq!(r.id, alone.id);
                 assert_eq!(r.json, alone.json, "record {i} of batch {batch}");
+                journal_text.extend_from_slice(&alone.json);
+                journal_text.push(b'\n');
             }
+            assert_eq!(text.concat(), journal_text, "journal text of batch {batch}");
         }
     }
 

@@ -29,12 +29,12 @@ pub mod watch;
 
 use crate::config::Config;
 use crate::error::StartupError;
-use crate::hub::{Hub, Record};
+use crate::hub::Hub;
 use crate::notify::Watchdog;
 use crate::privacy::Privacy;
 use crate::store::journal::{self, Journal};
 use checkpoint::{Checkpoint, Loaded, SourceCheckpoint, StateDir};
-use encode::Encoder;
+use encode::{Batch, Encoder};
 use follow::{FollowOptions, FollowState, Follower, Lines, StartAt};
 use parsers::{Format, ParseError};
 use std::borrow::Cow;
@@ -297,7 +297,7 @@ pub struct Tailer {
     saved: Option<Checkpoint>,
     /// A batch whose journal/checkpoint write failed, and whether it is already journaled:
     /// retried before reading more.
-    pending: Option<(Vec<Record>, bool)>,
+    pending: Option<(Batch, bool)>,
     /// The checkpoint was replaced since the last `fsync`.
     dirty: bool,
     /// Last `fsync` of journal and checkpoint (handed to `syncer`).
@@ -499,7 +499,8 @@ impl Tailer {
             src.follower.read_into(&mut lines);
             more |= src.follower.has_more();
             // About what `json_size_hint` adds to a line's text.
-            self.encoder.begin(lines.text_len() + 256 * lines.len());
+            self.encoder
+                .begin(lines.len(), lines.text_len() + 256 * lines.len());
             for line in lines.iter() {
                 // A Squid <= 5 line may hold a second record glued to the first (cut at 8191
                 // bytes): each record is an entry of its own.
@@ -540,19 +541,19 @@ impl Tailer {
             .unwrap_or_else(|p| p.into_inner())
             .entries += made;
         self.update_health();
-        let records = self.encoder.finish();
-        let committed = self.commit(records, false);
+        let batch = self.encoder.finish();
+        let committed = self.commit(batch, false);
         more || !committed
     }
 
     /// Journals `records`, writes the checkpoint, then publishes. On a write failure keeps the
     /// batch pending (nothing published) and returns false.
-    fn commit(&mut self, records: Vec<Record>, journaled: bool) -> bool {
+    fn commit(&mut self, batch: Batch, journaled: bool) -> bool {
         if !journaled {
-            if let Err(e) = self.journal.append(&records) {
+            if let Err(e) = self.journal.append_text(&batch.records, &batch.text) {
                 tracing::error!(error = %e, "journal write failed; holding the batch");
                 self.note_write_error();
-                self.pending = Some((records, false));
+                self.pending = Some((batch, false));
                 return false;
             }
         }
@@ -561,10 +562,10 @@ impl Tailer {
         if !self.save_checkpoint(false) {
             // The journal may now hold records past the checkpoint: they are cut on the next
             // start (their lines are read again with the same ids).
-            self.pending = Some((records, true));
+            self.pending = Some((batch, true));
             return false;
         }
-        self.hub.publish(records);
+        self.hub.publish(batch.records);
         self.sync_in_background();
         true
     }
