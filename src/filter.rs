@@ -83,6 +83,11 @@ impl TextBuilder {
 }
 
 impl Fields {
+    /// The destination's host as `domain:` matches it.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
     /// The fields of a freshly parsed entry (after the privacy policy has been applied to it).
     pub fn from_entry(entry: &Entry<'_>, source: Option<&str>) -> Fields {
         let text = |v: &Option<Cow<'_, str>>| v.as_deref().map(Box::from);
@@ -469,6 +474,18 @@ impl Term {
     }
 }
 
+/// Hosts an entry must have one of to pass a filter ([`Filter::required_hosts`]): a check the
+/// publisher makes per subscription and batch instead of the filter's whole match (issue 14).
+#[derive(Debug)]
+pub struct Hosts(Box<[Box<str>]>);
+
+impl Hosts {
+    /// Whether an entry with this host ([`Fields::host`]) has one of them (as `domain:` compares).
+    pub fn admit(&self, host: Option<&str>) -> bool {
+        host.is_some_and(|h| self.0.iter().any(|k| **k == *h))
+    }
+}
+
 /// An address or a network (`client:`), its host bits zeroed.
 #[derive(Debug, Clone, Copy)]
 struct Net {
@@ -591,6 +608,16 @@ impl Glob {
                 .collect(),
             anchored_start: !pattern.starts_with('*'),
             anchored_end: !pattern.ends_with('*') || pattern.is_empty(),
+        }
+    }
+
+    /// The one value this glob matches, when it has no `*` (and is not empty).
+    fn exact(&self) -> Option<&str> {
+        match &self.pieces[..] {
+            [only] if self.anchored_start && self.anchored_end => {
+                std::str::from_utf8(only.needle()).ok()
+            }
+            _ => None,
         }
     }
 
@@ -792,6 +819,27 @@ impl Filter {
         Ok(Filter {
             all_of: vec![Compiled::parse(expr)?],
         })
+    }
+
+    /// The hosts an entry must have one of to pass, when some group of the filter is nothing but
+    /// `domain:` terms without `*` (exact hosts); the smallest such group. `None` when entries of
+    /// any host may pass.
+    pub fn required_hosts(&self) -> Option<Hosts> {
+        self.all_of
+            .iter()
+            .flat_map(|c| &c.groups)
+            .filter_map(|group| {
+                group
+                    .iter()
+                    .map(|t| match t {
+                        Term::Domain(g) => g.exact().map(Box::from),
+                        _ => None,
+                    })
+                    .collect::<Option<Box<[Box<str>]>>>()
+            })
+            .filter(|hosts| !hosts.is_empty())
+            .min_by_key(|hosts| hosts.len())
+            .map(Hosts)
     }
 
     /// Whether this filter matches every entry (no need to look at fields at all).
@@ -1057,6 +1105,42 @@ mod tests {
         assert!(!m("status:4xx -status:404", &f));
         assert!(m("result:TCP_DENIED*", &f) && m("result:*DENIED", &f));
         assert!(!m("result:TCP_MISS", &f) && !m("result:TCP_", &f));
+    }
+
+    #[test]
+    fn the_hosts_a_filter_requires_are_its_smallest_group_of_exact_domains() {
+        let hosts = |expr: &str| {
+            let f = Filter::parse(expr).expect("grammar");
+            f.required_hosts().map(|h| {
+                let mut v: Vec<&str> = h.0.iter().map(|k| &**k).collect();
+                v.sort_unstable();
+                v.join(",")
+            })
+        };
+        assert_eq!(
+            hosts("domain:A.test"),
+            Some("a.test".into()),
+            "lower-cased as matched"
+        );
+        assert_eq!(
+            hosts("domain:a.test domain:b.test"),
+            Some("a.test,b.test".into())
+        );
+        assert_eq!(hosts("domain:a.test method:GET"), Some("a.test".into()));
+        let view = Filter::parse("domain:a.test domain:b.test").expect("grammar");
+        let asked = Filter::parse("domain:b.test").expect("grammar");
+        let both = view.and(&asked).required_hosts().expect("hosts");
+        assert_eq!(&*both.0, &[Box::from("b.test")], "the smallest group");
+        for any in [
+            "",
+            "method:GET",
+            "domain:*.test",
+            "domain:a.*",
+            "-domain:a.test",
+            "a.test",
+        ] {
+            assert_eq!(hosts(any), None, "{any:?}");
+        }
     }
 
     #[test]

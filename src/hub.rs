@@ -2,25 +2,25 @@
 //!
 //! The tailer assigns ids (they are part of its checkpoint), serializes each entry once into a
 //! [`Record`] (JSON text, plus the compact [`Fields`] filters look at, built only when a filter
-//! needs them) and hands whole batches to
-//! [`Hub::publish`]. A [`Subscription`] is either *live*: the publisher matches each record against
-//! its filter and queues the matches for it (records are shared, never copied), bounded in bytes by
-//! its budget; or *catching up*: a cursor into the history, read at most a budget at a time. A live
-//! subscriber whose queue would pass its budget drops to catching up; one the history has passed
-//! continues from the journal (the attached [`Store`]) exactly as a `since` older than the history
-//! does, and is gone (4008) only without a journal. So a subscriber that stops reading costs its
-//! budget and no more (the socket closes it once it is [`Subscription::behind`] and stalled), one
-//! that reads loses nothing however fast the log bursts, and the replay-then-live protocol
-//! (`since`, `backlog`, the seam, gaps) lives here once, for every output. A journal replay (a
-//! `since`, a `from` time, or an overtaken subscriber) hands over to the history under the hub
-//! lock; `until` ends the stream.
-use crate::filter::{Fields, Filter};
+//! needs them) and hands whole batches to [`Hub::publish`]. An unfiltered [`Subscription`] is a
+//! cursor into the history, read at most a budget at a time, and woken by the publisher when it
+//! waits for more. A filtered one is either *live*: the publisher matches each record against its
+//! filter and queues the matches for it (records are shared, never copied), bounded in bytes by its
+//! budget; or *catching up*: a cursor into the history as above. A live subscriber whose queue
+//! would pass its budget drops to catching up; one the history has passed continues from the
+//! journal (the attached [`Store`]) exactly as a `since` older than the history does, and is gone
+//! (4008) only without a journal. So a subscriber that stops reading costs its budget and no more
+//! (the socket closes it once it is [`Subscription::behind`] and stalled), one that reads loses
+//! nothing however fast the log bursts, and the replay-then-live protocol (`since`, `backlog`, the
+//! seam, gaps) lives here once, for every output. A journal replay (a `since`, a `from` time, or an
+//! overtaken subscriber) hands over to the history under the hub lock; `until` ends the stream.
+use crate::filter::{Fields, Filter, Hosts};
 use crate::store::reader::{Chunk, Reader};
 use crate::store::{record_ts, Store};
 use bytes::Bytes;
 use parsers::Entry;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
 
@@ -39,6 +39,11 @@ pub struct Record {
     /// The filter fields, built at most once and shared by every clone (cloning a record
     /// allocates nothing); unfiltered subscribers never need them.
     fields: FieldsSlot,
+    /// `json` is known to be UTF-8, so it can go out as a WebSocket text frame as it is. Decided
+    /// once, when the record is made (by how, or by a check), rather than by every subscriber
+    /// each time it sends the record (issue 14: once per subscriber per record was ~4.5 % of
+    /// the daemon at 1,000 subscribers). Fits in `FieldsSlot`'s padding: a record stays 64 bytes.
+    utf8: bool,
 }
 
 /// A record's place in a table of lazily built filter fields shared by the records made together
@@ -60,11 +65,17 @@ impl Record {
         let mut json = Vec::with_capacity(entry.json_size_hint());
         entry.write_json(&mut json);
         let fields = Record::fields_now(entry);
-        Record::alone(id, Bytes::from(json), fields)
+        // `write_json` writes the entry's `str`s and ASCII, nothing else.
+        debug_assert!(
+            std::str::from_utf8(&json).is_ok(),
+            "write_json gave non-UTF-8"
+        );
+        Record::alone(id, Bytes::from(json), fields, true)
     }
 
-    /// The records of entries serialized one after the other into `chunk`, one per `(id, start,
-    /// end)` span, appended to `out`: they share the chunk and one table of filter fields, where
+    /// The records of entries serialized one after the other into `chunk` (by `Entry::write_json`,
+    /// whose output is UTF-8: it writes the entry's `str`s and ASCII), one per `(id, start, end)`
+    /// span, appended to `out`: they share the chunk and one table of filter fields, where
     /// `fields` holds those [`Record::fields_now`] gave, by index in `spans`.
     pub fn chunk_into(
         chunk: &Bytes,
@@ -81,6 +92,12 @@ impl Record {
                 let _ = cell.set(Box::new(f));
             }
         }
+        debug_assert!(
+            spans
+                .iter()
+                .all(|&(_, start, end)| std::str::from_utf8(&chunk[start..end]).is_ok()),
+            "a chunk's record is not UTF-8"
+        );
         out.extend(
             spans
                 .iter()
@@ -93,12 +110,13 @@ impl Record {
                         // A chunk holds far fewer than 2^32 records (`encode::CHUNK_BYTES`).
                         slot: i as u32,
                     },
+                    utf8: true,
                 }),
         );
     }
 
     /// A record with a fields table of its own.
-    fn alone(id: u64, json: Bytes, fields: Option<Fields>) -> Record {
+    fn alone(id: u64, json: Bytes, fields: Option<Fields>, utf8: bool) -> Record {
         let cell = OnceLock::new();
         if let Some(f) = fields {
             let _ = cell.set(Box::new(f));
@@ -110,6 +128,7 @@ impl Record {
                 table: Arc::new([cell]),
                 slot: 0,
             },
+            utf8,
         }
     }
 
@@ -129,10 +148,11 @@ impl Record {
         Some(Fields::from_entry(entry, source))
     }
 
-    /// A record read back as JSON text (the journal); its filter fields are built when first
-    /// needed.
+    /// A record read back as JSON text (the journal, a fleet stream); its filter fields are built
+    /// when first needed. The text is checked for UTF-8 here, once, for every subscriber.
     pub fn from_json(id: u64, json: Bytes) -> Record {
-        Record::alone(id, json, None)
+        let utf8 = std::str::from_utf8(&json).is_ok();
+        Record::alone(id, json, None, utf8)
     }
 
     /// The record's cell of its fields table (`slot` is below the table's length by
@@ -155,9 +175,15 @@ impl Record {
         self.cell().get().is_some()
     }
 
-    /// The JSON text as `&str` (always valid UTF-8: serde_json produced it).
+    /// The JSON text as `&str` (empty for a damaged record read back, see [`Record::utf8_json`]).
     pub fn text(&self) -> &str {
         std::str::from_utf8(&self.json).unwrap_or("")
+    }
+
+    /// The JSON text when it is UTF-8 (always, but for a damaged record read back), else `None`:
+    /// what a WebSocket text frame may carry as it is, without another check.
+    pub fn utf8_json(&self) -> Option<&Bytes> {
+        self.utf8.then_some(&self.json)
     }
 }
 
@@ -166,8 +192,12 @@ impl Record {
 struct State {
     /// The last `history_cap` records, oldest first.
     history: VecDeque<Record>,
-    /// Every subscription, for the publisher to queue into (live) or wake (catching up).
+    /// The filtered subscriptions, for the publisher to queue into (live) or wake (catching up).
     subs: Vec<Arc<Shared>>,
+    /// The unfiltered subscriptions that found nothing new in the history and wait for the next
+    /// publish (each at most once: [`Shared::waiting`]). The publisher wakes and forgets them, and
+    /// touches no other unfiltered subscription.
+    waiters: Vec<Arc<Shared>>,
     /// Id of the last published record (0 before the first).
     last_id: u64,
 }
@@ -191,6 +221,7 @@ impl Hub {
             state: Mutex::new(State {
                 history: VecDeque::with_capacity(history_cap.min(1 << 16)),
                 subs: Vec::new(),
+                waiters: Vec::new(),
                 last_id: 0,
             }),
             history_cap: history_cap.max(1),
@@ -220,7 +251,8 @@ impl Hub {
     }
 
     /// Appends a batch of consecutive records to the history, queues the matching ones for every
-    /// live subscription and wakes those with something new (or catching up).
+    /// live filtered subscription and wakes those with something new (or catching up), and the
+    /// unfiltered ones waiting for it.
     pub fn publish(&self, batch: Vec<Record>) {
         let Some(last) = batch.last().map(|r| r.id) else {
             return;
@@ -231,12 +263,21 @@ impl Hub {
         // behind an entry already delivered.
         let mut st = self.lock();
         st.last_id = last;
-        let wake: Vec<Arc<Shared>> = st
+        let mut wake = std::mem::take(&mut st.waiters);
+        for sub in &wake {
+            sub.waiting.store(false, Ordering::Relaxed);
+        }
+        // Looked up once for every subscription that needs hosts (none without filtered ones).
+        let hosts: Vec<Option<&str>> = match st.subs.is_empty() {
+            true => Vec::new(),
+            false => batch.iter().map(|r| r.fields().host()).collect(),
+        };
+        let offered = st
             .subs
             .iter()
-            .filter(|sub| sub.offer(&batch))
-            .cloned()
-            .collect();
+            .filter(|sub| !sub.passes_over(&hosts) && sub.offer(&batch))
+            .cloned();
+        wake.extend(offered);
         st.history.extend(batch);
         let excess = st.history.len().saturating_sub(self.history_cap);
         st.history.drain(..excess);
@@ -309,6 +350,29 @@ const SCAN_PER_LOCK: usize = 4096;
 struct Shared {
     /// The effective filter: the subscriber's view ANDed with what it asked for.
     filter: Filter,
+    /// Unfiltered, on a hub with a journal: the subscription reads the history by its cursor, live
+    /// or not, and has no queue (overtaken, it continues from the journal); the publisher only
+    /// wakes it when it waits (`State::waiters`). Reading the shared
+    /// history costs the publisher nothing per subscriber per record (issue 14: the queue's lock,
+    /// a record clone and a push per record per subscriber, under the hub lock, were 13.5 % of the
+    /// daemon at 1,000 subscribers), and costs the subscriber what taking from its queue did: a
+    /// clone per record it takes. A filtered subscription needs the publisher's match per record
+    /// anyway, and keeps its queue of matches.
+    by_cursor: bool,
+    /// The hosts a record must have for the filter to pass it, when the filter names them exactly
+    /// (`domain:a OR domain:b`): while the subscription is live and has no window end, the
+    /// publisher passes over a batch without any of them by this check alone, instead of locking
+    /// the queue and matching the whole filter per record (issue 14: with 1,000 subscribers each
+    /// asking for its own host, that match was half of the daemon, BENCHMARKS §22).
+    hosts: Option<Hosts>,
+    /// The publisher queues for this subscription; when false it catches up from the history.
+    /// Never for a subscription by cursor, which always reads the history. Changed only with the
+    /// hub lock and the queue's lock both held, so either lock makes a read of it current: the
+    /// session reads it under the queue's lock, the publisher under the hub lock without taking
+    /// the queue's (`passes_over`).
+    live: AtomicBool,
+    /// In `State::waiters`; changed only under the hub lock.
+    waiting: AtomicBool,
     /// The window's end (epoch ms), set once by [`Subscription::until`]. An entry at or after it
     /// passes whether it matches or not, so a filtered window closes when the log passes its end
     /// (CONTRACT §8), not only when a later matching entry happens to arrive; `window` never sends it.
@@ -316,25 +380,47 @@ struct Shared {
     /// Bytes of JSON queued at most (one record always, however big).
     budget: usize,
     inner: Mutex<Inner>,
-    /// Woken on every publish.
+    /// Woken by the publisher: something queued, the queue overflowed, or (by cursor) a publish
+    /// after it waited.
     wake: Notify,
 }
 
 #[derive(Debug)]
 struct Inner {
-    /// Matching records the publisher queued while live, in id order.
+    /// Matching records the publisher queued while live, in id order (always empty by cursor).
     queue: VecDeque<Record>,
     /// Bytes of JSON in `queue`.
     bytes: usize,
     /// Every record with an id up to this one is queued, handed out or filtered away.
     cursor: u64,
-    /// The publisher queues for this subscription; when false it catches up from the history.
-    live: bool,
 }
 
 impl Shared {
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the publisher queues for this subscription (see `live`).
+    fn live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Sets `live`; `_queue` is the queue's guard, and the caller holds the hub lock too.
+    fn set_live(&self, _queue: &mut Inner, live: bool) {
+        self.live.store(live, Ordering::Relaxed);
+    }
+
+    /// The publisher may pass over a batch whose records have `hosts` for this subscription: live
+    /// (nothing owed from before the batch), no window end, and none of the hosts its filter needs.
+    fn passes_over(&self, hosts: &[Option<&str>]) -> bool {
+        self.hosts.as_ref().is_some_and(|needed| {
+            self.live() && self.until.get().is_none() && !hosts.iter().any(|&h| needed.admit(h))
+        })
+    }
+
+    /// Whether the publisher queues for this subscription once its cursor is at `last_id`.
+    fn live_at(&self, cursor: u64, last_id: u64) -> bool {
+        !self.by_cursor && cursor >= last_id
     }
 
     /// The record matches the filter, or it is at or after `until` (it ends the window).
@@ -352,8 +438,9 @@ impl Shared {
         let mut inner = self.inner();
         // Only a subscription with something new is woken: one whose filter matched nothing in the
         // batch costs its matches and no task wake-up (issue 10, BENCHMARKS §11).
-        let mut wake = !inner.live;
-        if inner.live {
+        let live = self.live();
+        let mut wake = !live;
+        if live {
             let all = self.filter.is_all();
             // A queue that holds entries was signalled when it stopped being empty, and only its
             // session empties it (and looks at it before waiting): a wake-up per batch on top of
@@ -369,7 +456,7 @@ impl Shared {
                     if inner.bytes + r.json.len() > self.budget && !inner.queue.is_empty() {
                         // Over budget: stop queueing; the rest comes from the history (and a
                         // stalled session watching for `gone` must look again).
-                        inner.live = false;
+                        self.set_live(&mut inner, false);
                         wake = true;
                         break;
                     }
@@ -505,24 +592,31 @@ impl Subscription {
                 }
             }
         };
+        // Without a journal an overtaken subscriber is gone, and its own queue is what lets it lag
+        // further than the history (tests' hubs, a `usize::MAX` budget): the queue stays then.
+        let by_cursor = filter.is_all() && store.is_some();
+        // Live right away only when nothing held is owed (a `since` ahead waits live too); never
+        // while the journal is being replayed.
+        let live = !by_cursor && disk.is_none() && cursor >= st.last_id;
         let shared = Arc::new(Shared {
+            hosts: filter.required_hosts(),
+            live: AtomicBool::new(live),
             filter,
+            by_cursor,
+            waiting: AtomicBool::new(false),
             until: OnceLock::new(),
             budget: budget.max(1),
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 bytes: 0,
                 cursor,
-                // Live right away only when nothing held is owed (a `since` ahead waits live too);
-                // never while the journal is being replayed.
-                live: disk.is_none() && cursor >= st.last_id,
             }),
             wake: Notify::new(),
         });
-        if !shared.filter.is_all() {
+        if !by_cursor {
             FILTERED_SUBSCRIPTIONS.fetch_add(1, Ordering::Relaxed);
+            st.subs.push(shared.clone());
         }
-        st.subs.push(shared.clone());
         drop(st);
         hub.subscribers.fetch_add(1, Ordering::Relaxed);
         Subscription {
@@ -551,11 +645,16 @@ impl Subscription {
     pub fn behind(&self) -> bool {
         let st = self.hub.lock();
         let inner = self.shared.inner();
-        !inner.live
+        !self.shared.live()
             && st
                 .history
                 .front()
                 .is_some_and(|r| r.id > inner.cursor.saturating_add(1))
+    }
+
+    /// Subscribers connected now, this one included (a session's coalescing grows with them).
+    pub fn subscribers(&self) -> u64 {
+        self.hub.subscriber_count()
     }
 
     /// What to send next: waits (cancel-safe) until there is something.
@@ -568,7 +667,8 @@ impl Subscription {
             if self.ended {
                 return Next::End;
             }
-            let next = if self.disk.is_some() {
+            let from_disk = self.disk.is_some();
+            let next = if from_disk {
                 self.replay_disk().await
             } else {
                 self.take()
@@ -576,10 +676,13 @@ impl Subscription {
             match next.map(|n| self.window(n)) {
                 Some(Next::Entries(r)) if r.is_empty() => continue,
                 Some(next) => return next,
-                None if self.disk.is_some() => continue,
+                // Still on the journal, or just handed over to the history: look there first (a
+                // subscription by cursor waits only once `take` has put it among the waiters).
+                None if from_disk || self.disk.is_some() => continue,
                 None => {}
             }
-            if self.shared.inner().live {
+            // By cursor, `take` found nothing and put the subscription among the waiters.
+            if self.shared.by_cursor || self.shared.live() {
                 self.shared.wake.notified().await;
             } else {
                 // A filter scan stopped at SCAN_PER_LOCK: let others run, then go on.
@@ -642,7 +745,8 @@ impl Subscription {
             let mut inner = self.shared.inner();
             let next = inner.cursor.saturating_add(1);
             if st.history.front().is_none_or(|f| f.id <= next) {
-                inner.live = inner.cursor >= st.last_id;
+                let live = self.shared.live_at(inner.cursor, st.last_id);
+                self.shared.set_live(&mut inner, live);
                 drop(inner);
                 drop(st);
                 self.disk = None;
@@ -711,21 +815,22 @@ impl Subscription {
                 inner.cursor = front - 1;
             }
         }
-        inner.live = inner.cursor >= st.last_id;
+        let live = self.shared.live_at(inner.cursor, st.last_id);
+        self.shared.set_live(&mut inner, live);
         gap
     }
 
     /// When the history has passed this subscriber: with a journal, a replay from it after the
     /// cursor (after what is still queued, handed out first), else `Gone` (what it still has
     /// queued would not save it). Else the queue if anything is in it; else, when catching up, the
-    /// matching records after the cursor up to the budget, switching to live at the end of the
-    /// history. None when nothing new matched.
+    /// matching records after the cursor up to the budget, switching to live (by cursor: waiting
+    /// for the next publish) at the end of the history. None when nothing new matched.
     fn take(&mut self) -> Option<Next> {
-        {
+        if !self.shared.by_cursor {
             // Live: the publisher queues for it, and only it turns `live` off, under this lock. So
             // the queue is all there is to look at, without the hub lock the publisher holds.
             let mut inner = self.shared.inner();
-            if inner.live {
+            if self.shared.live() {
                 if inner.queue.is_empty() {
                     return None;
                 }
@@ -733,11 +838,13 @@ impl Subscription {
                 return Some(Next::Entries(inner.queue.drain(..).collect()));
             }
         }
-        // Catching up: only this subscription turns `live` back on, so it stays off meanwhile.
-        let st = self.hub.lock();
+        // Catching up (or by cursor): only this subscription turns `live` back on, so it stays off
+        // meanwhile.
+        let mut st = self.hub.lock();
         let mut inner = self.shared.inner();
         let first = st.history.front().map(|r| r.id);
-        if !inner.live && first.is_some_and(|first| first > inner.cursor.saturating_add(1)) {
+        if !self.shared.live() && first.is_some_and(|first| first > inner.cursor.saturating_add(1))
+        {
             let Some(store) = self.hub.store.get() else {
                 inner.queue.clear();
                 inner.bytes = 0;
@@ -757,11 +864,12 @@ impl Subscription {
             let out: Vec<Record> = inner.queue.drain(..).collect();
             return Some(Next::Entries(out));
         }
-        if inner.live {
+        if self.shared.live() {
             return None;
         }
         let Some(first) = first else {
-            inner.live = true;
+            drop(inner);
+            self.caught_up(&mut st);
             return None;
         };
         let next = inner.cursor.saturating_add(1);
@@ -781,22 +889,37 @@ impl Subscription {
                 out.push(r.clone());
             }
         }
-        if rest.peek().is_none() {
-            // Caught up: from now on the publisher queues for this subscription.
-            inner.live = true;
-        }
+        let end = rest.peek().is_none();
         drop(inner);
+        if end && (out.is_empty() || !self.shared.by_cursor) {
+            self.caught_up(&mut st);
+        }
         drop(st);
         (!out.is_empty()).then_some(Next::Entries(out))
+    }
+
+    /// The history holds nothing after the cursor: from now on the publisher queues for this
+    /// subscription, or (by cursor) wakes it at its next publish. Called under the hub lock, which
+    /// the publisher holds while it appends and takes the waiters, so no publish is missed.
+    fn caught_up(&self, st: &mut State) {
+        if !self.shared.by_cursor {
+            self.shared.set_live(&mut self.shared.inner(), true);
+        } else if !self.shared.waiting.swap(true, Ordering::Relaxed) {
+            st.waiters.push(self.shared.clone());
+        }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut st = self.hub.lock();
-        st.subs.retain(|s| !Arc::ptr_eq(s, &self.shared));
+        if self.shared.by_cursor {
+            st.waiters.retain(|s| !Arc::ptr_eq(s, &self.shared));
+        } else {
+            st.subs.retain(|s| !Arc::ptr_eq(s, &self.shared));
+        }
         drop(st);
-        if !self.shared.filter.is_all() {
+        if !self.shared.by_cursor {
             FILTERED_SUBSCRIPTIONS.fetch_sub(1, Ordering::Relaxed);
         }
         self.hub.subscribers.fetch_sub(1, Ordering::Relaxed);
@@ -821,6 +944,15 @@ mod tests {
             Ok(Next::Entries(r)) => r.iter().map(|r| r.id).collect(),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// At least `n` ids, taken until there.
+    async fn at_least(s: &mut Subscription, n: usize) -> Vec<u64> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            got.extend(ids(s).await);
+        }
+        got
     }
 
     /// At least `n` ids, taken until there; fails unless some came from a journal replay.
@@ -866,13 +998,19 @@ mod tests {
         assert_eq!(hub.last_id(), 7);
     }
 
+    /// A filter every record matches (`rec` has no method) that is not the empty one: the
+    /// subscription is fed through its queue, as a filtered one is.
+    fn match_all() -> Filter {
+        Filter::parse("-method:NONE").expect("grammar")
+    }
+
     #[tokio::test]
     async fn the_budget_bounds_the_queue_then_the_history_catches_up_until_it_is_passed() {
         let hub = Arc::new(Hub::new(10));
-        // Each record is 8 bytes of JSON. A live subscription queues up to its budget (20: two
-        // records), then catches up from the history a budget at a time (the crossing record
-        // included).
-        let mut s = Subscription::new(hub.clone(), Start::Live, Filter::default(), 20);
+        // Each record is 8 bytes of JSON. A live filtered subscription queues up to its budget
+        // (20: two records), then catches up from the history a budget at a time (the crossing
+        // record included).
+        let mut s = Subscription::new(hub.clone(), Start::Live, match_all(), 20);
         hub.publish((1..=9).map(rec).collect());
         assert_eq!(ids(&mut s).await, vec![1, 2]);
         assert_eq!(ids(&mut s).await, vec![3, 4, 5]);
@@ -881,6 +1019,35 @@ mod tests {
         assert!(s.behind());
         // No journal attached (unit tests, or a hub without a store): nothing to continue from.
         assert!(matches!(s.next().await, Next::Gone));
+    }
+
+    #[tokio::test]
+    async fn an_unfiltered_subscription_reads_the_history_a_budget_at_a_time_and_costs_the_publisher_nothing_while_it_reads(
+    ) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (hub, mut journal) = journaled_hub(dir.path(), 10, u64::MAX);
+        let mut s = Subscription::new(hub.clone(), Start::Live, Filter::default(), 20);
+        assert!(s.take().is_none(), "nothing published yet");
+        assert_eq!(hub.lock().waiters.len(), 1, "waits for the next publish");
+        commit(&hub, &mut journal, (1..=9).map(rec).collect());
+        // Woken and forgotten by the publisher; nothing is queued for it.
+        assert!(hub.lock().waiters.is_empty());
+        assert!(s.shared.inner().queue.is_empty());
+        assert_eq!(ids(&mut s).await, vec![1, 2, 3]);
+        commit(&hub, &mut journal, (10..=12).map(rec).collect());
+        assert!(hub.lock().waiters.is_empty(), "not waiting: not touched");
+        assert!(s.shared.inner().queue.is_empty());
+        assert_eq!(ids(&mut s).await, vec![4, 5, 6]);
+        assert!(!s.behind());
+        commit(&hub, &mut journal, (13..=20).map(rec).collect());
+        assert!(s.behind(), "the history (10) no longer holds 7");
+        let got = ids_via_journal(&mut s, 14).await;
+        assert!(got.iter().copied().eq(7..=20), "{got:?}");
+        // Without a journal the queue stays: it is the only slack past the history.
+        let plain = Arc::new(Hub::new(10));
+        let q = Subscription::new(plain.clone(), Start::Live, Filter::default(), 1 << 20);
+        plain.publish((1..=3).map(rec).collect());
+        assert_eq!(q.shared.inner().queue.len(), 3);
     }
 
     /// A hub of `history` records with a journal in `dir` attached, and the journal to write.
@@ -911,6 +1078,18 @@ mod tests {
         hub.publish(batch);
     }
 
+    /// Ids 1..=`last` made by `make`, committed ten at a time (`last` a multiple of ten).
+    fn commit_in_tens(
+        hub: &Hub,
+        journal: &mut crate::store::journal::Journal,
+        last: u64,
+        make: impl Fn(u64) -> Record,
+    ) {
+        for first in (1..=last).step_by(10) {
+            commit(hub, journal, (first..first + 10).map(&make).collect());
+        }
+    }
+
     #[tokio::test]
     async fn an_overtaken_subscriber_continues_from_the_journal_then_from_memory() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -918,20 +1097,41 @@ mod tests {
         // A budget of two records: the queue overflows at once and the history (10) is passed
         // many times over before the subscriber takes anything.
         let mut s = Subscription::new(hub.clone(), Start::Live, Filter::default(), 20);
-        for first in (1..=500u64).step_by(10) {
-            commit(&hub, &mut journal, (first..first + 10).map(rec).collect());
-        }
+        commit_in_tens(&hub, &mut journal, 500, rec);
+        assert!(s.behind());
+        let got = ids_via_journal(&mut s, 500).await;
+        assert!(got.iter().copied().eq(1..=500), "gap or duplicate: {got:?}");
+        // The seam back: the history holds what follows the journal's last record read, so the
+        // replay hands over to it, then waits for the next publish.
+        commit(&hub, &mut journal, (501..=503).map(rec).collect());
+        assert_eq!(at_least(&mut s, 3).await, vec![501, 502, 503]);
+        assert!(s.disk.is_none(), "still on the journal after its end");
+        assert!(s.take().is_none());
+        assert_eq!(
+            hub.lock().waiters.len(),
+            1,
+            "not waiting for the next publish"
+        );
+        commit(&hub, &mut journal, (504..=504).map(rec).collect());
+        assert_eq!(ids(&mut s).await, vec![504]);
+    }
+
+    #[tokio::test]
+    async fn an_overtaken_filtered_subscriber_gets_its_queue_then_the_journal_then_live() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (hub, mut journal) = journaled_hub(dir.path(), 10, u64::MAX);
+        // A budget of two records: the queue overflows at once and the history (10) is passed
+        // many times over before the subscriber takes anything.
+        let mut s = Subscription::new(hub.clone(), Start::Live, match_all(), 20);
+        commit_in_tens(&hub, &mut journal, 500, rec);
         assert!(s.behind());
         assert_eq!(ids(&mut s).await, vec![1, 2], "the queue first");
         let got = ids_via_journal(&mut s, 498).await;
         assert!(got.iter().copied().eq(3..=500), "gap or duplicate: {got:?}");
-        // The seam back: the history holds what follows the journal's last record read, so the
-        // replay hands over to it, then to live.
         commit(&hub, &mut journal, (501..=503).map(rec).collect());
-        assert_eq!(ids(&mut s).await, vec![501, 502], "a budget at a time");
+        assert_eq!(at_least(&mut s, 3).await, vec![501, 502, 503]);
         assert!(s.disk.is_none(), "still on the journal after its end");
-        assert_eq!(ids(&mut s).await, vec![503]);
-        assert!(s.shared.inner().live);
+        assert!(s.shared.live());
         commit(&hub, &mut journal, (504..=504).map(rec).collect());
         assert_eq!(ids(&mut s).await, vec![504]);
     }
@@ -949,13 +1149,7 @@ mod tests {
         };
         let post = Filter::parse("method:POST").expect("grammar");
         let mut s = Subscription::new(hub.clone(), Start::Live, post, 40);
-        for first in (1..=300u64).step_by(10) {
-            commit(
-                &hub,
-                &mut journal,
-                (first..first + 10).map(record).collect(),
-            );
-        }
+        commit_in_tens(&hub, &mut journal, 300, record);
         let got = ids_via_journal(&mut s, 100).await;
         assert!(got.iter().copied().eq((3..=300).step_by(3)), "{got:?}");
         commit(&hub, &mut journal, (301..=303).map(record).collect());
@@ -968,21 +1162,15 @@ mod tests {
         // About 8 KiB kept: the oldest segments go while the subscriber does not read.
         let (hub, mut journal) = journaled_hub(dir.path(), 10, 8 << 10);
         let mut s = Subscription::new(hub.clone(), Start::Live, Filter::default(), 20);
-        for first in (1..=5000u64).step_by(10) {
-            commit(&hub, &mut journal, (first..first + 10).map(rec).collect());
-        }
+        commit_in_tens(&hub, &mut journal, 5000, rec);
         let oldest = hub.store().expect("store").stats().oldest_id;
         assert!(oldest > 3, "retention removed nothing (oldest {oldest})");
-        assert_eq!(ids(&mut s).await, vec![1, 2]);
         let next = tokio::time::timeout(std::time::Duration::from_secs(5), s.next()).await;
         assert!(
-            matches!(next, Ok(Next::Gap { after: 2, before }) if before == oldest),
+            matches!(next, Ok(Next::Gap { after: 0, before }) if before == oldest),
             "{next:?} (oldest kept {oldest})"
         );
-        let mut got = Vec::new();
-        while got.len() < (5001 - oldest) as usize {
-            got.extend(ids(&mut s).await);
-        }
+        let got = at_least(&mut s, (5001 - oldest) as usize).await;
         assert!(got.iter().copied().eq(oldest..=5000), "{got:?}");
     }
 
@@ -1096,7 +1284,18 @@ mod tests {
         assert_eq!(ids(&mut v).await, vec![36]);
         // The whole history scanned (far below SCAN_PER_LOCK), nothing is both POST and GET.
         assert!(none.take().is_none());
-        assert!(none.shared.inner().live, "caught up, empty-handed");
+        assert!(none.shared.live(), "caught up, empty-handed");
+    }
+
+    #[test]
+    fn a_record_knows_once_whether_its_text_is_utf8() {
+        let good = Record::from_json(1, Bytes::from_static(b"{\"id\":1,\"user\":\"\xc3\xa9\"}"));
+        assert_eq!(good.utf8_json(), Some(&good.json));
+        let bad = Record::from_json(2, Bytes::from_static(b"{\"id\":2,\"user\":\"\xc3\"}"));
+        assert_eq!(bad.utf8_json(), None, "a damaged record read back");
+        assert_eq!(bad.clone().utf8_json(), None, "clones share the answer");
+        let mut entry = parsers::Entry::default();
+        assert!(Record::new(3, &mut entry).utf8_json().is_some());
     }
 
     /// Asserts the next thing is `End` (bounded wait).
@@ -1127,5 +1326,38 @@ mod tests {
         hub.publish(vec![record(6, "POST"), record(7, "GET")]);
         assert_eq!(ids(&mut live).await, vec![6]);
         ends(&mut live).await;
+    }
+
+    #[tokio::test]
+    async fn a_subscription_for_exact_hosts_is_passed_over_by_batches_without_them() {
+        // Issue 14: for a filter naming exact hosts the publisher checks the hosts instead of
+        // locking the queue and matching the whole filter per record; the subscriber gets the same.
+        let hub = Arc::new(Hub::new(100));
+        let record = |id: u64, host: &str| {
+            let json = format!("{{\"id\":{id},\"ts\":{id}.5,\"destination\":\"http://{host}/x\"}}");
+            Record::from_json(id, Bytes::from(json))
+        };
+        let hosts = Filter::parse("domain:a.test domain:c.test").expect("grammar");
+        let mut s = Subscription::new(hub.clone(), Start::Live, hosts.clone(), 1 << 20);
+        let mut window =
+            Subscription::new(hub.clone(), Start::Live, hosts, 1 << 20).until(Some(12_000));
+        let glob = Filter::parse("domain:a.*").expect("grammar");
+        let mut prefix = Subscription::new(hub.clone(), Start::Live, glob, 1 << 20);
+        hub.publish((1..=10).map(|id| record(id, "b.test")).collect());
+        assert_eq!(s.shared.inner().cursor, 0, "not passed over");
+        // A window's end may come in any record, and a `*` names no exact host: both looked at.
+        assert_eq!(window.shared.inner().cursor, 10);
+        assert_eq!(prefix.shared.inner().cursor, 10);
+        hub.publish(vec![
+            record(11, "b.test"),
+            record(12, "c.test"),
+            record(13, "a.test"),
+        ]);
+        assert_eq!(ids(&mut s).await, vec![12, 13]);
+        assert_eq!(ids(&mut prefix).await, vec![13]);
+        ends(&mut window).await;
+        hub.publish((14..=16).map(|id| record(id, "b.test")).collect());
+        hub.publish(vec![record(17, "a.test")]);
+        assert_eq!(ids(&mut s).await, vec![17]);
     }
 }

@@ -29,7 +29,7 @@ use super::origin_allowed;
 use super::upgrade::{self, Socket, Upgrade};
 use super::{AppState, Connections};
 use crate::filter::Filter as EntryFilter;
-use crate::hub::{Hub, Next, Record, Start, Subscription};
+use crate::hub::{Next, Record, Start, Subscription};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -42,7 +42,8 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use warp::filters::BoxedFilter;
@@ -90,22 +91,22 @@ const STALL_CHECK: Duration = Duration::from_secs(1);
 /// closed (1008) rather than buffered for.
 const MAX_PENDING_CONTROL: usize = 64;
 
-// Coalescing at high fan-out (issue 14, BENCHMARKS §17). Each write to a socket costs the daemon
-// a `sendto` through the loopback stack, several µs, whether it carries one entry or ten: at 1,000
-// subscribers and 1,000 lines/s, one write per entry per subscriber saturated the machine and the
-// p99 became queueing (seconds). Past `COALESCE_FROM` subscribers, a session that has just taken
-// entries takes again only after a delay that grows with the fan-out, so what arrives meanwhile
-// leaves in one write, and the hub's wake-ups in between only store a permit (no task runs). The
-// delay bounds the writes of all sessions together (subscribers ÷ delay ≤ 1 ÷
-// `COALESCE_PER_SUBSCRIBER` = 100,000 per second, what 100 subscribers at 1,000 lines/s cost with
-// one write per entry, under a core here) rather than each session's; the first entry after a
-// quiet spell still leaves at once. Below the threshold the delay is zero: at 100 subscribers the
-// p99 goal is 2 ms, and one write per entry is affordable there. At 1,000 subscribers the delay is
-// 10 ms, within the p99 goal of 50 ms.
+// Coalescing at high fan-out (issue 14, BENCHMARKS §17, §20). Each write to a socket costs the
+// daemon a `sendto` through the loopback stack, several µs, whether it carries one entry or ten, and
+// costs the reader one wake-up and one read: at 1,000 subscribers and 1,000 lines/s, one write per
+// entry per subscriber saturated the machine and the p99 became queueing (seconds). Past
+// `COALESCE_FROM` subscribers, a session that has just taken entries takes again only after a
+// delay that grows with the fan-out, so what arrives meanwhile leaves in one write. The delay
+// bounds the writes of all sessions together (subscribers ÷ delay ≤ 1 ÷ `COALESCE_PER_SUBSCRIBER`
+// = 50,000 per second) rather than each session's; the first entry after a quiet spell still
+// leaves at once. Below the threshold the delay is zero: at 100 subscribers the p99 goal is 2 ms,
+// and one write per entry is affordable there. At 1,000 subscribers the delay is 20 ms: on the
+// 2-core machine, where daemon and readers share the cores, 10 ms left both cores full and the p99
+// at 33–65 ms; 20 ms took a quarter of the daemon's CPU and gave 35–45 ms (§20).
 /// Subscribers connected up to which a session never waits before taking.
 const COALESCE_FROM: u64 = 128;
 /// A session's wait between two takes, per subscriber connected (past `COALESCE_FROM`).
-const COALESCE_PER_SUBSCRIBER: Duration = Duration::from_micros(10);
+const COALESCE_PER_SUBSCRIBER: Duration = Duration::from_micros(20);
 /// Longest wait between two takes, whatever the fan-out.
 const COALESCE_MAX: Duration = Duration::from_millis(20);
 
@@ -338,10 +339,7 @@ async fn session(socket: Socket, state: AppState, peer: IpAddr, params: Params) 
         state.config.subscriber_buffer_bytes,
     )
     .until(until);
-    let close_code = match conn
-        .stream_entries(sub, gaps, &state.metrics, &state.hub)
-        .await
-    {
+    let close_code = match conn.stream_entries(sub, gaps, &state.metrics).await {
         End::Client => None,
         End::Closed(code) => {
             state.metrics.subscriber_closed(code);
@@ -461,7 +459,6 @@ impl Conn {
         mut sub: Subscription,
         gaps: bool,
         metrics: &Metrics,
-        hub: &Hub,
     ) -> End {
         let mut last_heard = Instant::now();
         let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
@@ -528,7 +525,7 @@ impl Conn {
                             metrics.entries_sent(records.len());
                             self.outbox.extend(records.into_iter().map(Out::Record));
                             self.dirty = true;
-                            let delay = coalesce_delay(hub.subscriber_count());
+                            let delay = coalesce_delay(sub.subscribers());
                             if !delay.is_zero() {
                                 hold.as_mut().reset(Instant::now() + delay);
                                 held = true;
@@ -682,12 +679,14 @@ async fn drive(
             }
             ready!(Pin::new(&mut *sink).poll_ready(cx))?;
             let msg = match outbox.pop_front() {
-                // The record's bytes, shared: no copy per subscriber. serde_json or the journal's
-                // checked records made them, so the check passes (a record that fails it goes out
-                // empty, as `Record::text` has it).
-                Some(Out::Record(r)) => {
-                    Message::Text(Utf8Bytes::try_from(r.json).unwrap_or_default())
+                // The record's bytes, shared: no copy per subscriber. Checked for UTF-8 once, when
+                // the record was made, not again per subscriber (a text frame built from a `Frame`
+                // is not checked by tungstenite); a record that failed goes out empty, as
+                // `Record::text` has it.
+                Some(Out::Record(r)) if r.utf8_json().is_some() => {
+                    Message::Frame(Frame::message(r.json, OpCode::Data(Data::Text), true))
                 }
+                Some(Out::Record(_)) => Message::Text(Utf8Bytes::default()),
                 Some(Out::Other(m)) => {
                     *pending_control = pending_control.saturating_sub(1);
                     m
@@ -830,7 +829,7 @@ mod tests {
     fn sessions_coalesce_only_past_the_threshold_and_never_longer_than_the_cap() {
         assert_eq!(coalesce_delay(1), Duration::ZERO);
         assert_eq!(coalesce_delay(COALESCE_FROM), Duration::ZERO);
-        assert_eq!(coalesce_delay(1_000), Duration::from_millis(10));
+        assert_eq!(coalesce_delay(1_000), Duration::from_millis(20));
         assert_eq!(coalesce_delay(u64::MAX), COALESCE_MAX);
     }
 
