@@ -155,11 +155,14 @@ async fn a_never_reading_subscriber_is_closed_4008_and_does_not_hold_back_a_fast
     assert_quiet(&mut slow).await;
     assert_quiet(&mut fast).await;
     // Publish in batches of 10 (10 000 batches), records of ~500 bytes
-    // (more than the socket buffers hold). The fast client reads along every 20 000 records; the
+    // (more than the socket buffers hold). The fast client reads along every CHUNK records, which
+    // its queue (4 MiB budget) holds whole: the daemon's sockets queue little beyond what the
+    // client has room for (TCP_NOTSENT_LOWAT), so a client must not lag a history's worth. The
     // slow one reads nothing until the end.
+    const CHUNK: u64 = 5_000;
     let mut next_fast = 1u64;
-    for chunk_start in (1..=TOTAL).step_by(20_000) {
-        let chunk_end = chunk_start + 19_999;
+    for chunk_start in (1..=TOTAL).step_by(CHUNK as usize) {
+        let chunk_end = chunk_start + CHUNK - 1;
         let ids: Vec<u64> = (chunk_start..=chunk_end).collect();
         for batch in ids.chunks(10) {
             server
@@ -167,7 +170,7 @@ async fn a_never_reading_subscriber_is_closed_4008_and_does_not_hold_back_a_fast
                 .hub
                 .publish(batch.iter().map(|&id| record_padded(id, 200)).collect());
         }
-        let got = read_ids(&mut fast, 20_000).await;
+        let got = read_ids(&mut fast, CHUNK as usize).await;
         assert!(
             got.iter().copied().eq(next_fast..=chunk_end),
             "fast subscriber: ids out of order or missing before {chunk_end}"
@@ -665,5 +668,50 @@ async fn slow_readers_through_a_burst_past_the_history_get_every_entry_from_the_
         post_at + 2 * in_flight + HISTORY < LINES,
         "the filtered slow reader was never passed by the history"
     );
+    daemon.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_slow_reader_through_a_long_flood_is_not_taken_for_a_stalled_one() {
+    // CONTRACT §11: 4008 is for a subscriber that stopped reading, not for one that reads slower
+    // than the flood. This one reads about 70 KiB/s for more than twice the stall bound while the
+    // daemon is far ahead of it, then the rest at full speed: every entry once, in order, no 4008.
+    // (Without TCP_NOTSENT_LOWAT on the daemon's sockets the kernel let its writes wait for
+    // megabytes to drain, longer than the stall bound at this pace.)
+    const LINES: u64 = 60_000;
+    const STEP: u64 = 50;
+    const PAUSE: Duration = Duration::from_millis(250);
+    let slow_for = proxytail::http::ws::STALL * 2 + Duration::from_secs(2);
+    let files = TestConfig::with_users(&[
+        "--from-start",
+        "--history",
+        "1000",
+        "--subscriber-buffer-bytes",
+        "65536",
+    ]);
+    let log = files.access_log();
+    std::fs::write(&log, "").expect("log");
+    let daemon = Daemon::start(&files).await;
+    let token = fetch_token(daemon.addr).await;
+    let mut ws = connect_small_rcvbuf(daemon.addr, &format!("token={token}&since=0")).await;
+    assert_quiet(&mut ws).await;
+    let burst: String = (1..=LINES).map(burst_line).collect();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, burst.as_bytes()))
+        .expect("append the burst");
+    let slow_until = tokio::time::Instant::now() + slow_for;
+    for expected in 1..=LINES {
+        match next_event(&mut ws).await {
+            Event::Text(t) => assert_eq!(entry_id(&t), expected, "gap, duplicate or reorder"),
+            other => panic!("expecting {expected}: {other:?}"),
+        }
+        // The pace is the scenario (a reader slower than the flood), not a wait for an event.
+        if expected % STEP == 0 && tokio::time::Instant::now() < slow_until {
+            tokio::time::sleep(PAUSE).await;
+        }
+    }
+    assert_quiet(&mut ws).await;
     daemon.stop().await.expect("clean stop");
 }

@@ -63,6 +63,16 @@ impl Drop for Held {
     }
 }
 
+/// Unsent bytes the kernel queues per connection before a write waits (`TCP_NOTSENT_LOWAT`); the
+/// writer is woken again once fewer than half of them are left. Without it the kernel grows a
+/// socket's send buffer to megabytes and wakes a waiting writer only after a third of it has gone:
+/// a subscriber reading slowly through a flood (tens of KiB/s) then let the session write nothing
+/// for longer than [`super::ws::STALL`], and was closed 4008 as if it had stopped reading. With it,
+/// every 64 KiB the client reads lets the session write again, and a subscriber that stopped
+/// reading pins 128 KiB in the kernel beyond its own receive buffer, not megabytes. A client that
+/// reads as fast as the daemon writes never has unsent bytes waiting, so it costs it nothing.
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+
 /// Serves `routes` on `listener` until `stop` is cancelled, then stops accepting and lets open
 /// requests finish (upgraded WebSockets end on their own, with the same token).
 pub async fn run(
@@ -90,6 +100,9 @@ pub async fn run(
             tracing::debug!(%peer, "connection refused: HTTP connection cap reached");
             continue;
         };
+        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+            tracing::debug!(%peer, error = %e, "TCP_NOTSENT_LOWAT not set");
+        }
         let inner = TowerToHyperService::new(warp::service(routes.clone()));
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(Peer(peer));
