@@ -190,7 +190,7 @@ impl Record {
     /// A copy for a subscriber that sends the record and filters nothing: it shares the JSON but
     /// not the fields table, so taking it and dropping it after the write costs one shared count
     /// (the JSON's) instead of two. Its fields, should anything ask, are built from the JSON.
-    pub fn to_send(&self) -> Record {
+    fn to_send(&self) -> Record {
         Record {
             id: self.id,
             json: self.json.clone(),
