@@ -37,24 +37,47 @@ pub struct Record {
     /// The entry serialized once, UTF-8 JSON object text.
     pub json: Bytes,
     /// The filter fields, built at most once and shared by every clone (cloning a record
-    /// allocates nothing); unfiltered subscribers never need them.
+    /// allocates nothing); unfiltered subscribers never need them. Also says whether `json` is
+    /// UTF-8 (in the slot's padding: a record stays 64 bytes, a test checks it).
     fields: FieldsSlot,
-    /// `json` is known to be UTF-8, so it can go out as a WebSocket text frame as it is. Decided
-    /// once, when the record is made (by how, or by a check), rather than by every subscriber
-    /// each time it sends the record (issue 14: once per subscriber per record was ~4.5 % of
-    /// the daemon at 1,000 subscribers). Fits in `FieldsSlot`'s padding: a record stays 64 bytes.
-    utf8: bool,
 }
 
-/// A record's place in a table of lazily built filter fields shared by the records made together
-/// (the tailer's chunk of ~50): one allocation per chunk instead of one per record, and 16 bytes
-/// per record until its fields are built (a `Fields` inline is ~250 bytes, in the history too).
+/// Where a record's lazily built filter fields live.
 #[derive(Debug, Clone)]
-struct FieldsSlot {
-    /// One cell per record of the chunk.
-    table: Arc<[OnceLock<Box<Fields>>]>,
-    /// This record's cell.
-    slot: u32,
+enum FieldsSlot {
+    /// A place in a table shared by the records made together (the tailer's chunk of ~50): one
+    /// allocation per chunk instead of one per record, and 16 bytes per record until its fields
+    /// are built (a `Fields` inline is ~250 bytes, in the history too).
+    Shared {
+        /// One cell per record of the chunk.
+        table: Arc<[OnceLock<Box<Fields>>]>,
+        /// This record's cell.
+        slot: u32,
+        /// See [`FieldsSlot::utf8`].
+        utf8: bool,
+    },
+    /// A cell of the record's own, empty when the copy was made: what [`Record::to_send`] gives
+    /// a subscriber that only sends the record. Cloning it touches no shared count (issue 14: a
+    /// table's count, taken and given back per record per subscriber, is an atomic on a line
+    /// every session shares; BENCHMARKS §20 put the records' counts at 9 % at 1,000 subscribers).
+    Own {
+        /// The fields, built from the JSON on first use.
+        cell: OnceLock<Box<Fields>>,
+        /// See [`FieldsSlot::utf8`].
+        utf8: bool,
+    },
+}
+
+impl FieldsSlot {
+    /// The record's `json` is known to be UTF-8, so it can go out as a WebSocket text frame as
+    /// it is. Decided once, when the record is made (by how, or by a check), rather than by every
+    /// subscriber each time it sends the record (issue 14: once per subscriber per record was
+    /// ~4.5 % of the daemon at 1,000 subscribers).
+    fn utf8(&self) -> bool {
+        match self {
+            FieldsSlot::Shared { utf8, .. } | FieldsSlot::Own { utf8, .. } => *utf8,
+        }
+    }
 }
 
 impl Record {
@@ -105,12 +128,12 @@ impl Record {
                 .map(|(i, &(id, start, end))| Record {
                     id,
                     json: chunk.slice(start..end),
-                    fields: FieldsSlot {
+                    fields: FieldsSlot::Shared {
                         table: table.clone(),
                         // A chunk holds far fewer than 2^32 records (`encode::CHUNK_BYTES`).
                         slot: i as u32,
+                        utf8: true,
                     },
-                    utf8: true,
                 }),
         );
     }
@@ -124,11 +147,11 @@ impl Record {
         Record {
             id,
             json,
-            fields: FieldsSlot {
+            fields: FieldsSlot::Shared {
                 table: Arc::new([cell]),
                 slot: 0,
+                utf8,
             },
-            utf8,
         }
     }
 
@@ -158,7 +181,24 @@ impl Record {
     /// The record's cell of its fields table (`slot` is below the table's length by
     /// construction).
     fn cell(&self) -> &OnceLock<Box<Fields>> {
-        &self.fields.table[self.fields.slot as usize]
+        match &self.fields {
+            FieldsSlot::Shared { table, slot, .. } => &table[*slot as usize],
+            FieldsSlot::Own { cell, .. } => cell,
+        }
+    }
+
+    /// A copy for a subscriber that sends the record and filters nothing: it shares the JSON but
+    /// not the fields table, so taking it and dropping it after the write costs one shared count
+    /// (the JSON's) instead of two. Its fields, should anything ask, are built from the JSON.
+    fn to_send(&self) -> Record {
+        Record {
+            id: self.id,
+            json: self.json.clone(),
+            fields: FieldsSlot::Own {
+                cell: OnceLock::new(),
+                utf8: self.fields.utf8(),
+            },
+        }
     }
 
     /// What filters look at, built from the JSON on first use when the record was made without
@@ -167,6 +207,18 @@ impl Record {
     pub fn fields(&self) -> &Fields {
         self.cell()
             .get_or_init(|| Box::new(Fields::from_json(&self.json).unwrap_or_default()))
+    }
+
+    /// Whether `other` is a clone of this record sharing its fields table (tests check that an
+    /// unfiltered subscriber's copies do not).
+    #[cfg(test)]
+    fn shares_fields_with(&self, other: &Record) -> bool {
+        match (&self.fields, &other.fields) {
+            (FieldsSlot::Shared { table: a, .. }, FieldsSlot::Shared { table: b, .. }) => {
+                Arc::ptr_eq(a, b)
+            }
+            _ => false,
+        }
     }
 
     /// Whether the filter fields were built (tests check that an unfiltered path never builds them).
@@ -183,7 +235,7 @@ impl Record {
     /// The JSON text when it is UTF-8 (always, but for a damaged record read back), else `None`:
     /// what a WebSocket text frame may carry as it is, without another check.
     pub fn utf8_json(&self) -> Option<&Bytes> {
-        self.utf8.then_some(&self.json)
+        self.fields.utf8().then_some(&self.json)
     }
 }
 
@@ -886,7 +938,8 @@ impl Subscription {
             inner.cursor = r.id;
             if all || self.shared.passes(r) {
                 bytes += r.json.len();
-                out.push(r.clone());
+                // Unfiltered: its outputs only send the text (ws.rs, the NATS publisher).
+                out.push(if all { r.to_send() } else { r.clone() });
             }
         }
         let end = rest.peek().is_none();
@@ -1296,6 +1349,47 @@ mod tests {
         assert_eq!(bad.clone().utf8_json(), None, "clones share the answer");
         let mut entry = parsers::Entry::default();
         assert!(Record::new(3, &mut entry).utf8_json().is_some());
+    }
+
+    #[test]
+    fn an_unfiltered_subscriber_takes_the_text_without_the_fields_table() {
+        // Issue 14: an unfiltered subscriber by cursor takes a record per record it sends; a copy
+        // that shares only the JSON costs one shared count taken and given back, not two.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (hub, mut journal) = journaled_hub(dir.path(), 100, u64::MAX);
+        let host = |id: u64| {
+            let json = format!("{{\"id\":{id},\"destination\":\"http://h{id}.test/x\"}}");
+            Record::from_json(id, Bytes::from(json))
+        };
+        let mut s = sub(&hub, Start::Since(0));
+        assert!(s.shared.by_cursor);
+        commit(&hub, &mut journal, (1..=3).map(host).collect());
+        let Some(Next::Entries(taken)) = s.take() else {
+            panic!("nothing taken");
+        };
+        let st = hub.lock();
+        assert_eq!(taken.len(), 3);
+        for (t, h) in taken.iter().zip(&st.history) {
+            assert!(h.clone().shares_fields_with(h), "a clone shares the table");
+            assert!(
+                !t.shares_fields_with(h),
+                "record {} took the fields table",
+                t.id
+            );
+            assert_eq!(
+                (t.id, &t.json, t.utf8_json()),
+                (h.id, &h.json, h.utf8_json())
+            );
+            // Built from the JSON if ever asked, equal to the history's.
+            assert_eq!(t.fields(), h.fields());
+        }
+        assert!(taken[0].fields().host().is_some_and(|h| h == "h1.test"));
+    }
+
+    #[test]
+    fn a_record_stays_a_cache_line() {
+        // The history holds 10,000 of them by default, and every take walks it.
+        assert_eq!(std::mem::size_of::<Record>(), 64);
     }
 
     /// Asserts the next thing is `End` (bounded wait).
