@@ -507,9 +507,10 @@ impl Want {
 
 /// A subscriber's socket, which notes when a read last brought bytes in.
 ///
-/// An entry's receipt time is the time of the read that brought its last byte: tungstenite reads
-/// only when its buffer holds no whole frame, so when it returns an entry the latest read is the
-/// one that completed it. One clock read per `recv` instead of one per entry (at 1,000 subscribers
+/// An entry's receipt time is the time of the `recv` that brought its last byte: tungstenite reads
+/// only when its buffer holds no whole frame, and the `BufReader` in between reads the socket
+/// only when it has handed tungstenite everything before, so when tungstenite returns an entry
+/// the latest `recv` is the one that completed it. One clock read per `recv` instead of one per entry (at 1,000 subscribers
 /// an entry arrives with ~20 others), and the time the tool spends on the entries before it in the
 /// same read is no longer counted as the daemon's latency.
 struct Stamped {
@@ -560,7 +561,19 @@ impl tokio::io::AsyncWrite for Stamped {
     }
 }
 
-type Ws = WebSocketStream<Stamped>;
+/// How much one `recv` of a subscriber's socket may bring in (see [`TUNGSTENITE_READ`]).
+const SOCKET_READ: usize = 32 * 1024;
+
+/// tungstenite's own read buffer. It zeroes it, up to this size, each time it reads (each poll
+/// of the socket): at the default 128 KiB, 1,000 clients spent their CPU in `memset` (BENCHMARKS
+/// §13), and at 16 KiB `memset` was still 10 % of the tool at 100 subscribers, where each wake-up
+/// brings one entry and costs two reads (the entry, then the empty socket). So the socket is read
+/// through a `BufReader` of [`SOCKET_READ`] (allocated and zeroed once), and tungstenite copies
+/// small pieces out of it: one `recv` still takes in everything that arrived, and the zeroing per
+/// read is 2 KiB.
+const TUNGSTENITE_READ: usize = 2 * 1024;
+
+type Ws = WebSocketStream<tokio::io::BufReader<Stamped>>;
 
 /// Signs subscriber `k` in, opens its WebSocket (with its filter) from its own address, and waits
 /// for the answer to a `ping`, so it is subscribed before anything is written.
@@ -582,15 +595,15 @@ async fn connect(
         let tcp = connect_from(source, addr)
             .await
             .map_err(|e| e.to_string())?;
-        let stream = Stamped {
-            tcp,
-            origin,
-            read_at: 0,
-        };
-        // tungstenite zeroes its read buffer (up to `read_buffer_size`) every time a socket is
-        // polled: at the default 128 KiB, 1,000 clients fed one entry per wake-up spent their CPU
-        // in `memset` and, not the daemon, set the latency (BENCHMARKS §13).
-        let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+        let stream = tokio::io::BufReader::with_capacity(
+            SOCKET_READ,
+            Stamped {
+                tcp,
+                origin,
+                read_at: 0,
+            },
+        );
+        let config = WebSocketConfig::default().read_buffer_size(TUNGSTENITE_READ);
         let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
             .await
             .map_err(|e| e.to_string())?;
@@ -816,7 +829,7 @@ async fn subscriber(
             }
             _ => continue,
         };
-        let now = ws.get_ref().read_at;
+        let now = ws.get_ref().get_ref().read_at;
         if text.starts_with("{\"type\":\"gap\"") {
             seen.gaps += 1;
             continue;
