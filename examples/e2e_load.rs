@@ -510,9 +510,9 @@ impl Want {
 /// An entry's receipt time is the time of the `recv` that brought its last byte: tungstenite reads
 /// only when its buffer holds no whole frame, and the `BufReader` in between reads the socket
 /// only when it has handed tungstenite everything before, so when tungstenite returns an entry
-/// the latest `recv` is the one that completed it. One clock read per `recv` instead of one per entry (at 1,000 subscribers
-/// an entry arrives with ~20 others), and the time the tool spends on the entries before it in the
-/// same read is no longer counted as the daemon's latency.
+/// the latest `recv` is the one that completed it. One clock read per `recv` instead of one per
+/// entry (at 1,000 subscribers an entry arrives with ~20 others), and the time the tool spends on
+/// the entries before it in the same `recv` is no longer counted as the daemon's latency.
 struct Stamped {
     /// The connection.
     tcp: TcpStream,
@@ -1187,10 +1187,10 @@ fn main() {
                 .unwrap_or_else(|e| panic!("subscriber {k}: {e}"));
             sign_ins.push(stats);
             let want = Want::of(args.filters, k, args.subscribers);
-            // Room for every entry's latency at once (bounded: `--lines` may be far more than
-            // `--seconds` lets the writer write).
+            // Room for every entry's latency at once, 128 MiB at most over all subscribers
+            // (`--lines` may be far more than `--seconds` lets the writer write).
             let lines = args.lines.saturating_mul(args.fleet.max(1) as u64);
-            let expect = want.count(lines).min(1 << 22) as usize;
+            let expect = want.count(lines).min((1 << 24) / args.subscribers as u64) as usize;
             let keep_seqs = k == 0 && args.dump.is_some();
             handles.push(tokio::spawn(subscriber(
                 ws,
