@@ -627,18 +627,18 @@ async fn connect(
 }
 
 /// The decimal number at the start of `b` and its number of digits; `None` without a digit or
-/// beyond `u64`. One pass: a scan for the digits and then `str::parse` walked them twice.
+/// with more than 19 (no id or stamp comes near 10^19). Up to 19 digits the plain arithmetic
+/// cannot overflow `u64`, so it compiles to shifts and adds; checked arithmetic was a multiply
+/// and a branch per digit, and `str::parse` after the scan for the digits a second walk.
 fn number(b: &[u8]) -> Option<(u64, usize)> {
-    let mut n = 0u64;
-    let mut len = 0;
-    for &c in b {
-        if !c.is_ascii_digit() {
-            break;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-        len += 1;
+    let len = b.iter().take(20).take_while(|c| c.is_ascii_digit()).count();
+    if len == 0 || len > 19 {
+        return None;
     }
-    (len > 0).then_some((n, len))
+    let n = b[..len]
+        .iter()
+        .fold(0u64, |n, &c| n * 10 + u64::from(c - b'0'));
+    Some((n, len))
 }
 
 /// The id at the start of an entry's JSON, and what follows it.
