@@ -61,7 +61,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::sync::CancellationToken;
 
 /// Bound on daemon start-up, each token request and each connection (a failure bound).
 const BOUND: Duration = Duration::from_secs(30);
@@ -506,7 +505,75 @@ impl Want {
     }
 }
 
-type Ws = WebSocketStream<TcpStream>;
+/// A subscriber's socket, which notes when a read last brought bytes in.
+///
+/// An entry's receipt time is the time of the `recv` that brought its last byte: tungstenite reads
+/// only when its buffer holds no whole frame, and the `BufReader` in between reads the socket
+/// only when it has handed tungstenite everything before, so when tungstenite returns an entry
+/// the latest `recv` is the one that completed it. One clock read per `recv` instead of one per
+/// entry (at 1,000 subscribers an entry arrives with ~20 others), and the time the tool spends on
+/// the entries before it in the same `recv` is no longer counted as the daemon's latency.
+struct Stamped {
+    /// The connection.
+    tcp: TcpStream,
+    /// What receipt times are counted from (the writer's stamps use the same origin).
+    origin: Instant,
+    /// When the last read that returned bytes returned, ns since `origin`.
+    read_at: u64,
+}
+
+impl tokio::io::AsyncRead for Stamped {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.read_at = self.origin.elapsed().as_nanos() as u64;
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Stamped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// How much one `recv` of a subscriber's socket may bring in (see [`TUNGSTENITE_READ`]).
+const SOCKET_READ: usize = 32 * 1024;
+
+/// tungstenite's own read buffer. It zeroes it, up to this size, each time it reads (each poll
+/// of the socket): at the default 128 KiB, 1,000 clients spent their CPU in `memset` (BENCHMARKS
+/// §13), and at 16 KiB `memset` was still 10 % of the tool at 100 subscribers, where each wake-up
+/// brings one entry and costs two reads (the entry, then the empty socket). So the socket is read
+/// through a `BufReader` of [`SOCKET_READ`] (allocated and zeroed once), and tungstenite copies
+/// small pieces out of it: one `recv` still takes in everything that arrived, and the zeroing per
+/// read is 2 KiB.
+const TUNGSTENITE_READ: usize = 2 * 1024;
+
+type Ws = WebSocketStream<tokio::io::BufReader<Stamped>>;
 
 /// Signs subscriber `k` in, opens its WebSocket (with its filter) from its own address, and waits
 /// for the answer to a `ping`, so it is subscribed before anything is written.
@@ -515,6 +582,7 @@ async fn connect(
     k: usize,
     authorization: String,
     filter: Option<String>,
+    origin: Instant,
 ) -> Result<(Ws, SignInStats), String> {
     let source = source_of(k);
     let (token, stats) = token(addr, source, &authorization).await?;
@@ -524,13 +592,18 @@ async fn connect(
         url.push_str(&filter);
     }
     let open = async {
-        let stream = connect_from(source, addr)
+        let tcp = connect_from(source, addr)
             .await
             .map_err(|e| e.to_string())?;
-        // tungstenite zeroes its read buffer (up to `read_buffer_size`) every time a socket is
-        // polled: at the default 128 KiB, 1,000 clients fed one entry per wake-up spent their CPU
-        // in `memset` and, not the daemon, set the latency (BENCHMARKS §13).
-        let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+        let stream = tokio::io::BufReader::with_capacity(
+            SOCKET_READ,
+            Stamped {
+                tcp,
+                origin,
+                read_at: 0,
+            },
+        );
+        let config = WebSocketConfig::default().read_buffer_size(TUNGSTENITE_READ);
         let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
             .await
             .map_err(|e| e.to_string())?;
@@ -553,11 +626,27 @@ async fn connect(
     Ok((ws, stats))
 }
 
+/// The decimal number at the start of `b` and its number of digits; `None` without a digit or
+/// with more than 19 (no id or stamp comes near 10^19). Up to 19 digits the plain arithmetic
+/// cannot overflow `u64`, so it compiles to shifts and adds; checked arithmetic was a multiply
+/// and a branch per digit, and `str::parse` after the scan for the digits a second walk.
+fn number(b: &[u8]) -> Option<(u64, usize)> {
+    let len = b.iter().take(20).take_while(|c| c.is_ascii_digit()).count();
+    if len == 0 || len > 19 {
+        return None;
+    }
+    let n = b[..len]
+        .iter()
+        .fold(0u64, |n, &c| n * 10 + u64::from(c - b'0'));
+    Some((n, len))
+}
+
 /// The id at the start of an entry's JSON, and what follows it.
 fn id_of(text: &str) -> Option<(u64, &str)> {
     let rest = text.strip_prefix("{\"id\":")?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    Some((rest[..digits].parse().ok()?, &rest[digits..]))
+    let (id, digits) = number(rest.as_bytes())?;
+    // `digits` ASCII bytes: a character boundary.
+    Some((id, &rest[digits..]))
 }
 
 /// `(node, node_id)` of a fleet central's entry, `{"id":…,"node":"…","node_id":…` (CONTRACT §10),
@@ -567,8 +656,7 @@ fn node_of(after_id: &str) -> Option<(&str, u64)> {
     let rest = after_id.strip_prefix(",\"node\":\"")?;
     let (node, rest) = rest.split_once('"')?;
     let rest = rest.strip_prefix(",\"node_id\":")?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    Some((node, rest[..digits].parse().ok()?))
+    Some((node, number(rest.as_bytes())?.0))
 }
 
 /// Finds `load.test/` in an entry: one SIMD searcher built once, instead of a `str` pattern
@@ -576,11 +664,16 @@ fn node_of(after_id: &str) -> Option<(&str, u64)> {
 static STAMP: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"load.test/"));
 
-/// `(seq, nanos)` from the destination `http://…load.test/<seq>/<nanos>`.
+/// `(seq, nanos)` from the destination `"http://…load.test/<seq>/<nanos>"`, the string's end
+/// included. Read byte by byte: a `split` on two delimiters and two `str::parse` were 7 % of the
+/// tool at 1,000 subscribers.
 fn stamp_of(text: &str) -> Option<(u64, u64)> {
-    let at = STAMP.find(text.as_bytes())? + b"load.test/".len();
-    let mut parts = text[at..].split(['/', '"']);
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    let b = text.as_bytes();
+    let at = STAMP.find(b)? + b"load.test/".len();
+    let (seq, n) = number(b.get(at..)?)?;
+    let rest = b.get(at + n..)?.strip_prefix(b"/")?;
+    let (nanos, n) = number(rest)?;
+    (rest.get(n) == Some(&b'"')).then_some((seq, nanos))
 }
 
 /// What one subscriber saw.
@@ -614,43 +707,108 @@ struct Seen {
     ended: Option<String>,
 }
 
-/// Reads entries until it has all it must get (`expected` is the number of lines written,
-/// published when the writer stops; a filtered subscriber waits for the end line instead), the
-/// stream ends, or `stop` is cancelled. Every id is checked against the next one `want` expects.
+/// How the main thread tells one subscriber that the run ends: channels of its own, not one
+/// `watch` and one `CancellationToken` shared by all. A pending future of those re-takes the
+/// shared `Notify`'s lock each time it is polled, and every subscriber polled both on every entry:
+/// at 1,000 subscribers, two lock round trips between the cores per entry.
+struct Ends {
+    /// The number of lines written, sent when the writer stops (dropped unsent: the tool is
+    /// failing, and only `stop` ends the subscriber).
+    written: tokio::sync::oneshot::Receiver<u64>,
+    /// Sent or dropped when every subscriber is done or the drain bound has passed: wakes a
+    /// subscriber waiting on its socket.
+    stop: tokio::sync::oneshot::Receiver<()>,
+    /// Set just before `stop` is sent: read before each entry, so a subscriber still reading a
+    /// backlog stops at once without polling its channels per entry (one load of a line that
+    /// is written once).
+    stopping: Arc<AtomicBool>,
+}
+
+/// The main thread's ends of every subscriber's [`Ends`].
+struct EndSenders {
+    written: Vec<tokio::sync::oneshot::Sender<u64>>,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl EndSenders {
+    fn new() -> EndSenders {
+        EndSenders {
+            written: Vec::new(),
+            stop: Vec::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A new subscriber's receiving ends.
+    fn add(&mut self) -> Ends {
+        let (written_tx, written) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop) = tokio::sync::oneshot::channel();
+        self.written.push(written_tx);
+        self.stop.push(stop_tx);
+        Ends {
+            written,
+            stop,
+            stopping: self.stopping.clone(),
+        }
+    }
+
+    /// Tells every subscriber how many lines were written.
+    fn written(&mut self, n: u64) {
+        for tx in self.written.drain(..) {
+            // A subscriber that has already returned (its stream ended) needs no count.
+            let _ = tx.send(n);
+        }
+    }
+
+    /// Tells every subscriber to return now.
+    fn stop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
+        // Dropped senders complete the receivers with an error: that is the signal.
+        self.stop.clear();
+    }
+}
+
+/// Reads entries until it has all it must get (`ends.written` is the number of lines written,
+/// sent when the writer stops; a filtered subscriber waits for the end line instead), the
+/// stream ends, or `ends.stop` comes. Every id is checked against the next one `want` expects.
+/// `expect` is how many entries it should get (room for their latencies is made at once);
+/// `keep_seqs` keeps each entry's sequence number beside its latency (for `--dump`).
 async fn subscriber(
     mut ws: Ws,
     want: Want,
-    origin: Instant,
-    mut expected: tokio::sync::watch::Receiver<u64>,
+    mut ends: Ends,
     done: Arc<AtomicU64>,
-    stop: CancellationToken,
+    expect: usize,
+    keep_seqs: bool,
 ) -> Seen {
     let mut seen = Seen::default();
+    seen.latencies.reserve(expect);
+    if keep_seqs {
+        seen.seqs.reserve(expect);
+    }
     let mut last_id = 0u64;
     let filtered = !matches!(want, Want::All);
-    // Both futures made once: made per message (a waiter registered and dropped in the token's and
-    // the channel's lists) they were a tenth of the tool's CPU at 1,000 subscribers.
-    let mut stopped = std::pin::pin!(stop.cancelled());
-    let mut written = std::pin::pin!(async move {
-        // The sender gone without a count (the tool is failing): only `stop` ends the loop.
-        expected
-            .wait_for(|&n| n != u64::MAX)
-            .await
-            .map_or(u64::MAX, |n| *n)
-    });
     let mut total = None;
     loop {
         if !filtered && total.is_some_and(|total| last_id >= total) {
             break;
         }
+        if ends.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        // The socket first: while entries wait in it, the channels are not polled (polling them
+        // per entry, each with its share of the task's cooperative budget, was ~7 % of the tool);
+        // when it has none, they are, and they wake the task. `total` is only needed then: the
+        // entries still in the socket come before it can be reached.
         let msg = tokio::select! {
             biased;
-            _ = &mut stopped => break,
-            n = &mut written, if total.is_none() => {
-                total = Some(n);
+            m = ws.next() => m,
+            _ = &mut ends.stop => break,
+            n = &mut ends.written, if total.is_none() => {
+                total = Some(n.unwrap_or(u64::MAX));
                 continue;
             }
-            m = ws.next() => m,
         };
         let msg = match msg {
             None => {
@@ -671,7 +829,7 @@ async fn subscriber(
             }
             _ => continue,
         };
-        let now = origin.elapsed().as_nanos() as u64;
+        let now = ws.get_ref().get_ref().read_at;
         if text.starts_with("{\"type\":\"gap\"") {
             seen.gaps += 1;
             continue;
@@ -706,13 +864,19 @@ async fn subscriber(
                 }
             }
         }
-        if let Some((seq, stamp)) = stamp_of(&text) {
-            // On one host the line's sequence is the daemon's id; in a fleet, the edge's.
-            if seq != node.map_or(id, |(_, node_id)| node_id) {
-                seen.mismatched += 1;
+        match stamp_of(&text) {
+            Some((seq, stamp)) => {
+                // On one host the line's sequence is the daemon's id; in a fleet, the edge's.
+                if seq != node.map_or(id, |(_, node_id)| node_id) {
+                    seen.mismatched += 1;
+                }
+                seen.latencies.push(now.saturating_sub(stamp));
+                if keep_seqs {
+                    seen.seqs.push(seq);
+                }
             }
-            seen.latencies.push(now.saturating_sub(stamp));
-            seen.seqs.push(seq);
+            // Every line the tool writes has the stamp: an entry without it is not the line.
+            None => seen.mismatched += 1,
         }
         seen.first_last = Some(seen.first_last.map_or((now, now), |(f, _)| (f, now)));
     }
@@ -993,9 +1157,8 @@ fn main() {
 
     // Sign every subscriber in and connect it, at --connect-rate per second (0: all at once).
     let origin = Instant::now();
-    let (expected_tx, expected) = tokio::sync::watch::channel(u64::MAX);
+    let mut ends = EndSenders::new();
     let done = Arc::new(AtomicU64::new(0));
-    let stop = CancellationToken::new();
     let connect_start = Instant::now();
     let (handles, sign_ins) = rt.block_on(async {
         let mut connecting = Vec::new();
@@ -1012,7 +1175,7 @@ fn main() {
             let filter = filter_of(args.filters, k);
             connecting.push(tokio::spawn(async move {
                 tokio::time::sleep_until(at.into()).await;
-                connect(addr, k, auth, filter).await
+                connect(addr, k, auth, filter, origin).await
             }));
         }
         let mut handles = Vec::new();
@@ -1024,13 +1187,18 @@ fn main() {
                 .unwrap_or_else(|e| panic!("subscriber {k}: {e}"));
             sign_ins.push(stats);
             let want = Want::of(args.filters, k, args.subscribers);
+            // Room for every entry's latency at once, 128 MiB at most over all subscribers
+            // (`--lines` may be far more than `--seconds` lets the writer write).
+            let lines = args.lines.saturating_mul(args.fleet.max(1) as u64);
+            let expect = want.count(lines).min((1 << 24) / args.subscribers as u64) as usize;
+            let keep_seqs = k == 0 && args.dump.is_some();
             handles.push(tokio::spawn(subscriber(
                 ws,
                 want,
-                origin,
-                expected.clone(),
+                ends.add(),
                 done.clone(),
-                stop.clone(),
+                expect,
+                keep_seqs,
             )));
         }
         (handles, sign_ins)
@@ -1088,7 +1256,7 @@ fn main() {
             .expect("open log");
         file.write_all(&buf).expect("write log");
     }
-    expected_tx.send_replace(written);
+    ends.written(written);
     let drain_deadline = Instant::now() + Duration::from_secs(args.drain);
     while done.load(Ordering::Acquire) < args.subscribers as u64 && Instant::now() < drain_deadline
     {
@@ -1096,7 +1264,7 @@ fn main() {
     }
     let (cpu_daemon, cpu_line_us) = cpu_per_line(pid, cpu_before.0, written);
     let cpu_tool = cpu_seconds("self") - cpu_before.1;
-    stop.cancel();
+    ends.stop();
     let seen: Vec<Seen> = rt.block_on(async {
         let mut all = Vec::new();
         for h in handles {
@@ -1171,6 +1339,7 @@ fn main() {
     let mut all_lat: Vec<u64> = Vec::new();
     let mut total_lost = 0;
     let mut total_gaps = 0;
+    let mut total_mismatched = 0;
     let mut worst_p99 = 0f64;
     let mut min_tput = f64::INFINITY;
     let mut incomplete = 0;
@@ -1193,12 +1362,19 @@ fn main() {
         let unfinished = args.filters != Filters::None && !s.ended_cleanly;
         total_lost += lost;
         total_gaps += s.gaps;
+        total_mismatched += s.mismatched;
         if s.received < want.count(written) || unfinished {
             incomplete += 1;
         }
         worst_p99 = worst_p99.max(percentile(&lat, 0.99));
         min_tput = min_tput.min(tput);
-        if args.subscribers <= 4 || i < 2 || lost > 0 || s.gaps > 0 || s.ended.is_some() {
+        if args.subscribers <= 4
+            || i < 2
+            || lost > 0
+            || s.gaps > 0
+            || s.mismatched > 0
+            || s.ended.is_some()
+        {
             println!(
                 "  sub {i}: received {}/{}, lost {}, gaps {}, id≠seq {}, {:.0} lines/s, latency p50 {:.3} ms p99 {:.3} ms max {:.3} ms{}",
                 s.received,
@@ -1217,7 +1393,8 @@ fn main() {
     }
     all_lat.sort_unstable();
     println!(
-        "  all: {} entries received, lost {total_lost}, gap messages {total_gaps}, incomplete subscribers {incomplete}, \
+        "  all: {} entries received, lost {total_lost}, gap messages {total_gaps}, id≠seq {total_mismatched}, \
+         incomplete subscribers {incomplete}, \
          slowest subscriber {min_tput:.0} lines/s, latency p50 {:.3} ms p99 {:.3} ms p99.9 {:.3} ms \
          max {:.3} ms (worst per-subscriber p99 {worst_p99:.3} ms)",
         all_lat.len(),
@@ -1272,7 +1449,7 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    if total_lost > 0 || total_gaps > 0 || incomplete > 0 {
+    if total_lost > 0 || total_gaps > 0 || total_mismatched > 0 || incomplete > 0 {
         let tail = stderr.lock().unwrap_or_else(|p| p.into_inner());
         for line in tail.iter().rev().take(10).rev() {
             eprintln!("daemon: {line}");
