@@ -88,6 +88,19 @@ impl Format {
         }
     }
 
+    /// [`Format::parse`] and [`Format::glued_record`] of one line at once (the native format
+    /// looks for the cut once, not twice): the first record's entry, and the second record of a
+    /// glued line, to be handed to this again.
+    pub fn parse_glued<'a>(
+        &self,
+        line: &'a [u8],
+    ) -> (Result<Entry<'a>, ParseError>, Option<&'a [u8]>) {
+        match self.kind {
+            Kind::Native => squid::parse_native_glued(line),
+            _ => (self.parse(line), None),
+        }
+    }
+
     /// A short description for logs: the built-in name, `logformat <definition>` or
     /// `regex <pattern>`.
     pub fn describe(&self) -> String {

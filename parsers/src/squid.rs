@@ -27,20 +27,40 @@ pub const SQUID5_RECORD_LIMIT: usize = 8191;
 /// A trailing `\r` is ignored. Valid UTF-8 input is not copied (fields borrow from `line`).
 pub fn parse_native(line: &[u8]) -> Result<Entry<'_>, ParseError> {
     let line = scan::trim_eol(line);
-    if scan::is_blank(line) {
-        return Err(ParseError::new(ParseErrorKind::Empty, 0));
-    }
-    match cut_point(line) {
-        None => parse_record(line),
-        Some((cut, _)) => parse_truncated(&line[..cut]),
-    }
+    parse_up_to(line, cut_point(line))
 }
 
 /// For a glued line (§6.3), the bytes of the second record, which the caller should parse as a
 /// line of its own (it may itself be glued); `None` for an ordinary line.
 pub fn glued_record(line: &[u8]) -> Option<&[u8]> {
     let line = scan::trim_eol(line);
-    let (_, next) = cut_point(line)?;
+    second_record(line, cut_point(line))
+}
+
+/// [`parse_native`] and [`glued_record`] of one line, which look for the cut (a scan of the whole
+/// line for a NUL) once instead of twice: the daemon's per-line call.
+pub(crate) fn parse_native_glued(line: &[u8]) -> (Result<Entry<'_>, ParseError>, Option<&[u8]>) {
+    let line = scan::trim_eol(line);
+    let cut = cut_point(line);
+    (parse_up_to(line, cut), second_record(line, cut))
+}
+
+/// The first record of `line` (without its end of line), which ends at `cut` if there is one.
+#[inline]
+fn parse_up_to(line: &[u8], cut: Option<(usize, usize)>) -> Result<Entry<'_>, ParseError> {
+    if scan::is_blank(line) {
+        return Err(ParseError::new(ParseErrorKind::Empty, 0));
+    }
+    match cut {
+        None => parse_record(line),
+        Some((cut, _)) => parse_truncated(&line[..cut]),
+    }
+}
+
+/// What follows the cut, when it starts like a record.
+#[inline]
+fn second_record(line: &[u8], cut: Option<(usize, usize)>) -> Option<&[u8]> {
+    let (_, next) = cut?;
     let rest = &line[next..];
     looks_like_record_start(rest).then_some(rest)
 }
@@ -271,6 +291,9 @@ mod tests {
         assert_eq!(glued_record(&line), Some(&second[..]));
         assert_eq!(parse_native(second).unwrap().elapsed_ms, Some(40));
         assert_eq!(glued_record(second), None);
+        for l in [&line[..], second] {
+            assert_eq!(parse_native_glued(l), (parse_native(l), glued_record(l)));
+        }
     }
 
     #[test]

@@ -506,8 +506,9 @@ impl Tailer {
                 // bytes): each record is an entry of its own.
                 let mut next: Option<&[u8]> = Some(line.bytes);
                 while let Some(text) = next {
-                    next = src.format.glued_record(text);
-                    match src.format.parse(text) {
+                    let (parsed, glued) = src.format.parse_glued(text);
+                    next = glued;
+                    match parsed {
                         Ok(mut entry) => {
                             if multi {
                                 entry.extra.push((
