@@ -27,7 +27,7 @@ pub const SQUID5_RECORD_LIMIT: usize = 8191;
 /// A trailing `\r` is ignored. Valid UTF-8 input is not copied (fields borrow from `line`).
 pub fn parse_native(line: &[u8]) -> Result<Entry<'_>, ParseError> {
     let line = scan::trim_eol(line);
-    parse_up_to(line, cut_point(line))
+    parse_up_to(line, None, cut_point(line))
 }
 
 /// For a glued line (§6.3), the bytes of the second record, which the caller should parse as a
@@ -42,18 +42,36 @@ pub fn glued_record(line: &[u8]) -> Option<&[u8]> {
 pub(crate) fn parse_native_glued(line: &[u8]) -> (Result<Entry<'_>, ParseError>, Option<&[u8]>) {
     let line = scan::trim_eol(line);
     let cut = cut_point(line);
-    (parse_up_to(line, cut), second_record(line, cut))
+    (parse_up_to(line, None, cut), second_record(line, cut))
 }
 
-/// The first record of `line` (without its end of line), which ends at `cut` if there is one.
+/// [`parse_native_glued`] of a line the caller already knows to be text: it is not checked
+/// for UTF-8 again.
+pub(crate) fn parse_native_glued_text(
+    line: &str,
+) -> (Result<Entry<'_>, ParseError>, Option<&[u8]>) {
+    let bytes = scan::trim_eol(line.as_bytes());
+    // Only ASCII `\r` and `\n` were trimmed: the cut is on a character boundary.
+    let text = line.get(..bytes.len());
+    let cut = cut_point(bytes);
+    (parse_up_to(bytes, text, cut), second_record(bytes, cut))
+}
+
+/// The first record of `line` (without its end of line), which ends at `cut` if there is one;
+/// `text` is the line as text when the caller checked it already.
 #[inline]
-fn parse_up_to(line: &[u8], cut: Option<(usize, usize)>) -> Result<Entry<'_>, ParseError> {
+fn parse_up_to<'a>(
+    line: &'a [u8],
+    text: Option<&'a str>,
+    cut: Option<(usize, usize)>,
+) -> Result<Entry<'a>, ParseError> {
     if scan::is_blank(line) {
         return Err(ParseError::new(ParseErrorKind::Empty, 0));
     }
     match cut {
-        None => parse_record(line),
-        Some((cut, _)) => parse_truncated(&line[..cut]),
+        None => parse_record(line, text),
+        // A cut at 8191 bytes may fall inside a character: then the record's text is checked.
+        Some((cut, _)) => parse_truncated(&line[..cut], text.and_then(|t| t.get(..cut))),
     }
 }
 
@@ -164,7 +182,7 @@ impl<'a> Head<'a> {
 }
 
 #[inline]
-fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
+fn parse_record<'a>(line: &'a [u8], text: Option<&'a str>) -> Result<Entry<'a>, ParseError> {
     let head = parse_head(line)?;
     let mut cursor = Cursor {
         b: line,
@@ -198,7 +216,7 @@ fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
         .iter()
         .position(|&c| c == b'/')
         .ok_or(ParseError::new(ParseErrorKind::BadField, rest_start))?;
-    let src = Src::new(line);
+    let src = Src::of(line, text);
     let mut entry = Entry::default();
     head.fill(&mut entry, &src);
     entry.destination = src.opt(url);
@@ -214,14 +232,14 @@ fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
 
 /// The first record of a glued line: its head must be whole; the URL is what survived the cut,
 /// and the right-hand fields are kept only if the cut spared them.
-fn parse_truncated(line: &[u8]) -> Result<Entry<'_>, ParseError> {
+fn parse_truncated<'a>(line: &'a [u8], text: Option<&'a str>) -> Result<Entry<'a>, ParseError> {
     let truncated = (Cow::Borrowed("truncated"), Some(Cow::Borrowed("true")));
-    if let Ok(mut e) = parse_record(line) {
+    if let Ok(mut e) = parse_record(line, text) {
         e.extra.push(truncated);
         return Ok(e);
     }
     let head = parse_head(line)?;
-    let src = Src::new(line);
+    let src = Src::of(line, text);
     let mut entry = Entry::default();
     head.fill(&mut entry, &src);
     let mut cursor = Cursor {
@@ -293,6 +311,8 @@ mod tests {
         assert_eq!(glued_record(second), None);
         for l in [&line[..], second] {
             assert_eq!(parse_native_glued(l), (parse_native(l), glued_record(l)));
+            let text = std::str::from_utf8(l).unwrap();
+            assert_eq!(parse_native_glued_text(text), parse_native_glued(l));
         }
     }
 

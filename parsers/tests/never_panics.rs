@@ -78,6 +78,9 @@ proptest! {
         for line in [line, with_nul] {
             for f in formats() {
                 prop_assert_eq!(f.parse_glued(&line), (f.parse(&line), f.glued_record(&line)));
+                if let Ok(text) = std::str::from_utf8(&line) {
+                    prop_assert_eq!(f.parse_glued_text(text), f.parse_glued(&line));
+                }
             }
         }
     }
