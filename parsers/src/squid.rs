@@ -199,16 +199,13 @@ fn parse_record<'a>(line: &'a [u8], text: Option<&'a str>) -> Result<Entry<'a>, 
         }
     }
     // From the right: content type, then HIER/peer; the user is what lies between.
-    let sp = rest
-        .iter()
-        .rposition(|&c| c == b' ')
-        .ok_or(ParseError::new(
-            ParseErrorKind::MissingField,
-            rest_start + rest.len(),
-        ))?;
+    let sp = scan::rfind_space(rest).ok_or(ParseError::new(
+        ParseErrorKind::MissingField,
+        rest_start + rest.len(),
+    ))?;
     let mt = &rest[sp + 1..];
     let before = scan::trim_spaces(&rest[..sp]);
-    let (user, hier) = match before.iter().rposition(|&c| c == b' ') {
+    let (user, hier) = match scan::rfind_space(before) {
         Some(i) => (scan::trim_spaces(&before[..i]), &before[i + 1..]),
         None => (&b""[..], before),
     };
