@@ -53,6 +53,19 @@ impl<'a> Src<'a> {
         }
     }
 
+    /// [`Src::new`], unless `text` (the same line, checked by the caller) spares the check.
+    #[inline]
+    pub(crate) fn of(bytes: &'a [u8], text: Option<&'a str>) -> Self {
+        match text {
+            // The same memory: `Src::text` finds fields by their offset from `bytes`.
+            Some(t) if std::ptr::eq(t.as_bytes(), bytes) => Self {
+                bytes,
+                text: Some(t),
+            },
+            _ => Self::new(bytes),
+        }
+    }
+
     /// The text of `part`, a sub-slice of the line: borrowed when the line is valid UTF-8 (the
     /// parsers split at ASCII bytes, so the cut is on a character boundary), else lossy.
     #[inline]

@@ -88,6 +88,31 @@ impl Format {
         }
     }
 
+    /// [`Format::parse`] and [`Format::glued_record`] of one line at once (the native format
+    /// looks for the cut once, not twice): the first record's entry, and the second record of a
+    /// glued line, to be handed to this again.
+    pub fn parse_glued<'a>(
+        &self,
+        line: &'a [u8],
+    ) -> (Result<Entry<'a>, ParseError>, Option<&'a [u8]>) {
+        match self.kind {
+            Kind::Native => squid::parse_native_glued(line),
+            _ => (self.parse(line), None),
+        }
+    }
+
+    /// [`Format::parse_glued`] of a line the caller has already checked to be UTF-8 (the daemon
+    /// checks a whole read at once): the native format does not check it again.
+    pub fn parse_glued_text<'a>(
+        &self,
+        line: &'a str,
+    ) -> (Result<Entry<'a>, ParseError>, Option<&'a [u8]>) {
+        match self.kind {
+            Kind::Native => squid::parse_native_glued_text(line),
+            _ => self.parse_glued(line.as_bytes()),
+        }
+    }
+
     /// A short description for logs: the built-in name, `logformat <definition>` or
     /// `regex <pattern>`.
     pub fn describe(&self) -> String {

@@ -27,20 +27,58 @@ pub const SQUID5_RECORD_LIMIT: usize = 8191;
 /// A trailing `\r` is ignored. Valid UTF-8 input is not copied (fields borrow from `line`).
 pub fn parse_native(line: &[u8]) -> Result<Entry<'_>, ParseError> {
     let line = scan::trim_eol(line);
-    if scan::is_blank(line) {
-        return Err(ParseError::new(ParseErrorKind::Empty, 0));
-    }
-    match cut_point(line) {
-        None => parse_record(line),
-        Some((cut, _)) => parse_truncated(&line[..cut]),
-    }
+    parse_up_to(line, None, cut_point(line))
 }
 
 /// For a glued line (§6.3), the bytes of the second record, which the caller should parse as a
 /// line of its own (it may itself be glued); `None` for an ordinary line.
 pub fn glued_record(line: &[u8]) -> Option<&[u8]> {
     let line = scan::trim_eol(line);
-    let (_, next) = cut_point(line)?;
+    second_record(line, cut_point(line))
+}
+
+/// [`parse_native`] and [`glued_record`] of one line, which look for the cut (a scan of the whole
+/// line for a NUL) once instead of twice: the daemon's per-line call.
+pub(crate) fn parse_native_glued(line: &[u8]) -> (Result<Entry<'_>, ParseError>, Option<&[u8]>) {
+    let line = scan::trim_eol(line);
+    let cut = cut_point(line);
+    (parse_up_to(line, None, cut), second_record(line, cut))
+}
+
+/// [`parse_native_glued`] of a line the caller already knows to be text: it is not checked
+/// for UTF-8 again.
+pub(crate) fn parse_native_glued_text(
+    line: &str,
+) -> (Result<Entry<'_>, ParseError>, Option<&[u8]>) {
+    let bytes = scan::trim_eol(line.as_bytes());
+    // Only ASCII `\r` and `\n` were trimmed: the cut is on a character boundary.
+    let text = line.get(..bytes.len());
+    let cut = cut_point(bytes);
+    (parse_up_to(bytes, text, cut), second_record(bytes, cut))
+}
+
+/// The first record of `line` (without its end of line), which ends at `cut` if there is one;
+/// `text` is the line as text when the caller checked it already.
+#[inline]
+fn parse_up_to<'a>(
+    line: &'a [u8],
+    text: Option<&'a str>,
+    cut: Option<(usize, usize)>,
+) -> Result<Entry<'a>, ParseError> {
+    if scan::is_blank(line) {
+        return Err(ParseError::new(ParseErrorKind::Empty, 0));
+    }
+    match cut {
+        None => parse_record(line, text),
+        // A cut at 8191 bytes may fall inside a character: then the record's text is checked.
+        Some((cut, _)) => parse_truncated(&line[..cut], text.and_then(|t| t.get(..cut))),
+    }
+}
+
+/// What follows the cut, when it starts like a record.
+#[inline]
+fn second_record(line: &[u8], cut: Option<(usize, usize)>) -> Option<&[u8]> {
+    let (_, next) = cut?;
     let rest = &line[next..];
     looks_like_record_start(rest).then_some(rest)
 }
@@ -144,7 +182,7 @@ impl<'a> Head<'a> {
 }
 
 #[inline]
-fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
+fn parse_record<'a>(line: &'a [u8], text: Option<&'a str>) -> Result<Entry<'a>, ParseError> {
     let head = parse_head(line)?;
     let mut cursor = Cursor {
         b: line,
@@ -161,16 +199,13 @@ fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
         }
     }
     // From the right: content type, then HIER/peer; the user is what lies between.
-    let sp = rest
-        .iter()
-        .rposition(|&c| c == b' ')
-        .ok_or(ParseError::new(
-            ParseErrorKind::MissingField,
-            rest_start + rest.len(),
-        ))?;
+    let sp = scan::rfind_space(rest).ok_or(ParseError::new(
+        ParseErrorKind::MissingField,
+        rest_start + rest.len(),
+    ))?;
     let mt = &rest[sp + 1..];
     let before = scan::trim_spaces(&rest[..sp]);
-    let (user, hier) = match before.iter().rposition(|&c| c == b' ') {
+    let (user, hier) = match scan::rfind_space(before) {
         Some(i) => (scan::trim_spaces(&before[..i]), &before[i + 1..]),
         None => (&b""[..], before),
     };
@@ -178,7 +213,7 @@ fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
         .iter()
         .position(|&c| c == b'/')
         .ok_or(ParseError::new(ParseErrorKind::BadField, rest_start))?;
-    let src = Src::new(line);
+    let src = Src::of(line, text);
     let mut entry = Entry::default();
     head.fill(&mut entry, &src);
     entry.destination = src.opt(url);
@@ -194,14 +229,14 @@ fn parse_record(line: &[u8]) -> Result<Entry<'_>, ParseError> {
 
 /// The first record of a glued line: its head must be whole; the URL is what survived the cut,
 /// and the right-hand fields are kept only if the cut spared them.
-fn parse_truncated(line: &[u8]) -> Result<Entry<'_>, ParseError> {
+fn parse_truncated<'a>(line: &'a [u8], text: Option<&'a str>) -> Result<Entry<'a>, ParseError> {
     let truncated = (Cow::Borrowed("truncated"), Some(Cow::Borrowed("true")));
-    if let Ok(mut e) = parse_record(line) {
+    if let Ok(mut e) = parse_record(line, text) {
         e.extra.push(truncated);
         return Ok(e);
     }
     let head = parse_head(line)?;
-    let src = Src::new(line);
+    let src = Src::of(line, text);
     let mut entry = Entry::default();
     head.fill(&mut entry, &src);
     let mut cursor = Cursor {
@@ -271,6 +306,11 @@ mod tests {
         assert_eq!(glued_record(&line), Some(&second[..]));
         assert_eq!(parse_native(second).unwrap().elapsed_ms, Some(40));
         assert_eq!(glued_record(second), None);
+        for l in [&line[..], second] {
+            assert_eq!(parse_native_glued(l), (parse_native(l), glued_record(l)));
+            let text = std::str::from_utf8(l).unwrap();
+            assert_eq!(parse_native_glued_text(text), parse_native_glued(l));
+        }
     }
 
     #[test]

@@ -69,6 +69,22 @@ proptest! {
         }
     }
 
+    /// The daemon's one call per line gives what the two calls give (the mutations insert NULs,
+    /// so cut and glued records are reached).
+    #[test]
+    fn parse_glued_is_parse_and_glued_record(line in mutated(), nul in 0usize..300) {
+        let mut with_nul = line.clone();
+        with_nul.insert(nul % (line.len() + 1), 0);
+        for line in [line, with_nul] {
+            for f in formats() {
+                prop_assert_eq!(f.parse_glued(&line), (f.parse(&line), f.glued_record(&line)));
+                if let Ok(text) = std::str::from_utf8(&line) {
+                    prop_assert_eq!(f.parse_glued_text(text), f.parse_glued(&line));
+                }
+            }
+        }
+    }
+
     #[test]
     fn logformat_compiler_never_panics(def in "[ -~]{0,60}", line in prop::collection::vec(any::<u8>(), 0..120)) {
         if let Ok(f) = Format::from_logformat(&def) {

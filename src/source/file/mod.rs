@@ -504,10 +504,16 @@ impl Tailer {
             for line in lines.iter() {
                 // A Squid <= 5 line may hold a second record glued to the first (cut at 8191
                 // bytes): each record is an entry of its own.
+                // The line as checked text (the whole read's check), for the first record.
+                let mut checked = line.text;
                 let mut next: Option<&[u8]> = Some(line.bytes);
                 while let Some(text) = next {
-                    next = src.format.glued_record(text);
-                    match src.format.parse(text) {
+                    let (parsed, glued) = match checked.take() {
+                        Some(t) => src.format.parse_glued_text(t),
+                        None => src.format.parse_glued(text),
+                    };
+                    next = glued;
+                    match parsed {
                         Ok(mut entry) => {
                             if multi {
                                 entry.extra.push((
