@@ -537,6 +537,31 @@ async fn a_subscriber_lagging_behind_the_history_too_is_closed_4008() {
 }
 
 /// A Squid line numbered `seq` (its `bytes` field): POST when `seq` is even, GET otherwise.
+/// A daemon on an empty log with a 1,000-entry memory history and a 64 KiB subscriber budget:
+/// a burst of tens of thousands of lines passes any reader that is not keeping up.
+async fn burst_daemon() -> (TestConfig, Daemon) {
+    let files = TestConfig::with_users(&[
+        "--from-start",
+        "--history",
+        "1000",
+        "--subscriber-buffer-bytes",
+        "65536",
+    ]);
+    std::fs::write(files.access_log(), "").expect("log");
+    let daemon = Daemon::start(&files).await;
+    (files, daemon)
+}
+
+/// Appends lines 1..=`lines` of [`burst_line`] to the log in one write.
+fn append_burst(files: &TestConfig, lines: u64) {
+    let burst: String = (1..=lines).map(burst_line).collect();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(files.access_log())
+        .and_then(|mut f| std::io::Write::write_all(&mut f, burst.as_bytes()))
+        .expect("append the burst");
+}
+
 fn burst_line(seq: u64) -> String {
     let method = if seq % 2 == 0 { "POST" } else { "GET" };
     format!(
@@ -571,16 +596,7 @@ async fn slow_readers_through_a_burst_past_the_history_get_every_entry_from_the_
     const LINES: u64 = 60_000;
     const HISTORY: u64 = 1_000;
     const BUDGET: u64 = 65_536;
-    let files = TestConfig::with_users(&[
-        "--from-start",
-        "--history",
-        "1000",
-        "--subscriber-buffer-bytes",
-        "65536",
-    ]);
-    let log = files.access_log();
-    std::fs::write(&log, "").expect("log");
-    let daemon = Daemon::start(&files).await;
+    let (files, daemon) = burst_daemon().await;
     let mut fast = daemon.subscribe("&since=0").await;
     let token = fetch_token(daemon.addr).await;
     let mut slow = connect_small_rcvbuf(daemon.addr, &format!("token={token}&since=0")).await;
@@ -591,12 +607,7 @@ async fn slow_readers_through_a_burst_past_the_history_get_every_entry_from_the_
         assert_quiet(ws).await;
     }
     // The whole burst at once: the tailer reads it as fast as it can.
-    let burst: String = (1..=LINES).map(burst_line).collect();
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, burst.as_bytes()))
-        .expect("append the burst");
+    append_burst(&files, LINES);
     let (fast_tx, fast_rx) = tokio::sync::watch::channel(0u64);
     let fast_task = tokio::spawn(async move {
         let mut shortest = usize::MAX;
@@ -682,25 +693,11 @@ async fn a_steady_slow_reader_through_a_long_flood_is_not_taken_for_a_stalled_on
     const STEP: u64 = 50;
     const PAUSE: Duration = Duration::from_millis(250);
     let slow_for = proxytail::http::ws::STALL * 2 + Duration::from_secs(2);
-    let files = TestConfig::with_users(&[
-        "--from-start",
-        "--history",
-        "1000",
-        "--subscriber-buffer-bytes",
-        "65536",
-    ]);
-    let log = files.access_log();
-    std::fs::write(&log, "").expect("log");
-    let daemon = Daemon::start(&files).await;
+    let (files, daemon) = burst_daemon().await;
     let token = fetch_token(daemon.addr).await;
     let mut ws = connect_small_rcvbuf(daemon.addr, &format!("token={token}&since=0")).await;
     assert_quiet(&mut ws).await;
-    let burst: String = (1..=LINES).map(burst_line).collect();
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, burst.as_bytes()))
-        .expect("append the burst");
+    append_burst(&files, LINES);
     let slow_until = tokio::time::Instant::now() + slow_for;
     for expected in 1..=LINES {
         match next_event(&mut ws).await {
