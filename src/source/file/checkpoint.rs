@@ -15,7 +15,7 @@ use crate::source::file::follow::FilePosition;
 use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// File name of the checkpoint inside the state directory.
@@ -93,6 +93,25 @@ pub struct StateDir {
     dir: PathBuf,
     /// Holds the exclusive `flock` for as long as the daemon runs.
     _lock: File,
+    /// The directory itself, opened once: saves name their files relative to it (no walk of the
+    /// whole path twice per save) and `fsync` it without opening it each time.
+    dir_fd: File,
+    /// The two files of the last name saved, kept open from one save to the next: a save is then
+    /// a write and a swap, without opening, inspecting and closing the temp file each time (on a
+    /// quiet log a checkpoint is saved for every line).
+    kept: Option<Kept>,
+}
+
+/// The two files [`StateDir::save_file`] swaps, as last left.
+#[derive(Debug)]
+struct Kept {
+    /// The name saved (`checkpoint.json`); its temp file is `<name>.tmp`.
+    name: String,
+    /// The file named `<name>.tmp` now: the next save writes into it. `None` after a plain
+    /// rename (nothing is named so then) or before the first exchange.
+    tmp: Option<File>,
+    /// The file named `<name>` now: the exchange makes it the next temp file.
+    dst: Option<File>,
 }
 
 impl StateDir {
@@ -124,9 +143,15 @@ impl StateDir {
                 })
             }
         }
+        let dir_fd = File::open(dir).map_err(|source| StateError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
         Ok(StateDir {
             dir: dir.to_owned(),
             _lock: lock,
+            dir_fd,
+            kept: None,
         })
     }
 
@@ -163,38 +188,108 @@ impl StateDir {
     /// old checkpoint made ext4 free (and discard) the old inode's block and flush the new one on
     /// every batch: a third of the daemon's CPU at 1,000 lines/s and write-to-receipt tails of tens
     /// of milliseconds (BENCHMARKS.md). Where the exchange is unsupported, a plain rename.
-    pub fn save(&self, cp: &Checkpoint, sync: bool) -> io::Result<()> {
+    pub fn save(&mut self, cp: &Checkpoint, sync: bool) -> io::Result<()> {
         let bytes = serde_json::to_vec(cp).map_err(io::Error::other)?;
         self.save_file(CHECKPOINT_FILE, bytes, sync)
     }
 
     /// Replaces `name` in the state directory with JSON `bytes` the way [`StateDir::save`] does
     /// (the fleet central's checkpoint uses it too).
-    pub fn save_file(&self, name: &str, mut bytes: Vec<u8>, sync: bool) -> io::Result<()> {
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let dst = self.dir.join(name);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&tmp)?;
-        let old_len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    ///
+    /// The two files stay open between saves: after an exchange the old checkpoint's handle is
+    /// the next temp file. Whatever moved them meanwhile, a handle is used only while it still
+    /// has a name (a link count above 0), and a save that fails with kept handles is done once
+    /// more with both files opened by name, as if nothing had been kept.
+    pub fn save_file(&mut self, name: &str, mut bytes: Vec<u8>, sync: bool) -> io::Result<()> {
+        let kept = match self.kept.take() {
+            Some(k) if k.name == name => k,
+            _ => Kept {
+                name: name.to_owned(),
+                tmp: None,
+                dst: None,
+            },
+        };
+        let reused = kept.tmp.is_some();
+        match self.replace(kept, &mut bytes, sync) {
+            Ok(kept) => {
+                self.kept = Some(kept);
+                Ok(())
+            }
+            Err(_) if reused => {
+                let fresh = Kept {
+                    name: name.to_owned(),
+                    tmp: None,
+                    dst: None,
+                };
+                self.kept = Some(self.replace(fresh, &mut bytes, sync)?);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One save of [`StateDir::save_file`]: writes `bytes` into the temp file (the kept one, or
+    /// opened by name) and swaps it into place. Returns the files as they are named afterwards.
+    /// `bytes` may be left padded with spaces (still the same JSON, for a second try).
+    fn replace(&self, kept: Kept, bytes: &mut Vec<u8>, sync: bool) -> io::Result<Kept> {
+        use rustix::fs::{openat, renameat, renameat_with, Mode, OFlags, RenameFlags};
+        use rustix::io::Errno;
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let tmp_name = format!("{}.tmp", kept.name);
+        let linked = |f: File| -> io::Result<Option<(File, u64)>> {
+            let meta = f.metadata()?;
+            Ok((meta.nlink() > 0).then_some((f, meta.len())))
+        };
+        let (f, old_len) = match kept.tmp.map(linked).transpose()?.flatten() {
+            Some(found) => found,
+            None => {
+                let fd = openat(
+                    &self.dir_fd,
+                    tmp_name.as_str(),
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )?;
+                let f = File::from(fd);
+                let len = f.metadata()?.len();
+                (f, len)
+            }
+        };
+        let old_len = usize::try_from(old_len).unwrap_or(usize::MAX);
         if old_len > bytes.len() && old_len <= bytes.len() + PAD_LIMIT {
             bytes.resize(old_len, b' ');
         } else if old_len > bytes.len() {
             // Far larger than needed (an old history of many files): start small again.
             f.set_len(0)?;
         }
-        f.write_all(&bytes)?;
+        f.write_all_at(bytes, 0)?;
         if sync {
             f.sync_data()?;
         }
-        drop(f);
-        exchange_or_rename(&tmp, &dst)?;
+        let dir = &self.dir_fd;
+        let exchanged = match renameat_with(
+            dir,
+            tmp_name.as_str(),
+            dir,
+            kept.name.as_str(),
+            RenameFlags::EXCHANGE,
+        ) {
+            Ok(()) => true,
+            Err(e) if [Errno::NOENT, Errno::INVAL, Errno::NOSYS, Errno::OPNOTSUPP].contains(&e) => {
+                renameat(dir, tmp_name.as_str(), dir, kept.name.as_str())?;
+                false
+            }
+            Err(e) => return Err(e.into()),
+        };
         if sync {
-            File::open(&self.dir)?.sync_all()?;
+            self.dir_fd.sync_all()?;
         }
-        Ok(())
+        Ok(Kept {
+            // After an exchange the old checkpoint is named `<name>.tmp`; after a plain rename
+            // nothing is, and the next save creates it.
+            tmp: if exchanged { kept.dst } else { None },
+            dst: Some(f),
+            name: kept.name,
+        })
     }
 }
 
@@ -202,16 +297,100 @@ impl StateDir {
 /// truncated.
 const PAD_LIMIT: usize = 64 * 1024;
 
-/// Swaps `tmp` and `dst` atomically; a plain rename when `dst` does not exist yet or the file
-/// system cannot exchange.
-fn exchange_or_rename(tmp: &Path, dst: &Path) -> io::Result<()> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
-    use rustix::io::Errno;
-    match renameat_with(CWD, tmp, CWD, dst, RenameFlags::EXCHANGE) {
-        Ok(()) => Ok(()),
-        Err(e) if [Errno::NOENT, Errno::INVAL, Errno::NOSYS, Errno::OPNOTSUPP].contains(&e) => {
-            std::fs::rename(tmp, dst)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint whose JSON length varies with `n` (longer and shorter than the one before).
+    fn checkpoint(n: u64) -> Checkpoint {
+        let files = (0..(n * 7) % 5)
+            .map(|i| FilePosition {
+                dev: 1,
+                ino: 100 + i,
+                fp_len: 128,
+                fp: format!("{n:064x}"),
+                offset: n * 1000 + i,
+                past: Vec::new(),
+                born: None,
+                retired: false,
+            })
+            .collect();
+        Checkpoint::new(
+            n + 1,
+            vec![SourceCheckpoint {
+                path: PathBuf::from("/var/log/squid/access.log"),
+                files,
+            }],
+        )
+    }
+
+    fn loaded(state: &StateDir) -> Checkpoint {
+        match state.load() {
+            Loaded::Found(c) => c,
+            other => panic!("checkpoint not loadable: {other:?}"),
         }
-        Err(e) => Err(e.into()),
+    }
+
+    fn parsed(path: &Path) -> Checkpoint {
+        let bytes = std::fs::read(path).expect("readable");
+        serde_json::from_slice(&bytes).expect("whole JSON")
+    }
+
+    #[test]
+    fn many_saves_leave_the_newest_whole_and_never_write_the_live_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = StateDir::open(dir.path()).expect("open");
+        let live = dir.path().join(CHECKPOINT_FILE);
+        let tmp = dir.path().join(format!("{CHECKPOINT_FILE}.tmp"));
+        for n in 1..200 {
+            state.save(&checkpoint(n), n % 50 == 0).expect("save");
+            assert_eq!(loaded(&state), checkpoint(n));
+            // The previous checkpoint is the temp file now, whole: a save writes only into the
+            // file that is not named `checkpoint.json`, so a kill mid-write leaves that one as is.
+            if n > 1 {
+                assert_eq!(parsed(&tmp), checkpoint(n - 1));
+            }
+        }
+        assert_eq!(parsed(&live), checkpoint(199));
+        // A new process (the lock released first) sees the newest.
+        drop(state);
+        let state = StateDir::open(dir.path()).expect("reopen");
+        assert_eq!(loaded(&state), checkpoint(199));
+    }
+
+    #[test]
+    fn saves_go_on_whatever_replaced_or_removed_the_files_between_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = StateDir::open(dir.path()).expect("open");
+        let live = dir.path().join(CHECKPOINT_FILE);
+        let tmp = dir.path().join(format!("{CHECKPOINT_FILE}.tmp"));
+        state.save(&checkpoint(1), false).expect("save");
+        state.save(&checkpoint(2), false).expect("save");
+        // The checkpoint removed: the exchange finds no target and falls back to a plain rename.
+        std::fs::remove_file(&live).expect("remove");
+        state.save(&checkpoint(3), false).expect("save");
+        assert_eq!(loaded(&state), checkpoint(3));
+        assert!(!tmp.exists(), "a plain rename leaves no temp file");
+        state.save(&checkpoint(4), false).expect("save");
+        state.save(&checkpoint(5), false).expect("save");
+        assert_eq!(loaded(&state), checkpoint(5));
+        // The temp file removed under a kept handle: done again with the files opened by name.
+        std::fs::remove_file(&tmp).expect("remove");
+        state.save(&checkpoint(6), false).expect("save");
+        assert_eq!(loaded(&state), checkpoint(6));
+        // The checkpoint replaced by another file: its old handle (the next temp file) is unlinked
+        // and never written; the replacement is what gets overwritten and swapped.
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"{}").expect("write");
+        std::fs::rename(&other, &live).expect("rename");
+        for n in 7..10 {
+            state.save(&checkpoint(n), false).expect("save");
+            assert_eq!(loaded(&state), checkpoint(n));
+        }
+        // A temp file far longer than the content is cut back, not padded.
+        std::fs::write(&tmp, vec![b' '; 2 * PAD_LIMIT]).expect("write");
+        state.save(&checkpoint(10), false).expect("save");
+        assert_eq!(loaded(&state), checkpoint(10));
+        assert!(std::fs::metadata(&live).expect("stat").len() < PAD_LIMIT as u64);
     }
 }
