@@ -35,6 +35,11 @@ pub(super) struct OpenFile {
     /// Creation time (statx btime) where the file system reports it: a generation created after
     /// this file and rotated away before we looked is found by it (two rotations in one batch).
     pub(super) born: Option<std::time::SystemTime>,
+    /// The look after the last read found the file neither shrunk nor refilled (at `last_look`):
+    /// the next read of the current file needs no look before it, because the look after it
+    /// sees a truncation made at any time since, and rolls that read back (one look per read
+    /// instead of two: on a quiet log that is every line).
+    pub(super) verified: bool,
 }
 
 impl OpenFile {
@@ -68,6 +73,7 @@ impl OpenFile {
             partial: Vec::new(),
             discarding: false,
             last_growth: now,
+            verified: false,
         };
         let fp = f.read_prefix(meta.len())?;
         f.set_fp(fp);
@@ -168,16 +174,21 @@ impl OpenFile {
             buf.resize(READ_BUF_BYTES, 0);
         }
         let mut total = 0;
-        self.file.seek(SeekFrom::Start(self.read_pos))?;
         while total < budget {
-            let n = match self.file.read(buf) {
+            let n = match self.file.read_at(buf, self.read_pos) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             total += n;
+            // `consume` moves `read_pos` past all `n` bytes.
             self.consume(&buf[..n], opts, out, stats);
+            if n < buf.len() {
+                // A regular file reads short only at its end: asking again to be told so costs a
+                // system call per wake, and what is written after this read sends a wake of its own.
+                break;
+            }
         }
         Ok(total)
     }

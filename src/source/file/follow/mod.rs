@@ -27,7 +27,7 @@ use memchr::memchr;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::fs::{File, Metadata};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

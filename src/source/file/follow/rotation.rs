@@ -65,7 +65,8 @@ impl Follower {
             let before = out.len();
             // A truncation while reading would splice old and new content into one read: the
             // lines are kept only if the first bytes are unchanged afterwards, else rolled back
-            // and the truncation handled on the next call (at once: `more`).
+            // and the truncation handled on the next call (at once: `more`), or at once when the
+            // read had no look before it.
             let snapshot = (
                 file.read_pos,
                 file.committed,
@@ -73,8 +74,27 @@ impl Follower {
                 file.discarding,
                 self.stats.clone(),
             );
-            match file.read_lines(&self.opts, budget, out, &mut self.stats, &mut self.read_buf) {
-                Ok(n) if n > 0 && file.check_truncated().unwrap_or(false) => {
+            // Without a look before the read (`verified`), the look after it also covers the time
+            // before: it happens even when nothing was read (the file may have shrunk).
+            let looked_before = !file.verified;
+            let read =
+                file.read_lines(&self.opts, budget, out, &mut self.stats, &mut self.read_buf);
+            let truncated = match read {
+                Ok(n) if n > 0 || !looked_before => {
+                    let looked = std::time::SystemTime::now();
+                    let found = file.check_truncated();
+                    file.verified = matches!(found, Ok(false));
+                    if file.verified {
+                        // Every truncation until this look was seen: copies of later
+                        // `copytruncate` cycles are created after it.
+                        file.last_look = looked;
+                    }
+                    found.unwrap_or(false)
+                }
+                _ => false,
+            };
+            match read {
+                Ok(_) if truncated => {
                     tracing::debug!(
                         ino = file.id.ino,
                         "truncated while being read; reading again"
@@ -87,6 +107,11 @@ impl Follower {
                         file.discarding,
                         self.stats,
                     ) = snapshot;
+                    if !looked_before {
+                        // Truncated before this read, maybe long before: handled now, as the look
+                        // before the read would have (`verified` is false, so this happens once).
+                        return self.read_into_at(now, out);
+                    }
                     self.more = true;
                 }
                 Ok(n) => {
@@ -103,6 +128,7 @@ impl Follower {
                     self.state = FollowState::Following;
                 }
                 Err(e) => {
+                    file.verified = false;
                     self.state = FollowState::Error(format!("{}: {e}", self.path.display()));
                 }
             }
@@ -166,8 +192,14 @@ impl Follower {
             return;
         }
         if let Some(mut cur) = self.current.take() {
-            if let Err(e) = self.check_truncation(&mut cur, true, now) {
-                self.state = FollowState::Error(format!("{}: {e}", self.path.display()));
+            // Found unchanged after the last read: the look after this read covers the time since
+            // (`OpenFile::verified`). A file seen empty is looked at here, where content appearing
+            // in it is noticed (`check_truncation`).
+            if !cur.verified || cur.fp.is_empty() {
+                cur.verified = false;
+                if let Err(e) = self.check_truncation(&mut cur, true, now) {
+                    self.state = FollowState::Error(format!("{}: {e}", self.path.display()));
+                }
             }
             self.current = Some(cur);
         }
