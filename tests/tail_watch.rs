@@ -63,3 +63,26 @@ async fn poll_mode_uses_no_watch_and_a_short_interval() {
     assert!(w.polling());
     assert!(w.interval() < Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn a_removed_and_recreated_directory_is_watched_again_after_the_wakes_it_causes() {
+    let dir = tempfile::tempdir().unwrap();
+    let logdir = dir.path().join("squid");
+    fs::create_dir(&logdir).unwrap();
+    let log = logdir.join("access.log");
+    fs::write(&log, b"x\n").unwrap();
+    let (mut w, mut wakes) = Watch::new(std::slice::from_ref(&log), false);
+    // A write into the log: nothing to re-target.
+    fs::write(&log, b"y\n").unwrap();
+    timeout(BOUND, wakes.recv()).await.unwrap().unwrap();
+    assert!(!w.refresh_after_wake());
+    fs::remove_dir_all(&logdir).unwrap();
+    timeout(BOUND, wakes.recv()).await.unwrap().unwrap();
+    assert!(w.refresh_after_wake(), "the watch moves to the ancestor");
+    fs::create_dir(&logdir).unwrap();
+    timeout(BOUND, wakes.recv()).await.unwrap().unwrap();
+    assert!(w.refresh_after_wake(), "and back to the directory");
+    while wakes.try_recv().is_ok() {}
+    fs::write(&log, b"z\n").unwrap();
+    timeout(BOUND, wakes.recv()).await.unwrap().unwrap();
+}

@@ -451,14 +451,18 @@ impl Tailer {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let woken = tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
-                Some(()) = self.wakes.recv() => {}
-                _ = tick.tick() => {}
-                _ = keep_alive => {}
-            }
-            if self.watch.refresh() {
+                Some(()) = self.wakes.recv() => true,
+                _ = tick.tick() => false,
+                _ = keep_alive => false,
+            };
+            let moved = match woken {
+                true => self.watch.refresh_after_wake(),
+                false => self.watch.refresh(),
+            };
+            if moved {
                 tick = tokio::time::interval(self.watch.interval());
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             }

@@ -8,9 +8,17 @@
 //! overflow/rescan event is just a wake; when inotify cannot be set up at all (no inotify, watch
 //! limit reached) the watcher degrades to polling with a warning, as it does when polling is
 //! configured. In polling mode no wake is ever sent and the tailer's poll interval drives reads.
+//!
+//! The one thing read from an event is whether it can concern a watched directory itself: a
+//! wake from an event that only says a file's content changed or that it was opened or closed
+//! does not re-check the directories ([`Watch::refresh_after_wake`]); any other event, an
+//! overflow or an error does, and so does every safety tick.
+use notify::event::{EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -53,6 +61,11 @@ pub struct Watch {
     targets: Vec<Target>,
     /// Kept so the wake channel never closes in polling mode (the receiver then just never fires).
     _tx: mpsc::Sender<()>,
+    /// Set (before its wake is sent) by an event that may concern a directory: created, removed,
+    /// renamed, an overflow, an error. Wakes coalesce, this flag does too, and it stays set until
+    /// a refresh has looked: on a log's own writes (one event per line) the directories are not
+    /// looked at.
+    retarget: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Watch {
@@ -88,12 +101,13 @@ impl Watch {
             inner: None,
             targets,
             _tx: tx.clone(),
+            retarget: Arc::new(AtomicBool::new(false)),
         };
         if poll {
             tracing::info!("polling the logs every {POLL_INTERVAL:?} (inotify not used)");
             return (w, rx);
         }
-        match Watch::start(tx) {
+        match Watch::start(tx, w.retarget.clone()) {
             Ok(inner) => {
                 w.inner = Some(inner);
                 if let Err(e) = w.try_refresh() {
@@ -108,12 +122,26 @@ impl Watch {
         (w, rx)
     }
 
-    fn start(tx: mpsc::Sender<()>) -> Result<RecommendedWatcher, WatchError> {
+    fn start(
+        tx: mpsc::Sender<()>,
+        retarget: Arc<AtomicBool>,
+    ) -> Result<RecommendedWatcher, WatchError> {
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Any event, a rescan request (queue overflow, possibly without paths) or an error
             // is a reason to look; a full channel means a wake is already pending.
             if let Err(e) = &res {
                 tracing::debug!(error = %e, "watcher error; re-checking the logs");
+            }
+            // Content written, a file opened or closed: nothing a directory watch depends on.
+            let content_only = res.as_ref().is_ok_and(|ev| {
+                !ev.need_rescan()
+                    && matches!(
+                        ev.kind,
+                        EventKind::Modify(ModifyKind::Data(_)) | EventKind::Access(_)
+                    )
+            });
+            if !content_only {
+                retarget.store(true, Ordering::Release);
             }
             let _ = tx.try_send(());
         })
@@ -135,7 +163,8 @@ impl Watch {
     }
 
     /// Re-targets watches whose directory appeared, disappeared or was recreated. Cheap (a `stat`
-    /// per directory); the tailer calls it on every wake and tick. Returns true when a watch moved
+    /// per directory); the tailer calls it on every tick, and after a wake through
+    /// [`Watch::refresh_after_wake`]. Returns true when a watch moved
     /// (the caller should look at the files at once: events may have been missed meanwhile).
     pub fn refresh(&mut self) -> bool {
         match self.try_refresh() {
@@ -148,7 +177,19 @@ impl Watch {
         }
     }
 
+    /// [`Watch::refresh`] after a wake: only when an event since the last refresh may concern a
+    /// directory (a removed or renamed directory's watch reports it; a wake from a write into a
+    /// log does not). Returns false otherwise.
+    pub fn refresh_after_wake(&mut self) -> bool {
+        if !self.retarget.load(Ordering::Acquire) {
+            return false;
+        }
+        self.refresh()
+    }
+
     fn try_refresh(&mut self) -> Result<bool, WatchError> {
+        // Cleared before looking: an event after this sets it again, and its wake follows it.
+        self.retarget.store(false, Ordering::Release);
         let Some(inner) = &mut self.inner else {
             return Ok(false);
         };
