@@ -184,9 +184,11 @@ impl OpenFile {
             total += n;
             // `consume` moves `read_pos` past all `n` bytes.
             self.consume(&buf[..n], opts, out, stats);
-            if n < buf.len() {
+            if n < buf.len() && total == n {
                 // A regular file reads short only at its end: asking again to be told so costs a
                 // system call per wake, and what is written after this read sends a wake of its own.
+                // After full reads (a backlog, a busy writer) reading on takes what came meanwhile
+                // into this batch.
                 break;
             }
         }
